@@ -1,0 +1,14 @@
+//! llm-service: an LLM gateway built as a WebAssembly component host.
+//!
+//! The host owns mechanism (sockets, admission, the engine, capabilities);
+//! the handler component owns policy (routes, validation, response shapes).
+//! `main.rs` only wires these modules together.
+
+#![warn(missing_docs)]
+
+pub mod bindings;
+pub mod caps;
+pub mod config;
+pub mod logging;
+pub mod runtime;
+pub mod server;

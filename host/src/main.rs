@@ -1,0 +1,90 @@
+//! The `llm-service` binary: reads the configuration, then wires the engine,
+//! the handler, the capabilities and the listener together.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use llm_service::caps::runtime::ServiceRuntime;
+use llm_service::config::Config;
+use llm_service::runtime::engine::{EngineLimits, EpochTicker, build_engine};
+use llm_service::runtime::handler::{BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker};
+use llm_service::server::{self, Admission, Service};
+use llm_service::logging;
+
+fn main() -> ExitCode {
+    let config = Config::parse_or_exit();
+    logging::init(config.log.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "llm-service stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let engine = build_engine(EngineLimits {
+        max_instances: config.server.max_in_flight,
+        max_instance_memory: config.runtime.max_instance_memory,
+    })?;
+    let _ticker = EpochTicker::start(&engine).context("starting the epoch ticker")?;
+    let linker = handler_linker(&engine)?;
+
+    let (bytes, source_name) = match &config.runtime.component {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
+            (bytes, path.display().to_string())
+        }
+        None => (BUILTIN_HANDLER.to_vec(), format!("{BUILTIN_HANDLER_PATH} (built in)")),
+    };
+    let handler = Arc::new(HandlerComponent::load(&linker, &bytes, &source_name)?);
+
+    let runtime = ServiceRuntime::new(&config.backend.ollama_model);
+    let admission = Admission {
+        max_in_flight: config.server.max_in_flight,
+        max_body_bytes: config.server.max_body_bytes,
+        request_timeout: config.request_timeout(),
+    };
+    let listener = tokio::net::TcpListener::bind((config.server.bind, config.server.port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.server.bind, config.server.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        port = addr.port(),
+        component = handler.source_name(),
+        sha256 = handler.sha256(),
+        compile_ms = handler.compile_time().as_millis() as u64,
+        "llm-service listening"
+    );
+    let service = Arc::new(Service::new(handler, runtime, admission));
+    let drained = server::serve(listener, service, shutdown_signal(), config.shutdown_grace()).await;
+    if drained {
+        tracing::info!("all in-flight requests finished; exiting");
+    } else {
+        tracing::warn!("grace period over with requests still in flight; exiting");
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+    }
+}

@@ -1,0 +1,95 @@
+//! The one [`Engine`] every component runs on, and its epoch ticker.
+//!
+//! Guarantees: instance memory never grows past the configured limit (the
+//! pooling allocator refuses); the pool holds at least one instance slot per
+//! admitted request; one shared thread advances the epoch, so interrupting a
+//! runaway guest costs nothing per request (a per-request ticker thread cost
+//! `wasmtime serve` 100x throughput, wasmtime#11814).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances: the granularity of guest deadlines and of
+/// how often a busy guest yields its tokio worker.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Instance slots kept beyond the admission limit, for work the host starts
+/// itself (smoke checks of a new component, later).
+const SPARE_INSTANCE_SLOTS: u32 = 16;
+
+/// A Rust wasip2 component has a handful of core instances (the program, the
+/// WASI adapter, shims); these per-instance allowances cover that with room.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 4;
+
+/// What sizes the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    /// Instances alive at once (the admission limit).
+    pub max_instances: u32,
+    /// Linear memory one instance may grow to, in bytes.
+    pub max_instance_memory: u64,
+}
+
+/// Builds the engine: Cranelift, pooling allocator, epoch interruption.
+pub fn build_engine(limits: EngineLimits) -> wasmtime::Result<Engine> {
+    let slots = limits.max_instances.saturating_add(SPARE_INSTANCE_SLOTS);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memory_size(usize::try_from(limits.max_instance_memory).unwrap_or(usize::MAX));
+
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}
+
+/// The thread that advances `engine`'s epoch every [`EPOCH_TICK`]; stopped
+/// and joined on drop.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts ticking `engine`.
+    pub fn start(engine: &Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
+        let thread = std::thread::Builder::new().name("epoch-ticker".into()).spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            }
+        })?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

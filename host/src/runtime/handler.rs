@@ -1,0 +1,254 @@
+//! A loaded handler component and the life of one request through it.
+//!
+//! [`HandlerComponent::load`] compiles a component once, checks that it
+//! exports `wasi:http/incoming-handler` and pre-instantiates it.
+//! [`HandlerComponent::serve`] runs one request in a fresh instance (nothing
+//! is shared between requests but the compiled code) under a deadline: a
+//! computing guest yields its worker every epoch tick and is interrupted at
+//! the deadline; a guest stuck in a host call is dropped by a wall-clock
+//! timeout. Every failure is a value of [`InvokeError`] for that request only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::engine::EPOCH_TICK;
+use super::state::RequestState;
+use crate::caps;
+use crate::caps::runtime::ServiceRuntime;
+
+/// The default handler, built from `components/handler` by the build script.
+pub const BUILTIN_HANDLER: &[u8] = include_bytes!(env!("LLM_SERVICE_HANDLER_WASM"));
+/// Where [`BUILTIN_HANDLER`] was built.
+pub const BUILTIN_HANDLER_PATH: &str = env!("LLM_SERVICE_HANDLER_WASM");
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a valid component, or wasmtime could not compile it.
+    #[error("{source_name} does not compile: {reason}")]
+    Compile {
+        /// Where the bytes came from.
+        source_name: String,
+        /// wasmtime's explanation.
+        reason: String,
+    },
+    /// Compiles, but does not fit the `handler` world.
+    #[error("{source_name} is not a handler component: {reason}")]
+    NotAHandler {
+        /// Where the bytes came from.
+        source_name: String,
+        /// What is missing or mistyped.
+        reason: String,
+    },
+}
+
+/// Why one request got no response from the component.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The component ran past the request deadline and was interrupted.
+    #[error("the handler did not answer within {after:?}")]
+    Timeout {
+        /// The deadline.
+        after: Duration,
+    },
+    /// The component trapped (a panic, an out-of-memory abort, a host bug).
+    #[error("the handler failed: {reason}")]
+    Trap {
+        /// wasmtime's description of the trap.
+        reason: String,
+        /// What the guest wrote to stdout/stderr (its panic message, say).
+        guest_output: String,
+    },
+    /// No instance could be created (the pool is exhausted).
+    #[error("no component instance available: {reason}")]
+    Instantiate {
+        /// wasmtime's explanation.
+        reason: String,
+    },
+    /// The component answered with a `wasi:http` error code instead of a response.
+    #[error("the handler answered with an error: {code:?}")]
+    ErrorCode {
+        /// The code it gave.
+        code: ErrorCode,
+    },
+    /// The component returned without calling `response-outparam.set`.
+    #[error("the handler returned without a response")]
+    NoResponse,
+    /// The request could not be handed to the component.
+    #[error("malformed request: {reason}")]
+    BadRequest {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl InvokeError {
+    /// The HTTP status a client gets for this failure.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Instantiate { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Trap { .. } | Self::ErrorCode { .. } | Self::NoResponse => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+/// The linker every handler is instantiated with: WASI p2, `wasi:http` and
+/// the service's own capabilities.
+pub fn handler_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {
+    let mut linker = Linker::<RequestState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    caps::runtime::add_to_linker(&mut linker, |state| &mut state.runtime)?;
+    Ok(linker)
+}
+
+/// A compiled, pre-instantiated handler.
+pub struct HandlerComponent {
+    pre: ProxyPre<RequestState>,
+    sha256: String,
+    source_name: String,
+    compile_time: Duration,
+}
+
+impl HandlerComponent {
+    /// Compiles `bytes` (from `source_name`, for messages) and checks that
+    /// they are a handler.
+    pub fn load(
+        linker: &Linker<RequestState>,
+        bytes: &[u8],
+        source_name: &str,
+    ) -> Result<Self, LoadError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let started = Instant::now();
+        let component = Component::new(linker.engine(), bytes).map_err(|error| LoadError::Compile {
+            source_name: source_name.to_string(),
+            reason: format!("{error:#}"),
+        })?;
+        let compile_time = started.elapsed();
+        let not_a_handler = |error: wasmtime::Error| LoadError::NotAHandler {
+            source_name: source_name.to_string(),
+            reason: format!("{error:#}"),
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(not_a_handler)?;
+        let pre = ProxyPre::new(instance_pre).map_err(not_a_handler)?;
+        Ok(Self { pre, sha256, source_name: source_name.to_string(), compile_time })
+    }
+
+    /// SHA-256 of the component's bytes, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Where the component came from.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// How long compiling took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// Runs `request` in a fresh instance. `guard` is held until the instance
+    /// is gone (after the response body is complete), so admission counts
+    /// live instances, not just requests waiting for headers.
+    pub async fn serve(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+        runtime: ServiceRuntime,
+        timeout: Duration,
+        guard: impl Send + 'static,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
+        let mut store = Store::new(self.pre.engine(), RequestState::new(runtime));
+        let deadline = Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+
+        let (sender, receiver) = oneshot::channel();
+        let responded = Arc::new(AtomicBool::new(false));
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|error| InvokeError::BadRequest { reason: format!("{error:#}") })?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam_from_callback({
+                let responded = responded.clone();
+                move |response| {
+                    responded.store(true, Ordering::Release);
+                    let _ = sender.send(response);
+                }
+            })
+            .map_err(|error| InvokeError::BadRequest { reason: format!("{error:#}") })?;
+
+        let pre = self.pre.clone();
+        let sha256 = self.sha256.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let proxy = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|error| InvokeError::Instantiate { reason: format!("{error:#}") })?;
+            let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await;
+            let result = result.map_err(|error| classify_trap(&error, timeout, store.data().guest_output()));
+            if let Err(error) = &result
+                && responded.load(Ordering::Acquire)
+            {
+                // The client already has its status line; the body ends early.
+                tracing::warn!(cap = "handler", %sha256, %error, "handler failed while streaming its response");
+            }
+            result
+        });
+
+        // The epoch deadline normally fires first; this catches a guest
+        // parked in a host call, where epochs are not checked.
+        match tokio::time::timeout(timeout + 2 * EPOCH_TICK, receiver).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(code))) => Err(InvokeError::ErrorCode { code }),
+            Ok(Err(_dropped)) => match task.await {
+                Ok(Ok(())) => Err(InvokeError::NoResponse),
+                Ok(Err(error)) => Err(error),
+                Err(join_error) => Err(InvokeError::Trap {
+                    reason: format!("host task failed: {join_error}"),
+                    guest_output: String::new(),
+                }),
+            },
+            Err(_elapsed) => {
+                task.abort();
+                Err(InvokeError::Timeout { after: timeout })
+            }
+        }
+    }
+}
+
+fn classify_trap(error: &wasmtime::Error, timeout: Duration, guest_output: String) -> InvokeError {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return InvokeError::Timeout { after: timeout };
+    }
+    InvokeError::Trap { reason: format!("{error:#}"), guest_output }
+}

@@ -1,0 +1,179 @@
+//! The HTTP listener: accepts connections (HTTP/1.1, keep-alive), applies
+//! admission control and hands each admitted request to the handler.
+//!
+//! Admission, in order: more than `max_in_flight` requests in the service →
+//! 503 with `Retry-After`; a body over `max_body_bytes` → 413 (from
+//! `Content-Length` before reading, or while reading a chunked body). Every
+//! error the host produces itself is JSON, `{"error": "..."}`. On shutdown
+//! the listener closes at once and in-flight requests get a grace period.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::caps::runtime::ServiceRuntime;
+use crate::runtime::handler::HandlerComponent;
+
+/// Seconds a client told 503 should wait before trying again.
+const RETRY_AFTER_S: &str = "1";
+
+/// Everything a request needs, shared by all connections.
+pub struct Service {
+    handler: Arc<HandlerComponent>,
+    runtime: ServiceRuntime,
+    in_flight: Arc<Semaphore>,
+    max_body_bytes: u64,
+    request_timeout: Duration,
+}
+
+/// Admission limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// Requests in the service at once.
+    pub max_in_flight: u32,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: u64,
+    /// How long a request may take.
+    pub request_timeout: Duration,
+}
+
+impl Service {
+    /// A service answering with `handler` under `admission`.
+    pub fn new(handler: Arc<HandlerComponent>, runtime: ServiceRuntime, admission: Admission) -> Self {
+        Self {
+            handler,
+            runtime,
+            in_flight: Arc::new(Semaphore::new(admission.max_in_flight as usize)),
+            max_body_bytes: admission.max_body_bytes,
+            request_timeout: admission.request_timeout,
+        }
+    }
+
+    async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let mut response =
+                json_error(StatusCode::SERVICE_UNAVAILABLE, "the service is at its in-flight request limit; retry shortly");
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+            return response;
+        };
+        let request = match self.read_body(request).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        match self.handler.serve(request, self.runtime.clone(), self.request_timeout, permit).await {
+            Ok(response) => response,
+            Err(error) => {
+                let status = error.status();
+                match &error {
+                    crate::runtime::handler::InvokeError::Trap { guest_output, .. } => {
+                        tracing::warn!(cap = "handler", %method, %path, status = status.as_u16(), %error, guest_output, "request failed in the handler")
+                    }
+                    _ => tracing::warn!(cap = "handler", %method, %path, status = status.as_u16(), %error, "request failed in the handler"),
+                }
+                json_error(status, &error.to_string())
+            }
+        }
+    }
+
+    /// Reads the whole body, bounded by size and by the request deadline.
+    async fn read_body(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> Result<hyper::Request<Full<Bytes>>, hyper::Response<HyperOutgoingBody>> {
+        let too_large = || {
+            json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body exceeds MAX_BODY_BYTES ({} bytes)", self.max_body_bytes),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_body_bytes) {
+            return Err(too_large());
+        }
+        let (parts, body) = request.into_parts();
+        let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
+        let collected = tokio::time::timeout(self.request_timeout, Limited::new(body, limit).collect()).await;
+        match collected {
+            Ok(Ok(body)) => Ok(hyper::Request::from_parts(parts, Full::new(body.to_bytes()))),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Ok(Err(error)) => Err(json_error(StatusCode::BAD_REQUEST, &format!("reading the request body: {error}"))),
+            Err(_elapsed) => Err(json_error(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")),
+        }
+    }
+}
+
+/// `{"error": message}` with `status`.
+pub fn json_error(status: StatusCode, message: &str) -> hyper::Response<HyperOutgoingBody> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = hyper::Response::new(
+        Full::new(Bytes::from(body)).map_err(|never: Infallible| match never {}).boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Serves `listener` until `shutdown` completes, then waits up to `grace`
+/// for in-flight requests. Returns whether every connection drained in time.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> bool {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let connection = http1::Builder::new().keep_alive(true).serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |request| {
+                let service = service.clone();
+                async move { Ok::<_, Infallible>(service.handle(request).await) }
+            }),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(grace_s = grace.as_secs(), "shutting down: listener closed, draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => true,
+        () = tokio::time::sleep(grace) => false,
+    }
+}

@@ -1,0 +1,61 @@
+//! The default handler's routes, served by the real binary.
+
+use llm_service_test_support::{Client, Service};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
+
+fn start() -> Service {
+    Service::builder(BINARY).env("OLLAMA_MODEL", "test-model:1b").start()
+}
+
+#[test]
+fn health_has_the_seed_shape() {
+    let service = start();
+    let reply = Client::new().get(&service.url("/health"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let health = reply.json();
+    let keys: Vec<&str> = health.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys_sorted = keys.clone();
+    keys_sorted.sort_unstable();
+    assert_eq!(keys_sorted, ["cache_status", "model", "ollama_status", "service", "status", "timestamp"]);
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["service"], "llm-service");
+    assert_eq!(health["model"], "test-model:1b", "the model comes from OLLAMA_MODEL via the host");
+    assert_eq!(health["ollama_status"], "unknown");
+    assert_eq!(health["cache_status"], "unknown");
+    let timestamp = health["timestamp"].as_str().unwrap();
+    let parsed = humantime::parse_rfc3339(timestamp).unwrap_or_else(|e| panic!("{timestamp}: {e}"));
+    let age = std::time::SystemTime::now().duration_since(parsed).unwrap_or_default();
+    assert!(age.as_secs() < 3600, "timestamp {timestamp} is the current time");
+}
+
+#[test]
+fn unknown_path_is_404_json() {
+    let service = start();
+    let reply = Client::new().get(&service.url("/no-such-thing"));
+    assert_eq!(reply.status, 404);
+    let error = reply.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("/no-such-thing"), "{error}");
+}
+
+#[test]
+fn wrong_method_is_405_with_allow() {
+    let service = start();
+    let reply = Client::new().send("DELETE", &service.url("/health"), b"");
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET"));
+    assert!(reply.json()["error"].as_str().unwrap().contains("DELETE"));
+}
+
+#[test]
+fn startup_line_names_port_component_sha256_and_compile_time() {
+    let service = start();
+    let line = service.wait_for_log(std::time::Duration::from_secs(5), |line| line["message"] == "llm-service listening");
+    assert_eq!(line["port"].as_u64(), Some(u64::from(service.addr().port())));
+    assert!(line["component"].as_str().unwrap().contains("handler.wasm"), "{line}");
+    let sha256 = line["sha256"].as_str().unwrap();
+    assert_eq!(sha256.len(), 64);
+    assert!(sha256.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(line["compile_ms"].is_u64(), "{line}");
+}

@@ -1,0 +1,244 @@
+//! Fixtures for llm-service's integration tests: [`Service`] starts the real
+//! binary on 127.0.0.1 with a free port, reads back the address it logs, and
+//! kills it on drop; [`Client`] talks HTTP to it without treating 4xx/5xx as
+//! errors. Waiting is always for an event under a deadline, never a sleep.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the service may take to compile its component and listen.
+pub const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Environment variables the service reads; cleared so the caller's shell
+/// cannot leak settings into a test.
+const SERVICE_VARIABLES: &[&str] = &[
+    "LLM_SERVICE_PORT", "LLM_SERVICE_BIND", "OLLAMA_BASE_URL", "OLLAMA_MODEL", "REDIS_URL",
+    "LLM_RESPONSE_CACHE_TTL", "MAX_CONCURRENT_REQUESTS", "REQUEST_TIMEOUT", "CACHE_MAX_SIZE",
+    "MAX_BODY_BYTES", "MAX_IN_FLIGHT", "MAX_INSTANCE_MEMORY", "SHUTDOWN_GRACE_PERIOD",
+    "LLM_SERVICE_COMPONENT", "LOG_FORMAT", "RUST_LOG",
+];
+
+/// The log lines a running service has written (stderr, JSON).
+#[derive(Default)]
+struct LogBook {
+    lines: Mutex<Vec<serde_json::Value>>,
+    changed: Condvar,
+}
+
+/// A running `llm-service` process.
+pub struct Service {
+    child: Child,
+    addr: SocketAddr,
+    logs: Arc<LogBook>,
+}
+
+/// How to start a [`Service`].
+pub struct ServiceBuilder {
+    command: Command,
+}
+
+impl Service {
+    /// A builder for the binary at `binary` (pass `env!("CARGO_BIN_EXE_llm-service")`).
+    pub fn builder(binary: impl AsRef<Path>) -> ServiceBuilder {
+        let mut command = Command::new(binary.as_ref());
+        for variable in SERVICE_VARIABLES {
+            command.env_remove(variable);
+        }
+        command
+            .env("LLM_SERVICE_PORT", "0")
+            .env("LLM_SERVICE_BIND", "127.0.0.1")
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        ServiceBuilder { command }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The address the service listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit, up to `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for llm-service") {
+                return status;
+            }
+            assert!(Instant::now() < until, "llm-service did not exit within {deadline:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until a log line satisfies `matches`, up to `deadline`, and returns it.
+    pub fn wait_for_log(
+        &self,
+        deadline: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        wait_for_log(&self.logs, deadline, matches)
+            .unwrap_or_else(|| panic!("no matching log line within {deadline:?}; logs: {:#?}", self.logs()))
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs.lines.lock().unwrap().clone()
+    }
+}
+
+impl ServiceBuilder {
+    /// Sets an environment variable for the service.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    /// Serves the component at `path` instead of the built-in handler.
+    pub fn component(mut self, path: &str) -> Self {
+        self.command.args(["--component", path]);
+        self
+    }
+
+    /// Starts the process and waits until it listens.
+    pub fn start(mut self) -> Service {
+        let mut child = self.command.spawn().expect("spawning llm-service");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(LogBook::default());
+        std::thread::spawn({
+            let logs = logs.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let value = serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line));
+                    logs.lines.lock().unwrap().push(value);
+                    logs.changed.notify_all();
+                }
+            }
+        });
+        let listening = wait_for_log(&logs, START_DEADLINE, |line| line["message"] == "llm-service listening");
+        let Some(listening) = listening else {
+            let _ = child.kill();
+            panic!("llm-service did not start; logs: {:#?}", logs.lines.lock().unwrap());
+        };
+        let addr = listening["addr"].as_str().expect("addr field").parse().expect("addr parses");
+        Service { child, addr, logs }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_log(
+    logs: &LogBook,
+    deadline: Duration,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> Option<serde_json::Value> {
+    let until = Instant::now() + deadline;
+    let mut lines = logs.lines.lock().unwrap();
+    loop {
+        if let Some(found) = lines.iter().find(|line| matches(line)) {
+            return Some(found.clone());
+        }
+        let left = until.checked_duration_since(Instant::now())?;
+        lines = logs.changed.wait_timeout(lines, left).unwrap().0;
+    }
+}
+
+/// A finished HTTP exchange.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Response headers, names lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Reply {
+    /// The body parsed as JSON (panics with the body if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+}
+
+/// An HTTP client that returns every status as a [`Reply`].
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Client {
+    /// A client with a 60 s overall timeout per call.
+    pub fn new() -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Self { agent }
+    }
+
+    /// GET `url`.
+    pub fn get(&self, url: &str) -> Reply {
+        reply(self.agent.get(url).call().unwrap_or_else(|error| panic!("GET {url}: {error}")))
+    }
+
+    /// `method` `url` with `body` (sent with a Content-Length).
+    pub fn send(&self, method: &str, url: &str, body: &[u8]) -> Reply {
+        let request = ureq::http::Request::builder().method(method).uri(url).body(body.to_vec()).unwrap();
+        reply(self.agent.run(request).unwrap_or_else(|error| panic!("{method} {url}: {error}")))
+    }
+
+    /// POST `url` with `body` sent chunked (no Content-Length).
+    pub fn post_chunked(&self, url: &str, body: &[u8]) -> Reply {
+        let mut reader = body;
+        let response = self
+            .agent
+            .post(url)
+            .send(ureq::SendBody::from_reader(&mut reader))
+            .unwrap_or_else(|error| panic!("POST {url}: {error}"));
+        reply(response)
+    }
+}
+
+fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), value.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    Reply { status, headers, body }
+}
