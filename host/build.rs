@@ -10,10 +10,8 @@ use std::process::Command;
 
 /// The guest crates the host needs, and the environment variable each
 /// artifact's path is published under.
-const ARTIFACTS: &[(&str, &str)] = &[
-    ("handler", "LLM_SERVICE_HANDLER_WASM"),
-    ("misbehave", "LLM_SERVICE_TEST_PROGRAM_MISBEHAVE"),
-];
+const ARTIFACTS: &[(&str, &str)] =
+    &[("handler", "LLM_SERVICE_HANDLER_WASM"), ("misbehave", "LLM_SERVICE_TEST_PROGRAM_MISBEHAVE")];
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
 

@@ -40,7 +40,11 @@ pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
 
 /// All of the service's settings.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "llm-service", version, about = "LLM gateway: a wasmtime host serving a hot-swappable handler component")]
+#[command(
+    name = "llm-service",
+    version,
+    about = "LLM gateway: a wasmtime host serving a hot-swappable handler component"
+)]
 pub struct Config {
     /// The HTTP listener.
     #[command(flatten)]

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use llm_service::caps::runtime::ServiceRuntime;
 use llm_service::config::Config;
-use llm_service::runtime::engine::{EngineLimits, EpochTicker, build_engine};
-use llm_service::runtime::handler::{BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker};
-use llm_service::server::{self, Admission, Service};
 use llm_service::logging;
+use llm_service::runtime::engine::{EngineLimits, EpochTicker, build_engine};
+use llm_service::runtime::handler::{
+    BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker,
+};
+use llm_service::server::{self, Admission, Service};
 
 fn main() -> ExitCode {
     let config = Config::parse_or_exit();
@@ -41,7 +43,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let (bytes, source_name) = match &config.runtime.component {
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
             (bytes, path.display().to_string())
         }
         None => (BUILTIN_HANDLER.to_vec(), format!("{BUILTIN_HANDLER_PATH} (built in)")),
@@ -79,7 +82,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

@@ -63,8 +63,10 @@ impl Service {
 
     async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            let mut response =
-                json_error(StatusCode::SERVICE_UNAVAILABLE, "the service is at its in-flight request limit; retry shortly");
+            let mut response = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the service is at its in-flight request limit; retry shortly",
+            );
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
             return response;
         };
@@ -82,7 +84,9 @@ impl Service {
                     crate::runtime::handler::InvokeError::Trap { guest_output, .. } => {
                         tracing::warn!(cap = "handler", %method, %path, status = status.as_u16(), %error, guest_output, "request failed in the handler")
                     }
-                    _ => tracing::warn!(cap = "handler", %method, %path, status = status.as_u16(), %error, "request failed in the handler"),
+                    _ => {
+                        tracing::warn!(cap = "handler", %method, %path, status = status.as_u16(), %error, "request failed in the handler")
+                    }
                 }
                 json_error(status, &error.to_string())
             }
@@ -114,8 +118,12 @@ impl Service {
         match collected {
             Ok(Ok(body)) => Ok(hyper::Request::from_parts(parts, Full::new(body.to_bytes()))),
             Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Ok(Err(error)) => Err(json_error(StatusCode::BAD_REQUEST, &format!("reading the request body: {error}"))),
-            Err(_elapsed) => Err(json_error(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")),
+            Ok(Err(error)) => {
+                Err(json_error(StatusCode::BAD_REQUEST, &format!("reading the request body: {error}")))
+            }
+            Err(_elapsed) => {
+                Err(json_error(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time"))
+            }
         }
     }
 }

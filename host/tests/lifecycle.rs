@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use llm_service_test_support::{Client, Service};
+use llm_service_test_support::{Client, SERVICE_VARIABLES, Service};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const MISBEHAVE: &str = env!("LLM_SERVICE_TEST_PROGRAM_MISBEHAVE");
@@ -35,11 +35,7 @@ fn help_documents_every_seed_variable() {
     let output = Command::new(BINARY).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for variable in [
-        "LLM_SERVICE_PORT", "OLLAMA_BASE_URL", "OLLAMA_MODEL", "REDIS_URL", "LLM_RESPONSE_CACHE_TTL",
-        "MAX_CONCURRENT_REQUESTS", "REQUEST_TIMEOUT", "CACHE_MAX_SIZE", "MAX_BODY_BYTES", "MAX_IN_FLIGHT",
-        "MAX_INSTANCE_MEMORY",
-    ] {
+    for variable in SERVICE_VARIABLES.iter().filter(|variable| **variable != "RUST_LOG") {
         assert!(help.contains(&format!("[env: {variable}")), "--help lacks {variable}:\n{help}");
     }
 }
@@ -60,9 +56,15 @@ fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
 
     service.terminate();
     let reply = slow.join().unwrap();
-    assert_eq!((reply.status, reply.body.as_str()), (200, "slept 1500 ms"), "the in-flight request completes");
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "slept 1500 ms"),
+        "the in-flight request completes"
+    );
     let status = service.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));
     assert!(std::net::TcpStream::connect(service.addr()).is_err(), "the listener is closed");
-    service.wait_for_log(Duration::from_secs(1), |line| line["message"] == "all in-flight requests finished; exiting");
+    service.wait_for_log(Duration::from_secs(1), |line| {
+        line["message"] == "all in-flight requests finished; exiting"
+    });
 }

@@ -51,7 +51,8 @@ fn wrong_method_is_405_with_allow() {
 #[test]
 fn startup_line_names_port_component_sha256_and_compile_time() {
     let service = start();
-    let line = service.wait_for_log(std::time::Duration::from_secs(5), |line| line["message"] == "llm-service listening");
+    let line = service
+        .wait_for_log(std::time::Duration::from_secs(5), |line| line["message"] == "llm-service listening");
     assert_eq!(line["port"].as_u64(), Some(u64::from(service.addr().port())));
     assert!(line["component"].as_str().unwrap().contains("handler.wasm"), "{line}");
     let sha256 = line["sha256"].as_str().unwrap();

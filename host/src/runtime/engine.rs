@@ -51,9 +51,7 @@ pub fn build_engine(limits: EngineLimits) -> wasmtime::Result<Engine> {
         .max_memory_size(usize::try_from(limits.max_instance_memory).unwrap_or(usize::MAX));
 
     let mut config = Config::new();
-    config
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }
 

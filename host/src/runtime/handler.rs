@@ -130,11 +130,7 @@ pub struct HandlerComponent {
 impl HandlerComponent {
     /// Compiles `bytes` (from `source_name`, for messages) and checks that
     /// they are a handler.
-    pub fn load(
-        linker: &Linker<RequestState>,
-        bytes: &[u8],
-        source_name: &str,
-    ) -> Result<Self, LoadError> {
+    pub fn load(linker: &Linker<RequestState>, bytes: &[u8], source_name: &str) -> Result<Self, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let started = Instant::now();
         let component = Component::new(linker.engine(), bytes).map_err(|error| LoadError::Compile {
@@ -180,11 +176,7 @@ impl HandlerComponent {
         let deadline = Instant::now() + timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
 
         let (sender, receiver) = oneshot::channel();

@@ -13,13 +13,25 @@ use std::time::{Duration, Instant};
 /// How long the service may take to compile its component and listen.
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Environment variables the service reads; cleared so the caller's shell
-/// cannot leak settings into a test.
-const SERVICE_VARIABLES: &[&str] = &[
-    "LLM_SERVICE_PORT", "LLM_SERVICE_BIND", "OLLAMA_BASE_URL", "OLLAMA_MODEL", "REDIS_URL",
-    "LLM_RESPONSE_CACHE_TTL", "MAX_CONCURRENT_REQUESTS", "REQUEST_TIMEOUT", "CACHE_MAX_SIZE",
-    "MAX_BODY_BYTES", "MAX_IN_FLIGHT", "MAX_INSTANCE_MEMORY", "SHUTDOWN_GRACE_PERIOD",
-    "LLM_SERVICE_COMPONENT", "LOG_FORMAT", "RUST_LOG",
+/// Environment variables the service reads (plus RUST_LOG); cleared so the
+/// caller's shell cannot leak settings into a test.
+pub const SERVICE_VARIABLES: &[&str] = &[
+    "LLM_SERVICE_PORT",
+    "LLM_SERVICE_BIND",
+    "OLLAMA_BASE_URL",
+    "OLLAMA_MODEL",
+    "REDIS_URL",
+    "LLM_RESPONSE_CACHE_TTL",
+    "MAX_CONCURRENT_REQUESTS",
+    "REQUEST_TIMEOUT",
+    "CACHE_MAX_SIZE",
+    "MAX_BODY_BYTES",
+    "MAX_IN_FLIGHT",
+    "MAX_INSTANCE_MEMORY",
+    "SHUTDOWN_GRACE_PERIOD",
+    "LLM_SERVICE_COMPONENT",
+    "LOG_FORMAT",
+    "RUST_LOG",
 ];
 
 /// The log lines a running service has written (stderr, JSON).
@@ -130,7 +142,8 @@ impl ServiceBuilder {
                 }
             }
         });
-        let listening = wait_for_log(&logs, START_DEADLINE, |line| line["message"] == "llm-service listening");
+        let listening =
+            wait_for_log(&logs, START_DEADLINE, |line| line["message"] == "llm-service listening");
         let Some(listening) = listening else {
             let _ = child.kill();
             panic!("llm-service did not start; logs: {:#?}", logs.lines.lock().unwrap());
