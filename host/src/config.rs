@@ -10,19 +10,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 
+pub use crate::caps::backend::config::BackendConfig;
+
 /// The seed's port.
 pub const DEFAULT_PORT: u16 = 6001;
 /// Listen on every interface, as the seed's container does.
 pub const DEFAULT_BIND: &str = "0.0.0.0";
-/// A native install talks to a local Ollama; containers set the seed's
-/// `http://host.docker.internal:11434` through the environment.
-pub const DEFAULT_OLLAMA_BASE_URL: &str = "http://localhost:11434";
-/// The seed's model.
-pub const DEFAULT_OLLAMA_MODEL: &str = "llama3:8b-instruct-q5_K_M";
 /// The seed's one-hour TTL for generated responses.
 pub const DEFAULT_CACHE_TTL_S: u64 = 3600;
-/// The seed's bound on generations in flight to the backend.
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 10;
 /// The seed's request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 30;
 /// The seed's bound on cached entries in process.
@@ -52,6 +47,9 @@ pub struct Config {
     /// The model backend.
     #[command(flatten)]
     pub backend: BackendConfig,
+    /// The handler's generation policy.
+    #[command(flatten)]
+    pub generation: GenerationConfig,
     /// The response cache.
     #[command(flatten)]
     pub cache: CacheConfig,
@@ -88,21 +86,101 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
 }
 
-/// The model backend (Ollama).
+/// Overrides of the handler's generation policy. Unset, the handler's own
+/// defaults (the seed's DEFAULT_GENERATION_SETTINGS) apply; set, they are
+/// validated here and handed to the component as its environment.
 #[derive(Debug, Clone, Args)]
-pub struct BackendConfig {
-    /// Base URL of the Ollama server.
-    #[arg(long, env = "OLLAMA_BASE_URL", value_name = "OLLAMA_BASE_URL", default_value = DEFAULT_OLLAMA_BASE_URL,
-          value_parser = parse_base_url)]
-    pub ollama_base_url: http::Uri,
-    /// Model used when a request names none.
-    #[arg(long, env = "OLLAMA_MODEL", value_name = "OLLAMA_MODEL", default_value = DEFAULT_OLLAMA_MODEL,
-          value_parser = parse_non_empty)]
-    pub ollama_model: String,
-    /// Generations in flight to the backend at once.
-    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", value_name = "MAX_CONCURRENT_REQUESTS",
-          default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_concurrent_requests: u32,
+pub struct GenerationConfig {
+    /// Default max_tokens (1-8192; the seed's is 500).
+    #[arg(long, env = "DEFAULT_MAX_TOKENS", value_name = "DEFAULT_MAX_TOKENS",
+          value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub default_max_tokens: Option<u32>,
+    /// Default temperature (0-2; the seed's is 0.8).
+    #[arg(long, env = "DEFAULT_TEMPERATURE", value_name = "DEFAULT_TEMPERATURE", value_parser = parse_temperature)]
+    pub default_temperature: Option<f64>,
+    /// Default top_p (above 0, at most 1; the seed's is 0.9).
+    #[arg(long, env = "DEFAULT_TOP_P", value_name = "DEFAULT_TOP_P", value_parser = parse_top_p)]
+    pub default_top_p: Option<f64>,
+    /// Default top_k (1 or more; the seed's is 40).
+    #[arg(long, env = "DEFAULT_TOP_K", value_name = "DEFAULT_TOP_K",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub default_top_k: Option<u32>,
+    /// Default repeat_penalty (above 0; the seed's is 1.1).
+    #[arg(long, env = "DEFAULT_REPEAT_PENALTY", value_name = "DEFAULT_REPEAT_PENALTY", value_parser = parse_positive)]
+    pub default_repeat_penalty: Option<f64>,
+    /// Default stop sequences, a JSON array of strings (the seed's is ["Human:", "Assistant:", "\n\n\n"]).
+    #[arg(long, env = "DEFAULT_STOP", value_name = "DEFAULT_STOP", value_parser = parse_stop)]
+    pub default_stop: Option<String>,
+    /// Longest prompt accepted, in characters (default 32768).
+    #[arg(long, env = "MAX_PROMPT_CHARS", value_name = "MAX_PROMPT_CHARS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_prompt_chars: Option<u32>,
+    /// Models tried in order when the requested one is missing or fails, comma-separated.
+    #[arg(long, env = "FALLBACK_MODELS", value_name = "FALLBACK_MODELS")]
+    pub fallback_models: Option<String>,
+    /// Most items in one POST /generate/batch (default 32).
+    #[arg(long, env = "MAX_BATCH", value_name = "MAX_BATCH", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_batch: Option<u32>,
+}
+
+impl GenerationConfig {
+    /// The variables set, as the component's environment.
+    pub fn guest_environment(&self) -> Vec<(String, String)> {
+        let mut environment = Vec::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                environment.push((key.to_string(), value));
+            }
+        };
+        put("DEFAULT_MAX_TOKENS", self.default_max_tokens.map(|v| v.to_string()));
+        put("DEFAULT_TEMPERATURE", self.default_temperature.map(|v| v.to_string()));
+        put("DEFAULT_TOP_P", self.default_top_p.map(|v| v.to_string()));
+        put("DEFAULT_TOP_K", self.default_top_k.map(|v| v.to_string()));
+        put("DEFAULT_REPEAT_PENALTY", self.default_repeat_penalty.map(|v| v.to_string()));
+        put("DEFAULT_STOP", self.default_stop.clone());
+        put("MAX_PROMPT_CHARS", self.max_prompt_chars.map(|v| v.to_string()));
+        put("FALLBACK_MODELS", self.fallback_models.clone());
+        put("MAX_BATCH", self.max_batch.map(|v| v.to_string()));
+        environment
+    }
+}
+
+fn parse_f64(value: &str) -> Result<f64, String> {
+    let number: f64 = value.trim().parse().map_err(|_| "not a number".to_string())?;
+    if !number.is_finite() {
+        return Err("not a finite number".into());
+    }
+    Ok(number)
+}
+
+fn parse_temperature(value: &str) -> Result<f64, String> {
+    let number = parse_f64(value)?;
+    if !(0.0..=2.0).contains(&number) {
+        return Err("must be between 0 and 2".into());
+    }
+    Ok(number)
+}
+
+fn parse_top_p(value: &str) -> Result<f64, String> {
+    let number = parse_f64(value)?;
+    if !(number > 0.0 && number <= 1.0) {
+        return Err("must be above 0 and at most 1".into());
+    }
+    Ok(number)
+}
+
+fn parse_positive(value: &str) -> Result<f64, String> {
+    let number = parse_f64(value)?;
+    if number <= 0.0 {
+        return Err("must be above 0".into());
+    }
+    Ok(number)
+}
+
+fn parse_stop(value: &str) -> Result<String, String> {
+    let stop: Vec<String> = serde_json::from_str(value)
+        .map_err(|_| "must be a JSON array of strings, like [\"Human:\"]".to_string())?;
+    Ok(serde_json::to_string(&stop).unwrap_or_default())
 }
 
 /// The response cache.
@@ -175,26 +253,6 @@ impl Config {
     }
 }
 
-fn parse_non_empty(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    Ok(value.to_string())
-}
-
-/// An absolute http(s) URL with a host, such as `http://localhost:11434`.
-fn parse_base_url(value: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = value.parse().map_err(|error| format!("not a URL: {error}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err("must start with http:// or https://".into()),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("has no host".into());
-    }
-    Ok(uri)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,13 +277,6 @@ mod tests {
         let error = parse(&["--port", "abc"]).unwrap_err().to_string();
         assert!(error.contains("LLM_SERVICE_PORT"), "{error}");
         assert!(error.contains("'abc'"), "{error}");
-    }
-
-    #[test]
-    fn base_url_needs_a_scheme_and_a_host() {
-        assert!(parse_base_url("http://localhost:11434").is_ok());
-        assert_eq!(parse_base_url("localhost:11434").unwrap_err(), "must start with http:// or https://");
-        assert!(parse_base_url("ftp://x").is_err());
     }
 
     #[test]

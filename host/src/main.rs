@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use llm_service::caps::HostCapabilities;
+use llm_service::caps::backend::Backend;
 use llm_service::caps::runtime::ServiceRuntime;
 use llm_service::config::Config;
 use llm_service::logging;
@@ -51,7 +53,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let handler = Arc::new(HandlerComponent::load(&linker, &bytes, &source_name)?);
 
-    let runtime = ServiceRuntime::new(&config.backend.ollama_model);
+    let mut guest_environment = vec![
+        ("BACKEND_KIND".to_string(), config.backend.backend_kind.as_str().to_string()),
+        (
+            "BACKEND_BASE_URL".to_string(),
+            config.backend.base_url().to_string().trim_end_matches('/').to_string(),
+        ),
+    ];
+    guest_environment.extend(config.generation.guest_environment());
+    let capabilities = HostCapabilities {
+        runtime: ServiceRuntime::new(&config.backend.ollama_model),
+        backend: Arc::new(Backend::new(&config.backend)),
+        guest_environment: guest_environment.into(),
+    };
     let admission = Admission {
         max_in_flight: config.server.max_in_flight,
         max_body_bytes: config.server.max_body_bytes,
@@ -69,7 +83,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         compile_ms = handler.compile_time().as_millis() as u64,
         "llm-service listening"
     );
-    let service = Arc::new(Service::new(handler, runtime, admission));
+    let service = Arc::new(Service::new(handler, capabilities, admission));
     let drained = server::serve(listener, service, shutdown_signal(), config.shutdown_grace()).await;
     if drained {
         tracing::info!("all in-flight requests finished; exiting");

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::caps::runtime::ServiceRuntime;
+use crate::caps::HostCapabilities;
 use crate::runtime::handler::HandlerComponent;
 
 /// Seconds a client told 503 should wait before trying again.
@@ -32,7 +32,7 @@ const RETRY_AFTER_S: &str = "1";
 /// Everything a request needs, shared by all connections.
 pub struct Service {
     handler: Arc<HandlerComponent>,
-    runtime: ServiceRuntime,
+    capabilities: HostCapabilities,
     in_flight: Arc<Semaphore>,
     max_body_bytes: u64,
     request_timeout: Duration,
@@ -51,10 +51,10 @@ pub struct Admission {
 
 impl Service {
     /// A service answering with `handler` under `admission`.
-    pub fn new(handler: Arc<HandlerComponent>, runtime: ServiceRuntime, admission: Admission) -> Self {
+    pub fn new(handler: Arc<HandlerComponent>, capabilities: HostCapabilities, admission: Admission) -> Self {
         Self {
             handler,
-            runtime,
+            capabilities,
             in_flight: Arc::new(Semaphore::new(admission.max_in_flight as usize)),
             max_body_bytes: admission.max_body_bytes,
             request_timeout: admission.request_timeout,
@@ -76,7 +76,7 @@ impl Service {
         };
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        match self.handler.serve(request, self.runtime.clone(), self.request_timeout, permit).await {
+        match self.handler.serve(request, &self.capabilities, self.request_timeout, permit).await {
             Ok(response) => response,
             Err(error) => {
                 let status = error.status();

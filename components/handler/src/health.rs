@@ -1,7 +1,7 @@
 //! GET /health: the seed's shape. The backend and cache statuses are
 //! "unknown" until the host offers background checks to read them from.
 
-use llm_service_sdk::http::{Request, Response};
+use llm_service_sdk::http::{Reply, Request, Response};
 use llm_service_sdk::runtime;
 use serde::Serialize;
 
@@ -18,7 +18,7 @@ struct Health {
     timestamp: String,
 }
 
-pub fn get(_request: &Request) -> Response {
+pub fn get(_request: &Request) -> Reply {
     let health = Health {
         status: "healthy",
         service: "llm-service",
@@ -27,5 +27,5 @@ pub fn get(_request: &Request) -> Response {
         cache_status: UNKNOWN,
         timestamp: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
-    Response::json(200, &health)
+    Response::json(200, &health).into()
 }

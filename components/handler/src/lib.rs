@@ -2,38 +2,47 @@
 //! of the seed's API. It keeps no state between requests; anything that must
 //! last (the current model, statistics) is asked of the host.
 
+mod backend;
+mod batch;
+mod error;
+mod generate;
 mod health;
+mod settings;
 
 use llm_service_sdk::Handler;
-use llm_service_sdk::http::{Request, Response};
+use llm_service_sdk::http::{Reply, Request, Response};
 
 /// One route: a path and the methods it answers.
 struct Route {
     path: &'static str,
     methods: &'static [&'static str],
-    handle: fn(&Request) -> Response,
+    handle: fn(&Request) -> Reply,
 }
 
 /// Every path this handler serves. A known path with another method is a 405
 /// listing these methods in `Allow`.
-const ROUTES: &[Route] = &[Route { path: "/health", methods: &["GET"], handle: health::get }];
+const ROUTES: &[Route] = &[
+    Route { path: "/health", methods: &["GET"], handle: health::get },
+    Route { path: "/generate", methods: &["POST"], handle: generate::post },
+    Route { path: "/generate/batch", methods: &["POST"], handle: batch::post },
+];
 
 struct DefaultHandler;
 
 impl Handler for DefaultHandler {
-    fn handle(request: Request) -> Response {
+    fn handle(request: Request) -> Reply {
         route(&request)
     }
 }
 
-fn route(request: &Request) -> Response {
+fn route(request: &Request) -> Reply {
     let Some(route) = ROUTES.iter().find(|route| route.path == request.path()) else {
-        return Response::error(404, &format!("no such endpoint: {}", request.path()));
+        return Response::error(404, &format!("no such endpoint: {}", request.path())).into();
     };
     if !route.methods.contains(&request.method()) {
         let allow = route.methods.join(", ");
         let message = format!("{} does not accept {}; allowed: {allow}", route.path, request.method());
-        return Response::error(405, &message).with_header("allow", &allow);
+        return Response::error(405, &message).with_header("allow", &allow).into();
     }
     (route.handle)(request)
 }

@@ -168,10 +168,21 @@ impl Response {
 
     /// Writes the response through `out`. A client that went away ends the
     /// write early; there is nobody left to tell.
-    pub fn send(self, out: ResponseOutparam) {
-        let mut entries: Vec<(String, Vec<u8>)> =
+    pub fn send(mut self, out: ResponseOutparam) {
+        let body = std::mem::take(&mut self.body);
+        let length = body.len().to_string();
+        self.with_header("content-length", &length).stream(
+            out,
+            Box::new(move |writer| {
+                let _ = writer.write(&body);
+            }),
+        );
+    }
+
+    /// Sends status and headers, then lets `write` produce the body.
+    fn stream(self, out: ResponseOutparam, write: Box<dyn FnOnce(&mut BodyWriter)>) {
+        let entries: Vec<(String, Vec<u8>)> =
             self.headers.into_iter().map(|(name, value)| (name, value.into_bytes())).collect();
-        entries.push(("content-length".into(), self.body.len().to_string().into_bytes()));
         let headers = match Fields::from_list(&entries) {
             Ok(headers) => headers,
             Err(error) => {
@@ -187,21 +198,68 @@ impl Response {
         let Ok(body) = response.body() else { return };
         ResponseOutparam::set(out, Ok(response));
         let Ok(stream) = body.write() else { return };
-        for chunk in self.body.chunks(WRITE_CHUNK_BYTES) {
+        let mut writer = BodyWriter { stream: Some(stream) };
+        write(&mut writer);
+        let gone = writer.stream.is_none();
+        drop(writer);
+        if !gone {
+            let _ = OutgoingBody::finish(body, None);
+        }
+    }
+}
+
+/// What a handler answers: a complete response, or a status and headers
+/// followed by a body it writes as it goes.
+pub enum Reply {
+    /// A response with its whole body.
+    Complete(Response),
+    /// A streamed response: `head` goes out first (its body is ignored),
+    /// then `write` produces the body.
+    Stream {
+        /// Status and headers.
+        head: Response,
+        /// Writes the body; returns when it is complete or the client left.
+        write: Box<dyn FnOnce(&mut BodyWriter)>,
+    },
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Self {
+        Self::Complete(response)
+    }
+}
+
+/// The client went away; stop producing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientGone;
+
+/// Writes a streamed body, flushing each piece to the client at once.
+pub struct BodyWriter {
+    stream: Option<crate::bindings::wasi::io::streams::OutputStream>,
+}
+
+impl BodyWriter {
+    /// Sends `bytes` now.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), ClientGone> {
+        let stream = self.stream.as_ref().ok_or(ClientGone)?;
+        for chunk in bytes.chunks(WRITE_CHUNK_BYTES) {
             if stream.blocking_write_and_flush(chunk).is_err() {
-                return;
+                self.stream = None;
+                return Err(ClientGone);
             }
         }
-        drop(stream);
-        let _ = OutgoingBody::finish(body, None);
+        Ok(())
     }
 }
 
 /// Reads `request`, runs `H`, sends its answer. Called by [`crate::export_handler`].
 pub fn serve<H: Handler>(request: IncomingRequest, out: ResponseOutparam) {
-    let response = match Request::read(request) {
+    let reply = match Request::read(request) {
         Ok(request) => H::handle(request),
-        Err(message) => Response::error(400, &message),
+        Err(message) => Response::error(400, &message).into(),
     };
-    response.send(out);
+    match reply {
+        Reply::Complete(response) => response.send(out),
+        Reply::Stream { head, write } => head.stream(out, write),
+    }
 }

@@ -7,8 +7,8 @@
 //! ```ignore
 //! struct Hello;
 //! impl llm_service_sdk::Handler for Hello {
-//!     fn handle(request: llm_service_sdk::http::Request) -> llm_service_sdk::http::Response {
-//!         llm_service_sdk::http::Response::text(200, request.path())
+//!     fn handle(request: llm_service_sdk::http::Request) -> llm_service_sdk::http::Reply {
+//!         llm_service_sdk::http::Response::text(200, request.path()).into()
 //!     }
 //! }
 //! llm_service_sdk::export_handler!(Hello);
@@ -18,6 +18,7 @@
 //! answered 400, and a client that goes away mid-response ends the write.
 
 pub mod http;
+pub mod outbound;
 
 /// Generated bindings for the `llm-service:host/handler` world.
 #[allow(missing_docs, clippy::all)]
@@ -40,7 +41,7 @@ pub use bindings::llm_service::host::runtime;
 /// requests worth relying on: state that must last lives in the host.
 pub trait Handler {
     /// Answers `request`. The body has already been read in full.
-    fn handle(request: http::Request) -> http::Response;
+    fn handle(request: http::Request) -> http::Reply;
 }
 
 /// Exports a [`Handler`] implementation as the component's

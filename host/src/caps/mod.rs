@@ -2,4 +2,19 @@
 //! the same shape: `mod.rs` (what it guarantees, its state, `add_to_linker`)
 //! and `host.rs` (the generated `Host` trait, thin).
 
+pub mod backend;
 pub mod runtime;
+
+use std::sync::Arc;
+
+/// Everything a request's store gets from the host: cheap handles to the
+/// shared state of each capability, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct HostCapabilities {
+    /// `llm-service:host/runtime`.
+    pub runtime: runtime::ServiceRuntime,
+    /// Outbound HTTP to the backend.
+    pub backend: Arc<backend::Backend>,
+    /// The component's environment (its configuration; see `config::GenerationConfig`).
+    pub guest_environment: Arc<[(String, String)]>,
+}

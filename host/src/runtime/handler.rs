@@ -26,7 +26,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::engine::EPOCH_TICK;
 use super::state::RequestState;
 use crate::caps;
-use crate::caps::runtime::ServiceRuntime;
+use crate::caps::HostCapabilities;
 
 /// The default handler, built from `components/handler` by the build script.
 pub const BUILTIN_HANDLER: &[u8] = include_bytes!(env!("LLM_SERVICE_HANDLER_WASM"));
@@ -168,12 +168,12 @@ impl HandlerComponent {
     pub async fn serve(
         &self,
         request: hyper::Request<Full<Bytes>>,
-        runtime: ServiceRuntime,
+        capabilities: &HostCapabilities,
         timeout: Duration,
         guard: impl Send + 'static,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
-        let mut store = Store::new(self.pre.engine(), RequestState::new(runtime));
         let deadline = Instant::now() + timeout;
+        let mut store = Store::new(self.pre.engine(), RequestState::new(capabilities, deadline, timeout));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
@@ -200,7 +200,9 @@ impl HandlerComponent {
 
         let pre = self.pre.clone();
         let sha256 = self.sha256.clone();
-        let task = tokio::spawn(async move {
+        // Until the response is handed over, a client that goes away (hyper
+        // drops this future) takes the instance, and its backend call, along.
+        let mut task = AbortOnDrop(Some(tokio::spawn(async move {
             let _guard = guard;
             let proxy = pre
                 .instantiate_async(&mut store)
@@ -215,14 +217,17 @@ impl HandlerComponent {
                 tracing::warn!(cap = "handler", %sha256, %error, "handler failed while streaming its response");
             }
             result
-        });
+        })));
 
         // The epoch deadline normally fires first; this catches a guest
         // parked in a host call, where epochs are not checked.
         match tokio::time::timeout(timeout + 2 * EPOCH_TICK, receiver).await {
-            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Ok(response))) => {
+                task.detach();
+                Ok(response)
+            }
             Ok(Ok(Err(code))) => Err(InvokeError::ErrorCode { code }),
-            Ok(Err(_dropped)) => match task.await {
+            Ok(Err(_dropped)) => match task.join().await {
                 Ok(Ok(())) => Err(InvokeError::NoResponse),
                 Ok(Err(error)) => Err(error),
                 Err(join_error) => Err(InvokeError::Trap {
@@ -230,10 +235,7 @@ impl HandlerComponent {
                     guest_output: String::new(),
                 }),
             },
-            Err(_elapsed) => {
-                task.abort();
-                Err(InvokeError::Timeout { after: timeout })
-            }
+            Err(_elapsed) => Err(InvokeError::Timeout { after: timeout }),
         }
     }
 }
@@ -243,4 +245,27 @@ fn classify_trap(error: &wasmtime::Error, timeout: Duration, guest_output: Strin
         return InvokeError::Timeout { after: timeout };
     }
     InvokeError::Trap { reason: format!("{error:#}"), guest_output }
+}
+
+/// A task aborted when dropped, unless detached first.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    /// Lets the task run to its end on its own.
+    fn detach(&mut self) {
+        self.0 = None;
+    }
+
+    /// Waits for the task.
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        self.0.take().expect("joined once").await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }

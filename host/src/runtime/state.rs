@@ -1,16 +1,20 @@
 //! The data of one request's [`Store`](wasmtime::Store): WASI contexts, the
 //! resource table and handles to the host's capabilities.
 //!
-//! Isolation: a guest sees no host files, no host environment, no sockets,
-//! no stdin; its stdout/stderr go to a small in-memory buffer that is logged
-//! when the guest fails. Outbound HTTP is denied until the backend capability
-//! gives it an allowlist.
+//! Isolation: a guest sees no host files, no sockets, no stdin, and of the
+//! environment only its own configuration; its stdout/stderr go to a small
+//! in-memory buffer that is logged when the guest fails. Outbound HTTP goes
+//! through the backend capability and reaches only the configured backend.
 
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::caps::HostCapabilities;
+use crate::caps::backend::BackendHooks;
 use crate::caps::runtime::ServiceRuntime;
 
 /// Guest output kept per request: enough for a panic message.
@@ -20,7 +24,7 @@ const GUEST_OUTPUT_CAPACITY: usize = 4096;
 pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: DenyOutbound,
+    hooks: BackendHooks,
     table: ResourceTable,
     output: MemoryOutputPipe,
     /// `llm-service:host/runtime`.
@@ -28,17 +32,21 @@ pub struct RequestState {
 }
 
 impl RequestState {
-    /// A fresh, isolated state.
-    pub fn new(runtime: ServiceRuntime) -> Self {
+    /// A fresh, isolated state for a request that must end by `deadline`.
+    pub fn new(capabilities: &HostCapabilities, deadline: Instant, timeout: Duration) -> Self {
         let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
-        let wasi = WasiCtx::builder().stdout(output.clone()).stderr(output.clone()).build();
+        let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .envs(&capabilities.guest_environment)
+            .build();
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: DenyOutbound,
+            hooks: capabilities.backend.hooks(deadline, timeout),
             table: ResourceTable::new(),
             output,
-            runtime,
+            runtime: capabilities.runtime.clone(),
         }
     }
 
@@ -57,27 +65,5 @@ impl WasiView for RequestState {
 impl WasiHttpView for RequestState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
-    }
-}
-
-/// Outbound HTTP policy with an empty allowlist: every request is denied.
-struct DenyOutbound;
-
-impl WasiHttpHooks for DenyOutbound {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        tracing::warn!(cap = "outbound", uri = %request.uri(), "outbound request denied: no backend allowlist");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }

@@ -1,7 +1,10 @@
 //! Fixtures for llm-service's integration tests: [`Service`] starts the real
 //! binary on 127.0.0.1 with a free port, reads back the address it logs, and
 //! kills it on drop; [`Client`] talks HTTP to it without treating 4xx/5xx as
-//! errors. Waiting is always for an event under a deadline, never a sleep.
+//! errors; [`fake_ollama::FakeOllama`] stands in for Ollama. Waiting is
+//! always for an event under a deadline, never a sleep.
+
+pub mod fake_ollama;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

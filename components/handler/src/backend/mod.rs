@@ -1,0 +1,143 @@
+//! The backend protocols: how a generation is asked of a model server and
+//! how its answers (whole or streamed) are read. BACKEND_KIND picks one;
+//! BACKEND_BASE_URL says where it is (the host allows nothing else).
+
+mod ollama;
+mod openai;
+
+use llm_service_sdk::outbound::{self, OutboundError, Pending};
+
+use crate::error::ApiError;
+use crate::settings::Settings;
+
+/// One generation to ask for.
+#[derive(Debug, Clone)]
+pub struct Generation<'a> {
+    pub model: &'a str,
+    pub prompt: &'a str,
+    pub settings: &'a Settings,
+}
+
+/// A finished generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub model: String,
+    pub tokens_generated: u64,
+}
+
+/// One line of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// More text.
+    Text(String),
+    /// The end; tokens generated if the backend says.
+    Done { tokens_generated: Option<u64> },
+    /// Nothing for the client (keep-alives, role markers).
+    Skip,
+}
+
+/// The protocol a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ollama,
+    OpenAi,
+}
+
+/// The configured backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    kind: Kind,
+    base_url: String,
+}
+
+impl Backend {
+    /// From BACKEND_KIND and BACKEND_BASE_URL (set by the host).
+    pub fn from_env() -> Self {
+        let kind = match std::env::var("BACKEND_KIND").as_deref() {
+            Ok("openai") => Kind::OpenAi,
+            _ => Kind::Ollama,
+        };
+        let base_url = std::env::var("BACKEND_BASE_URL").unwrap_or_else(|_| "http://localhost:11434".into());
+        Self { kind, base_url: base_url.trim_end_matches('/').to_string() }
+    }
+
+    /// Sends the request for `generation` without waiting for the answer.
+    pub fn start(&self, generation: &Generation, stream: bool) -> Result<Pending, ApiError> {
+        let (path, body) = match self.kind {
+            Kind::Ollama => ollama::request(generation, stream),
+            Kind::OpenAi => openai::request(generation, stream),
+        };
+        let url = format!("{}{path}", self.base_url);
+        outbound::start("POST", &url, Some(body.to_string().as_bytes())).map_err(map_outbound)
+    }
+
+    /// Waits for and reads a whole (non-streamed) answer.
+    pub fn finish(&self, generation: &Generation, pending: Pending) -> Result<Completion, ApiError> {
+        let response = pending.wait().map_err(map_outbound)?;
+        let status = response.status();
+        let body = response.read_all().map_err(map_outbound)?;
+        if status != 200 {
+            return Err(error_from_status(status, &body, generation.model));
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|error| ApiError::BadGateway { message: format!("unreadable answer: {error}") })?;
+        match self.kind {
+            Kind::Ollama => ollama::completion(&parsed, generation.model),
+            Kind::OpenAi => openai::completion(&parsed, generation.model),
+        }
+    }
+
+    /// Waits for the head of a streamed answer; errors come before any text.
+    pub fn open_stream(
+        &self,
+        generation: &Generation,
+        pending: Pending,
+    ) -> Result<outbound::Response, ApiError> {
+        let response = pending.wait().map_err(map_outbound)?;
+        if response.status() != 200 {
+            let status = response.status();
+            let body = response.read_all().map_err(map_outbound)?;
+            return Err(error_from_status(status, &body, generation.model));
+        }
+        Ok(response)
+    }
+
+    /// Reads one line of a streamed answer.
+    pub fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError> {
+        match self.kind {
+            Kind::Ollama => ollama::stream_event(line),
+            Kind::OpenAi => openai::stream_event(line),
+        }
+    }
+}
+
+/// Maps a failed outbound call; the host already retried what can be retried.
+pub fn map_outbound(error: OutboundError) -> ApiError {
+    match error {
+        OutboundError::Busy => ApiError::Busy,
+        OutboundError::Timeout => ApiError::Timeout,
+        OutboundError::Unreachable(why) => ApiError::Unavailable { message: why },
+        OutboundError::Denied => ApiError::BadGateway { message: "the host denied the backend URL".into() },
+        OutboundError::Other(why) => ApiError::BadGateway { message: why },
+    }
+}
+
+/// Maps a non-200 answer: a missing model is a 404 naming it; 502/503/504
+/// (after the host's retries) mean unavailable; anything else is a bad gateway
+/// carrying the backend's own message.
+fn error_from_status(status: u16, body: &[u8], model: &str) -> ApiError {
+    let message = backend_message(body).unwrap_or_else(|| format!("status {status}"));
+    match status {
+        404 => ApiError::ModelNotFound { model: model.to_string() },
+        502..=504 => ApiError::Unavailable { message: format!("status {status}: {message}") },
+        _ => ApiError::BadGateway { message: format!("status {status}: {message}") },
+    }
+}
+
+/// `{"error": "..."}` (Ollama) or `{"error": {"message": "..."}}` (OpenAI).
+fn backend_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = value.get("error")?;
+    error.as_str().or_else(|| error.get("message")?.as_str()).map(str::to_string)
+}

@@ -1,0 +1,83 @@
+//! POST /generate/batch: `{"requests": [...]}` → `{"results": [...]}` in the
+//! same order. Every valid item's first backend request starts at once (the
+//! host's generation limit paces them); a bad item gets its own
+//! `{"error", "status"}` and never fails the others.
+
+use std::time::Instant;
+
+use llm_service_sdk::http::{Reply, Request, Response};
+use serde_json::{Value, json};
+
+use crate::backend::Backend;
+use crate::error::ApiError;
+use crate::generate::{GenerateRequest, complete};
+
+/// Most items in one batch unless MAX_BATCH says otherwise.
+const DEFAULT_MAX_BATCH: usize = 32;
+
+/// POST /generate/batch.
+pub fn post(request: &Request) -> Reply {
+    match run(request.body()) {
+        Ok(results) => Response::json(200, &json!({ "results": results })).into(),
+        Err(error) => error.response().into(),
+    }
+}
+
+fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let started = Instant::now();
+    let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::MalformedJson {
+        line: error.line(),
+        column: error.column(),
+        message: error.to_string(),
+    })?;
+    let items = value
+        .get("requests")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("requests", "requests must be a list of /generate requests"))?;
+    let max = std::env::var("MAX_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_BATCH);
+    if items.is_empty() || items.len() > max {
+        return Err(ApiError::invalid("requests", format!("a batch holds 1 to {max} requests (MAX_BATCH)")));
+    }
+    let backend = Backend::from_env();
+    let parsed: Vec<Result<GenerateRequest, ApiError>> = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let prefix = format!("requests[{index}].");
+            let request = GenerateRequest::from_value(item, &prefix)?;
+            if request.stream {
+                return Err(ApiError::invalid(
+                    &format!("{prefix}stream"),
+                    "streaming is not available in a batch",
+                ));
+            }
+            Ok(request)
+        })
+        .collect();
+    // Start every first attempt before waiting on any, so they run together.
+    let started_requests: Vec<_> = parsed
+        .into_iter()
+        .map(|request| {
+            request.map(|request| {
+                let models = request.models();
+                let first = backend.start(&request.generation(&models[0]), false);
+                (request, first)
+            })
+        })
+        .collect();
+    Ok(started_requests
+        .into_iter()
+        .map(|item| {
+            let outcome = item.and_then(|(request, first)| {
+                complete(&backend, &request, first).map(|(completion, model)| {
+                    Value::Object(request.response_body(&completion, &model, started))
+                })
+            });
+            outcome.unwrap_or_else(|error| {
+                let mut body = error.body();
+                body.insert("status".into(), json!(error.status()));
+                Value::Object(body)
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,92 @@
+//! The handler's error values and the one place they become HTTP responses.
+
+use llm_service_sdk::http::Response;
+use serde_json::{Map, Value, json};
+
+/// Seconds a client told "unavailable" should wait: the backend is down or
+/// overloaded, so a moment is better than at once.
+const RETRY_AFTER_UNAVAILABLE_S: &str = "5";
+/// Seconds a client told "busy" should wait: queue slots free quickly.
+const RETRY_AFTER_BUSY_S: &str = "1";
+
+/// A failure to tell the client about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The request is invalid; `field` names the offending part.
+    Invalid { field: String, message: String },
+    /// The body is not JSON.
+    MalformedJson { line: usize, column: usize, message: String },
+    /// The model does not exist at the backend.
+    ModelNotFound { model: String },
+    /// The backend is unreachable (after the host's retries) or answers 502/503.
+    Unavailable { message: String },
+    /// Too many generations wait for the backend.
+    Busy,
+    /// The backend did not answer in time.
+    Timeout,
+    /// The backend answered with an error we do not pass through.
+    BadGateway { message: String },
+}
+
+impl ApiError {
+    /// An invalid-field error.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.to_string(), message: message.into() }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid { .. } | Self::MalformedJson { .. } => 400,
+            Self::ModelNotFound { .. } => 404,
+            Self::Unavailable { .. } | Self::Busy => 503,
+            Self::Timeout => 504,
+            Self::BadGateway { .. } => 502,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Invalid { message, .. } => message.clone(),
+            Self::MalformedJson { line, column, message } => {
+                format!("malformed JSON at line {line}, column {column}: {message}")
+            }
+            Self::ModelNotFound { model } => format!("model '{model}' not found"),
+            Self::Unavailable { message } => format!("the model backend is unavailable: {message}"),
+            Self::Busy => "too many generations are waiting for the model backend; retry shortly".into(),
+            Self::Timeout => "the model backend did not answer in time".into(),
+            Self::BadGateway { message } => format!("the model backend failed: {message}"),
+        }
+    }
+
+    /// The JSON body: `{"error": ...}` plus what locates the problem.
+    pub fn body(&self) -> Map<String, Value> {
+        let mut body = Map::new();
+        body.insert("error".into(), json!(self.message()));
+        match self {
+            Self::Invalid { field, .. } => {
+                body.insert("field".into(), json!(field));
+            }
+            Self::MalformedJson { line, column, .. } => {
+                body.insert("line".into(), json!(line));
+                body.insert("column".into(), json!(column));
+            }
+            Self::ModelNotFound { model } => {
+                body.insert("model".into(), json!(model));
+            }
+            _ => {}
+        }
+        body
+    }
+
+    /// The HTTP response.
+    pub fn response(&self) -> Response {
+        let response = Response::json(self.status(), &self.body());
+        match self {
+            Self::Unavailable { .. } => response.with_header("retry-after", RETRY_AFTER_UNAVAILABLE_S),
+            Self::Busy => response.with_header("retry-after", RETRY_AFTER_BUSY_S),
+            _ => response,
+        }
+    }
+}

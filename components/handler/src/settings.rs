@@ -1,0 +1,166 @@
+//! Generation settings: the seed's DEFAULT_GENERATION_SETTINGS, overridden
+//! by the operator's DEFAULT_* environment, overridden by the request.
+//! Every value is range-checked; unknown names are refused.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Setting names a request may use.
+pub const KNOWN: &[&str] = &["temperature", "max_tokens", "top_p", "top_k", "repeat_penalty", "stop", "seed"];
+/// Most stop sequences accepted (OpenAI-compatible servers take four).
+const MAX_STOP_SEQUENCES: usize = 4;
+
+/// Settings after merging.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub top_p: f64,
+    pub top_k: u32,
+    pub repeat_penalty: f64,
+    pub stop: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+}
+
+impl Settings {
+    /// The seed's defaults, with the operator's DEFAULT_* overrides (the
+    /// host validated them at start-up).
+    pub fn defaults() -> Self {
+        let env = |name: &str| std::env::var(name).ok();
+        let seed = Self {
+            temperature: 0.8,
+            max_tokens: 500,
+            top_p: 0.9,
+            top_k: 40,
+            repeat_penalty: 1.1,
+            stop: vec!["Human:".into(), "Assistant:".into(), "\n\n\n".into()],
+            seed: None,
+        };
+        Self {
+            temperature: env("DEFAULT_TEMPERATURE").and_then(|v| v.parse().ok()).unwrap_or(seed.temperature),
+            max_tokens: env("DEFAULT_MAX_TOKENS").and_then(|v| v.parse().ok()).unwrap_or(seed.max_tokens),
+            top_p: env("DEFAULT_TOP_P").and_then(|v| v.parse().ok()).unwrap_or(seed.top_p),
+            top_k: env("DEFAULT_TOP_K").and_then(|v| v.parse().ok()).unwrap_or(seed.top_k),
+            repeat_penalty: env("DEFAULT_REPEAT_PENALTY")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(seed.repeat_penalty),
+            stop: env("DEFAULT_STOP").and_then(|v| serde_json::from_str(&v).ok()).unwrap_or(seed.stop),
+            seed: None,
+        }
+    }
+
+    /// The settings as a JSON object under their request names (`seed` only
+    /// when set): what both backend protocols start from.
+    pub fn to_json(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+
+    /// Applies a request's `settings` object; `prefix` names it in errors.
+    pub fn merge(&mut self, overrides: &Map<String, Value>, prefix: &str) -> Result<(), ApiError> {
+        for (name, value) in overrides {
+            let field = format!("{prefix}.{name}");
+            match name.as_str() {
+                "temperature" => self.temperature = number_in(value, &field, 0.0, 2.0, false)?,
+                "top_p" => self.top_p = number_in(value, &field, 0.0, 1.0, true)?,
+                "repeat_penalty" => self.repeat_penalty = number_in(value, &field, 0.0, 100.0, true)?,
+                "max_tokens" => self.max_tokens = integer_in(value, &field, 1, 8192)? as u32,
+                "top_k" => self.top_k = integer_in(value, &field, 1, 1_000_000)? as u32,
+                "seed" => self.seed = Some(integer_in(value, &field, i64::MIN, i64::MAX)?),
+                "stop" => self.stop = stop_list(value, &field)?,
+                _ => {
+                    let known = KNOWN.join(", ");
+                    return Err(ApiError::invalid(
+                        &field,
+                        format!("unknown setting '{name}'; known: {known}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A number in [low, high], or (low, high] when `low_open`.
+fn number_in(value: &Value, field: &str, low: f64, high: f64, low_open: bool) -> Result<f64, ApiError> {
+    let number =
+        value.as_f64().ok_or_else(|| ApiError::invalid(field, format!("{field} must be a number")))?;
+    let above_low = if low_open { number > low } else { number >= low };
+    if !(above_low && number <= high) {
+        let range = if low_open {
+            format!("above {low} and at most {high}")
+        } else {
+            format!("between {low} and {high}")
+        };
+        return Err(ApiError::invalid(field, format!("{field} must be {range}, got {number}")));
+    }
+    Ok(number)
+}
+
+fn integer_in(value: &Value, field: &str, low: i64, high: i64) -> Result<i64, ApiError> {
+    let integer =
+        value.as_i64().ok_or_else(|| ApiError::invalid(field, format!("{field} must be an integer")))?;
+    if !(low..=high).contains(&integer) {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be between {low} and {high}, got {integer}"),
+        ));
+    }
+    Ok(integer)
+}
+
+fn stop_list(value: &Value, field: &str) -> Result<Vec<String>, ApiError> {
+    let not_strings = || ApiError::invalid(field, format!("{field} must be a list of strings"));
+    let items = value.as_array().ok_or_else(not_strings)?;
+    if items.len() > MAX_STOP_SEQUENCES {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} takes at most {MAX_STOP_SEQUENCES} sequences"),
+        ));
+    }
+    items.iter().map(|item| item.as_str().map(str::to_string).ok_or_else(not_strings)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn merged(overrides: Value) -> Result<Settings, ApiError> {
+        let mut settings = Settings::defaults();
+        settings.merge(overrides.as_object().unwrap(), "settings").map(|()| settings)
+    }
+
+    #[test]
+    fn request_values_override_defaults() {
+        let settings = merged(json!({"temperature": 0.2, "max_tokens": 7, "stop": ["x"]})).unwrap();
+        assert_eq!(
+            (settings.temperature, settings.max_tokens, settings.stop),
+            (0.2, 7, vec!["x".to_string()])
+        );
+        assert_eq!(settings.top_k, 40);
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field() {
+        for (overrides, field) in [
+            (json!({"temperature": 2.5}), "settings.temperature"),
+            (json!({"top_p": 0}), "settings.top_p"),
+            (json!({"max_tokens": 0}), "settings.max_tokens"),
+            (json!({"max_tokens": 9000}), "settings.max_tokens"),
+            (json!({"max_tokens": "5"}), "settings.max_tokens"),
+            (json!({"temp": 1}), "settings.temp"),
+        ] {
+            match merged(overrides.clone()) {
+                Err(ApiError::Invalid { field: got, .. }) => assert_eq!(got, field, "{overrides}"),
+                other => panic!("{overrides}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Settings of the backend capability: where the model server is, how the
+//! pooled client behaves (the seed's OLLAMA_CONNECTION_POOL) and how many
+//! generations may be in flight or queued.
+
+use clap::{Args, ValueEnum};
+
+/// A native install talks to a local Ollama; containers set the seed's
+/// `http://host.docker.internal:11434` through the environment.
+pub const DEFAULT_OLLAMA_BASE_URL: &str = "http://localhost:11434";
+/// The seed's model.
+pub const DEFAULT_OLLAMA_MODEL: &str = "llama3:8b-instruct-q5_K_M";
+/// The seed's bound on generations in flight to the backend.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 10;
+/// Generations that may wait for a backend slot; past it → 503.
+pub const DEFAULT_MAX_QUEUED_GENERATIONS: u32 = 256;
+/// The seed's OLLAMA_CONNECTION_POOL.max_connections: idle keep-alive
+/// connections kept open to the backend.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 5;
+/// The seed's OLLAMA_CONNECTION_POOL.connection_timeout.
+pub const DEFAULT_CONNECT_TIMEOUT_S: u64 = 10;
+/// The seed's OLLAMA_CONNECTION_POOL.read_timeout: to the first byte of the
+/// response and between any two chunks of its body.
+pub const DEFAULT_READ_TIMEOUT_S: u64 = 30;
+/// The seed's OLLAMA_CONNECTION_POOL.retry_attempts: retries after the first try.
+pub const DEFAULT_RETRY_ATTEMPTS: u32 = 3;
+
+/// The model backend.
+#[derive(Debug, Clone, Args)]
+pub struct BackendConfig {
+    /// Protocol of the model server: `ollama` or `openai` (OpenAI-compatible).
+    #[arg(long, env = "BACKEND_KIND", value_name = "BACKEND_KIND", default_value = "ollama")]
+    pub backend_kind: BackendKind,
+    /// Base URL of the model server; unset, OLLAMA_BASE_URL.
+    #[arg(long, env = "BACKEND_BASE_URL", value_name = "BACKEND_BASE_URL", value_parser = parse_base_url)]
+    pub backend_base_url: Option<http::Uri>,
+    /// Base URL of the Ollama server.
+    #[arg(long, env = "OLLAMA_BASE_URL", value_name = "OLLAMA_BASE_URL", default_value = DEFAULT_OLLAMA_BASE_URL,
+          value_parser = parse_base_url)]
+    pub ollama_base_url: http::Uri,
+    /// Model used when a request names none.
+    #[arg(long, env = "OLLAMA_MODEL", value_name = "OLLAMA_MODEL", default_value = DEFAULT_OLLAMA_MODEL,
+          value_parser = parse_non_empty)]
+    pub ollama_model: String,
+    /// Generations in flight to the backend at once.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", value_name = "MAX_CONCURRENT_REQUESTS",
+          default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_requests: u32,
+    /// Generations waiting for a backend slot; past it new ones get 503.
+    #[arg(long, env = "MAX_QUEUED_GENERATIONS", value_name = "MAX_QUEUED_GENERATIONS",
+          default_value_t = DEFAULT_MAX_QUEUED_GENERATIONS)]
+    pub max_queued_generations: u32,
+    /// Idle keep-alive connections kept to the backend (the seed's max_connections).
+    #[arg(long, env = "OLLAMA_MAX_CONNECTIONS", value_name = "OLLAMA_MAX_CONNECTIONS",
+          default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds to open a connection to the backend.
+    #[arg(long, env = "OLLAMA_CONNECTION_TIMEOUT", value_name = "OLLAMA_CONNECTION_TIMEOUT",
+          default_value_t = DEFAULT_CONNECT_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout_s: u64,
+    /// Seconds to the first response byte, and between body chunks.
+    #[arg(long, env = "OLLAMA_READ_TIMEOUT", value_name = "OLLAMA_READ_TIMEOUT",
+          default_value_t = DEFAULT_READ_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub read_timeout_s: u64,
+    /// Retries after a connection error or a 502/503/504 from the backend.
+    #[arg(long, env = "OLLAMA_RETRY_ATTEMPTS", value_name = "OLLAMA_RETRY_ATTEMPTS",
+          default_value_t = DEFAULT_RETRY_ATTEMPTS, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retry_attempts: u32,
+}
+
+/// The protocol the backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Ollama's REST API (/api/generate).
+    Ollama,
+    /// OpenAI-compatible servers (/v1/chat/completions): llama.cpp, vLLM, LM Studio.
+    Openai,
+}
+
+impl BackendKind {
+    /// The name the handler reads (BACKEND_KIND).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ollama => "ollama",
+            Self::Openai => "openai",
+        }
+    }
+}
+
+impl BackendConfig {
+    /// The URL generations go to.
+    pub fn base_url(&self) -> &http::Uri {
+        self.backend_base_url.as_ref().unwrap_or(&self.ollama_base_url)
+    }
+}
+
+fn parse_non_empty(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(value.to_string())
+}
+
+/// An absolute `http://` URL with a host, such as `http://localhost:11434`.
+/// TLS to the backend is not offered: it runs beside the service.
+fn parse_base_url(value: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = value.parse().map_err(|error| format!("not a URL: {error}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err("https backends are not supported; use http://".into()),
+        _ => return Err("must start with http://".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_needs_http_and_a_host() {
+        assert!(parse_base_url("http://localhost:11434").is_ok());
+        assert_eq!(parse_base_url("localhost:11434").unwrap_err(), "must start with http://");
+        assert!(parse_base_url("https://x").unwrap_err().contains("not supported"));
+        assert!(parse_base_url("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! Outbound HTTP to the model backend, the only network a component has.
+//!
+//! Components reach the backend through `wasi:http/outgoing-handler`; the
+//! host answers through [`wasmtime_wasi_http::WasiHttpHooks::send_request`]
+//! ([`BackendHooks`]): the URI must match the [`Allowlist`] (else
+//! `HttpRequestDenied`); the call takes a generation slot from the
+//! [`GenerationLimiter`] (a full queue → `ConnectionLimitReached`); the
+//! request body is buffered so it can be retried; the pooled
+//! [`BackendClient`] sends it with timeouts and retries, all inside the
+//! request's deadline. Failures reach the component as `wasi:http` error
+//! codes, never as traps.
+
+pub mod allowlist;
+pub mod client;
+pub mod config;
+mod host;
+pub mod limiter;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+pub use self::allowlist::Allowlist;
+use self::allowlist::AllowlistResolver;
+pub use self::client::BackendClient;
+use self::client::ClientSettings;
+use self::config::BackendConfig;
+pub use self::limiter::GenerationLimiter;
+use self::limiter::LimitError;
+
+/// Time left to the component after its backend calls' deadline.
+const RESPONSE_MARGIN: Duration = Duration::from_millis(250);
+
+/// The backend capability's shared state, built once at start-up.
+#[derive(Debug)]
+pub struct Backend {
+    allowlist: Arc<Allowlist>,
+    client: BackendClient,
+    limiter: GenerationLimiter,
+}
+
+impl Backend {
+    /// Parses the policy and builds the pooled client from `config`.
+    pub fn new(config: &BackendConfig) -> Self {
+        let allowlist = Arc::new(Allowlist::for_base_url(config.base_url()));
+        let client = BackendClient::new(
+            AllowlistResolver::new(allowlist.clone()),
+            ClientSettings {
+                max_idle_connections: config.max_connections,
+                connect_timeout: Duration::from_secs(config.connect_timeout_s),
+                read_timeout: Duration::from_secs(config.read_timeout_s),
+                retry_attempts: config.retry_attempts,
+            },
+        );
+        let limiter = GenerationLimiter::new(config.max_concurrent_requests, config.max_queued_generations);
+        Self { allowlist, client, limiter }
+    }
+
+    /// The per-request view: this backend and the request's deadline. Backend
+    /// calls end a little before it, so the component still has time to turn
+    /// a backend timeout into its own 504 before the host interrupts it.
+    pub fn hooks(self: &Arc<Self>, deadline: Instant, timeout: Duration) -> BackendHooks {
+        let margin = (timeout / 10).min(RESPONSE_MARGIN);
+        BackendHooks { backend: self.clone(), deadline: deadline - margin }
+    }
+
+    /// The generation limiter (for telemetry).
+    pub fn limiter(&self) -> &GenerationLimiter {
+        &self.limiter
+    }
+
+    /// The client (for telemetry).
+    pub fn client(&self) -> &BackendClient {
+        &self.client
+    }
+
+    async fn send(
+        &self,
+        request: http::Request<WasiBody>,
+        deadline: Instant,
+    ) -> Result<http::Response<WasiBody>, HttpError> {
+        if !self.allowlist.permits(request.uri()) {
+            tracing::warn!(cap = "backend", uri = %request.uri(), "outbound request denied: not the configured backend");
+            return Err(HttpError::HttpRequestDenied);
+        }
+        let permit = self.limiter.acquire(deadline).await.map_err(|error| {
+            tracing::warn!(cap = "backend", %error, "no backend slot");
+            match error {
+                LimitError::QueueFull { .. } => HttpError::ConnectionLimitReached,
+                LimitError::Deadline => HttpError::ConnectionTimeout,
+            }
+        })?;
+        let (parts, body) = request.into_parts();
+        let body = match tokio::time::timeout_at(deadline.into(), body.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) => return Err(error),
+            Err(_elapsed) => return Err(HttpError::ConnectionWriteTimeout),
+        };
+        let response = self.client.send(&parts, body, deadline, permit).await?;
+        Ok(response.map(|body| body.boxed_unsync()))
+    }
+}
+
+/// One request's handle on the backend, kept in its store.
+pub struct BackendHooks {
+    backend: Arc<Backend>,
+    deadline: Instant,
+}

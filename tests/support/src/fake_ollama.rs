@@ -1,0 +1,288 @@
+//! A fake Ollama: the REST API's shapes (POST /api/generate whole and
+//! streamed, GET /api/tags, POST /api/show, GET /api/version, errors as
+//! `{"error": "..."}` with Ollama's status codes) on 127.0.0.1:0, with fault
+//! knobs, recording what it receives.
+//!
+//! The "model" answers with the prompt's words, one token per word, up to
+//! `num_predict`: deterministic, so tests can assert text and token counts.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// What the next /api/generate request gets instead of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and an `{"error"}` body.
+    Status(u16),
+    /// Close the connection without answering.
+    Drop,
+    /// Never answer.
+    Hang,
+}
+
+/// A request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Body parsed as JSON (`Null` if it was not).
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct State {
+    models: Mutex<Vec<String>>,
+    latency: Mutex<Duration>,
+    token_delay: Mutex<Duration>,
+    faults: Mutex<VecDeque<Fault>>,
+    recorded: Mutex<Vec<Recorded>>,
+    generating: AtomicUsize,
+    max_generating: AtomicUsize,
+    cancelled: AtomicUsize,
+}
+
+/// A running fake Ollama; stops when dropped.
+pub struct FakeOllama {
+    addr: SocketAddr,
+    state: Arc<State>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeOllama {
+    /// Starts a fake serving `models`.
+    pub fn start(models: &[&str]) -> Self {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let state = Arc::new(State::default());
+        *state.models.lock().unwrap() = models.iter().map(|model| model.to_string()).collect();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(accept_loop(listener, state.clone()));
+        Self { addr, state, _runtime: runtime }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits this long before answering any generation.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.state.latency.lock().unwrap() = latency;
+    }
+
+    /// Waits this long between streamed tokens (and per token when whole).
+    pub fn set_token_delay(&self, delay: Duration) {
+        *self.state.token_delay.lock().unwrap() = delay;
+    }
+
+    /// The next `count` generation requests get `fault`.
+    pub fn fail_next(&self, count: usize, fault: Fault) {
+        self.state.faults.lock().unwrap().extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.recorded.lock().unwrap().clone()
+    }
+
+    /// The bodies of the /api/generate requests received.
+    pub fn generate_requests(&self) -> Vec<Value> {
+        self.requests().into_iter().filter(|r| r.path == "/api/generate").map(|r| r.body).collect()
+    }
+
+    /// How many /api/generate requests arrived.
+    pub fn generate_hits(&self) -> usize {
+        self.generate_requests().len()
+    }
+
+    /// The most generations that were ever open at once.
+    pub fn max_concurrent_generations(&self) -> usize {
+        self.state.max_generating.load(Ordering::SeqCst)
+    }
+
+    /// Generations open now.
+    pub fn open_generations(&self) -> usize {
+        self.state.generating.load(Ordering::SeqCst)
+    }
+
+    /// Streams whose client went away before the end.
+    pub fn cancelled_streams(&self) -> usize {
+        self.state.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| handle(state.clone(), request));
+            let _ =
+                http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+type Reply = hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
+
+/// Closing the connection without an answer is done by failing the service.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fault: drop the connection")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<Reply, DropConnection> {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let bytes = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    state.recorded.lock().unwrap().push(Recorded {
+        method: method.clone(),
+        path: path.clone(),
+        body: body.clone(),
+    });
+    let models = state.models.lock().unwrap().clone();
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/api/version") => Ok(json_reply(200, json!({"version": "0.6.2"}))),
+        ("GET", "/api/tags") => {
+            let models: Vec<Value> = models
+                .iter()
+                .map(|name| json!({"name": name, "model": name, "size": 4_661_224_676u64, "digest": "fake"}))
+                .collect();
+            Ok(json_reply(200, json!({ "models": models })))
+        }
+        ("POST", "/api/show") => {
+            let name = body["model"].as_str().unwrap_or_default();
+            if models.iter().any(|model| model == name) {
+                Ok(json_reply(
+                    200,
+                    json!({"details": {"parameter_size": "8.0B", "quantization_level": "Q5_K_M"}}),
+                ))
+            } else {
+                Ok(json_reply(404, json!({"error": format!("model '{name}' not found")})))
+            }
+        }
+        ("POST", "/api/generate") => generate(state, body, models).await,
+        _ => Ok(json_reply(404, json!({"error": "404 page not found"}))),
+    }
+}
+
+async fn generate(state: Arc<State>, body: Value, models: Vec<String>) -> Result<Reply, DropConnection> {
+    let open = Open::new(state.clone());
+    let fault = state.faults.lock().unwrap().pop_front();
+    match fault {
+        Some(Fault::Status(status)) => {
+            return Ok(json_reply(status, json!({"error": format!("fault: status {status}")})));
+        }
+        Some(Fault::Drop) => return Err(DropConnection),
+        Some(Fault::Hang) => std::future::pending::<()>().await,
+        None => {}
+    }
+    let latency = *state.latency.lock().unwrap();
+    tokio::time::sleep(latency).await;
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    if !models.contains(&model) {
+        return Ok(json_reply(404, json!({"error": format!("model '{model}' not found")})));
+    }
+    let limit = body["options"]["num_predict"].as_u64().unwrap_or(128) as usize;
+    let tokens: Vec<String> = body["prompt"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(limit)
+        .enumerate()
+        .map(|(index, word)| if index == 0 { word.to_string() } else { format!(" {word}") })
+        .collect();
+    let done_reason = if tokens.len() == limit { "length" } else { "stop" };
+    let token_delay = *state.token_delay.lock().unwrap();
+    let last = json!({
+        "model": model, "created_at": "2026-01-01T00:00:00Z", "response": "", "done": true,
+        "done_reason": done_reason, "total_duration": 5_000_000u64, "load_duration": 1_000_000u64,
+        "prompt_eval_count": 8, "prompt_eval_duration": 1_000_000u64, "eval_count": tokens.len(),
+        "eval_duration": 3_000_000u64,
+    });
+    if body["stream"].as_bool() == Some(false) {
+        tokio::time::sleep(token_delay * tokens.len() as u32).await;
+        let mut whole = last;
+        whole["response"] = json!(tokens.concat());
+        return Ok(json_reply(200, whole));
+    }
+    let (sender, receiver) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let _open = open;
+        for token in tokens {
+            tokio::time::sleep(token_delay).await;
+            let line = json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "response": token, "done": false});
+            if sender.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+                state.cancelled.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+        }
+        let _ = sender.send(Bytes::from(format!("{last}\n"))).await;
+    });
+    let mut reply = hyper::Response::new(ChannelBody(receiver).boxed());
+    reply.headers_mut().insert("content-type", "application/x-ndjson".parse().unwrap());
+    Ok(reply)
+}
+
+/// Counts a generation as open while alive.
+struct Open(Arc<State>);
+
+impl Open {
+    fn new(state: Arc<State>) -> Self {
+        let now = state.generating.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_generating.fetch_max(now, Ordering::SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.generating.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn json_reply(status: u16, body: Value) -> Reply {
+    let mut reply = hyper::Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *reply.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    reply.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().unwrap());
+    reply
+}
+
+/// A streamed body fed by a channel; ends when the sender does.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
