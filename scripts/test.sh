@@ -8,4 +8,12 @@ cd "$(dirname "$0")/.."
 # (cargo does not add a missing target by itself).
 rustup toolchain install
 
+# The real small model (llama.cpp's server + SmolLM2-135M) for end-to-end tests.
+LLM_SERVICE_TEST_PYTHON="$(./scripts/python-env.sh)"
+export LLM_SERVICE_TEST_PYTHON
+
+# Guest crates' own unit tests, run natively (they never call the host there).
+cargo test --manifest-path components/Cargo.toml --workspace --locked
+
+# The host: unit tests, then integration tests against the real binary.
 cargo test --workspace --locked

@@ -4,7 +4,7 @@
 //! `wit/` folder) and a small typed layer over `wasi:http`, so a handler is
 //! a plain function from [`http::Request`] to [`http::Response`]:
 //!
-//! ```ignore
+//! ```no_run
 //! struct Hello;
 //! impl llm_service_sdk::Handler for Hello {
 //!     fn handle(request: llm_service_sdk::http::Request) -> llm_service_sdk::http::Reply {

@@ -54,3 +54,26 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     }
     Ok(StreamEvent::Text(value.get("response").and_then(Value::as_str).unwrap_or_default().to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    #[test]
+    fn max_tokens_travels_as_num_predict() {
+        let settings = Settings::defaults();
+        let generation = Generation { model: "m", prompt: "p", settings: &settings };
+        let (path, body) = request(&generation, false);
+        assert_eq!(path, "/api/generate");
+        assert_eq!(body["options"]["num_predict"], 500);
+        assert!(body["options"].get("max_tokens").is_none());
+        assert!(body["options"].get("seed").is_none(), "seed only when asked for");
+    }
+
+    #[test]
+    fn an_error_line_ends_the_stream_with_its_message() {
+        let error = stream_event(br#"{"error":"out of memory"}"#).unwrap_err();
+        assert_eq!(error, ApiError::BadGateway { message: "out of memory".into() });
+    }
+}

@@ -59,3 +59,20 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
         _ => Ok(StreamEvent::Skip),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_sent_events_become_text_then_done() {
+        let chunk = br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#;
+        assert_eq!(stream_event(chunk).unwrap(), StreamEvent::Text("Hi".into()));
+        let role = br#"data: {"choices":[{"delta":{"role":"assistant"}}]}"#;
+        assert_eq!(stream_event(role).unwrap(), StreamEvent::Skip);
+        let usage = br#"data: {"choices":[],"usage":{"completion_tokens":7}}"#;
+        assert_eq!(stream_event(usage).unwrap(), StreamEvent::Done { tokens_generated: Some(7) });
+        assert_eq!(stream_event(b"data: [DONE]").unwrap(), StreamEvent::Done { tokens_generated: None });
+        assert_eq!(stream_event(b": ping").unwrap(), StreamEvent::Skip);
+    }
+}
