@@ -11,17 +11,14 @@ use std::time::Duration;
 use clap::{Args, Parser, ValueEnum};
 
 pub use crate::caps::backend::config::BackendConfig;
+pub use crate::caps::cache::config::CacheConfig;
 
 /// The seed's port.
 pub const DEFAULT_PORT: u16 = 6001;
 /// Listen on every interface, as the seed's container does.
 pub const DEFAULT_BIND: &str = "0.0.0.0";
-/// The seed's one-hour TTL for generated responses.
-pub const DEFAULT_CACHE_TTL_S: u64 = 3600;
 /// The seed's request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 30;
-/// The seed's bound on cached entries in process.
-pub const DEFAULT_CACHE_MAX_SIZE: u64 = 1000;
 /// Generous for a prompt (32k characters) plus settings, small enough that a
 /// flood of large bodies cannot exhaust memory.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -181,20 +178,6 @@ fn parse_stop(value: &str) -> Result<String, String> {
     let stop: Vec<String> = serde_json::from_str(value)
         .map_err(|_| "must be a JSON array of strings, like [\"Human:\"]".to_string())?;
     Ok(serde_json::to_string(&stop).unwrap_or_default())
-}
-
-/// The response cache.
-#[derive(Debug, Clone, Args)]
-pub struct CacheConfig {
-    /// KeyDB/Redis URL (redis://host:port/db); unset, the in-process cache serves alone.
-    #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// Seconds a generated response stays cached.
-    #[arg(long, env = "LLM_RESPONSE_CACHE_TTL", value_name = "LLM_RESPONSE_CACHE_TTL", default_value_t = DEFAULT_CACHE_TTL_S)]
-    pub cache_ttl_s: u64,
-    /// Entries kept in the in-process cache (least recently used go first).
-    #[arg(long, env = "CACHE_MAX_SIZE", value_name = "CACHE_MAX_SIZE", default_value_t = DEFAULT_CACHE_MAX_SIZE)]
-    pub cache_max_size: u64,
 }
 
 /// The component runtime.

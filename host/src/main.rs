@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use llm_service::caps::HostCapabilities;
 use llm_service::caps::backend::Backend;
+use llm_service::caps::cache::ResponseCache;
 use llm_service::caps::runtime::ServiceRuntime;
 use llm_service::config::Config;
 use llm_service::logging;
@@ -61,9 +62,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ),
     ];
     guest_environment.extend(config.generation.guest_environment());
+    guest_environment.extend(config.cache.guest_environment());
+    guest_environment.push(("REQUEST_TIMEOUT".to_string(), config.server.request_timeout_s.to_string()));
+    let cache = Arc::new(ResponseCache::new(&config.cache)?);
+    cache.probe();
     let capabilities = HostCapabilities {
         runtime: ServiceRuntime::new(&config.backend.ollama_model),
         backend: Arc::new(Backend::new(&config.backend)),
+        cache,
         guest_environment: guest_environment.into(),
     };
     let admission = Admission {

@@ -6,11 +6,13 @@
 use std::time::Instant;
 
 use llm_service_sdk::http::{Reply, Request, Response};
+use llm_service_sdk::outbound::Pending;
 use serde_json::{Value, json};
 
 use crate::backend::Backend;
 use crate::error::ApiError;
-use crate::generate::{GenerateRequest, complete};
+use crate::generate::{CacheUse, GenerateRequest, answer_body, complete};
+use crate::response_cache::{self, Lookup, Stored};
 
 /// Most items in one batch unless MAX_BATCH says otherwise.
 const DEFAULT_MAX_BATCH: usize = 32;
@@ -54,30 +56,62 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
             Ok(request)
         })
         .collect();
-    // Start every first attempt before waiting on any, so they run together.
-    let started_requests: Vec<_> = parsed
+    // Answer hits at once; start every miss's first attempt before waiting
+    // on any, so they run together.
+    let items: Vec<Result<Item, ApiError>> = parsed
         .into_iter()
         .map(|request| {
             request.map(|request| {
-                let models = request.models();
-                let first = backend.start(&request.generation(&models[0]), false);
-                (request, first)
+                let primary = request.models().remove(0);
+                let key = request.use_cache.then(|| response_cache::key(&request, &primary, backend.kind()));
+                if let Some(Lookup::Fresh(stored)) = key.as_deref().map(response_cache::lookup) {
+                    return Item::Hit(stored);
+                }
+                let first = backend.start(&request.generation(&primary), false);
+                Item::Started { request, primary, key, first }
             })
         })
         .collect();
-    Ok(started_requests
+    Ok(items
         .into_iter()
         .map(|item| {
-            let outcome = item.and_then(|(request, first)| {
-                complete(&backend, &request, first).map(|(completion, model)| {
-                    Value::Object(request.response_body(&completion, &model, started))
-                })
+            let outcome = item.and_then(|item| match item {
+                Item::Hit(stored) => Ok(answer_body(&stored, started, CacheUse::Hit)),
+                Item::Started { request, primary, key, first } => {
+                    let (completion, model) = complete(&backend, &request, first)?;
+                    let stored = response_cache::stored(
+                        &request,
+                        &completion.text,
+                        &model,
+                        completion.tokens_generated,
+                    );
+                    let cache_use = match key.filter(|_| model == primary) {
+                        Some(key) => {
+                            response_cache::store(&key, &stored);
+                            CacheUse::Miss
+                        }
+                        None if request.use_cache => CacheUse::Miss,
+                        None => CacheUse::Bypass,
+                    };
+                    Ok(answer_body(&stored, started, cache_use))
+                }
             });
-            outcome.unwrap_or_else(|error| {
+            outcome.map(Value::Object).unwrap_or_else(|error| {
                 let mut body = error.body();
                 body.insert("status".into(), json!(error.status()));
                 Value::Object(body)
             })
         })
         .collect())
+}
+
+/// One batch item after the cache was asked.
+enum Item {
+    Hit(Stored),
+    Started {
+        request: GenerateRequest,
+        primary: String,
+        key: Option<String>,
+        first: Result<Pending, ApiError>,
+    },
 }

@@ -80,13 +80,48 @@ impl ApiError {
         body
     }
 
+    /// Whether a stale answer may stand in for this failure (STALE_IF_ERROR):
+    /// the backend failed, timed out or is overloaded.
+    pub fn allows_stale(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Busy | Self::Timeout | Self::BadGateway { .. })
+    }
+
+    /// The error as bytes for another request's use (a crashed flight).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.encoded()).unwrap_or_default()
+    }
+
+    fn encoded(&self) -> Value {
+        json!({"status": self.status(), "body": self.body(), "retry_after": self.retry_after()})
+    }
+
+    /// Rebuilds the response of an error [`encode`](Self::encode)d by
+    /// another request; `None` if the bytes are not one.
+    pub fn decode_response(bytes: &[u8]) -> Option<(u16, Response)> {
+        let value: Value = serde_json::from_slice(bytes).ok()?;
+        let status = u16::try_from(value.get("status")?.as_u64()?).ok()?;
+        let response = Response::json(status, value.get("body")?);
+        let response = match value.get("retry_after").and_then(Value::as_str) {
+            Some(seconds) => response.with_header("retry-after", seconds),
+            None => response,
+        };
+        Some((status, response))
+    }
+
+    fn retry_after(&self) -> Option<&'static str> {
+        match self {
+            Self::Unavailable { .. } => Some(RETRY_AFTER_UNAVAILABLE_S),
+            Self::Busy => Some(RETRY_AFTER_BUSY_S),
+            _ => None,
+        }
+    }
+
     /// The HTTP response.
     pub fn response(&self) -> Response {
         let response = Response::json(self.status(), &self.body());
-        match self {
-            Self::Unavailable { .. } => response.with_header("retry-after", RETRY_AFTER_UNAVAILABLE_S),
-            Self::Busy => response.with_header("retry-after", RETRY_AFTER_BUSY_S),
-            _ => response,
+        match self.retry_after() {
+            Some(seconds) => response.with_header("retry-after", seconds),
+            None => response,
         }
     }
 }

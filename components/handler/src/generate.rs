@@ -4,14 +4,14 @@
 
 use std::time::Instant;
 
-use llm_service_sdk::http::{BodyWriter, Reply, Request, Response};
+use llm_service_sdk::http::{Reply, Request, Response};
 use llm_service_sdk::outbound::Pending;
 use llm_service_sdk::runtime;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
-use crate::backend::{Backend, Completion, Generation, StreamEvent};
+use crate::backend::{Backend, Completion, Generation};
 use crate::error::ApiError;
+use crate::response_cache::{Stored, now_s};
 use crate::settings::Settings;
 
 /// Longest prompt accepted unless MAX_PROMPT_CHARS says otherwise.
@@ -21,15 +21,16 @@ const DEFAULT_MAX_PROMPT_CHARS: usize = 32768;
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
     pub prompt: String,
-    // Validated now; the response cache's key and the request log read them.
-    #[allow(dead_code)]
     pub character_name: Option<String>,
+    // Validated; not part of the cache key (the prompt carries the
+    // conversation). The request log will read it.
     #[allow(dead_code)]
     pub conversation_id: Option<String>,
-    #[allow(dead_code)]
     pub use_cache: bool,
     pub model: Option<String>,
     pub stream: bool,
+    /// Seconds to cache the answer, overriding LLM_RESPONSE_CACHE_TTL.
+    pub cache_ttl_s: Option<u64>,
     pub settings: Settings,
 }
 
@@ -87,6 +88,7 @@ impl GenerateRequest {
             use_cache: optional_bool(object, "use_cache", prefix)?.unwrap_or(true),
             model: optional_string(object, "model", prefix)?.filter(|model| !model.trim().is_empty()),
             stream: optional_bool(object, "stream", prefix)?.unwrap_or(false),
+            cache_ttl_s: cache_ttl(object, prefix)?,
             settings,
         })
     }
@@ -109,28 +111,76 @@ impl GenerateRequest {
     pub fn generation<'a>(&'a self, model: &'a str) -> Generation<'a> {
         Generation { model, prompt: &self.prompt, settings: &self.settings }
     }
+}
 
-    /// The seed's response for `completion` of the model `model`.
-    pub fn response_body(
-        &self,
-        completion: &Completion,
-        model: &str,
-        started: Instant,
-    ) -> Map<String, Value> {
-        let mut body = Map::new();
-        body.insert("response".into(), json!(completion.text));
-        body.insert("model".into(), json!(model));
-        body.insert("generation_time".into(), json!(started.elapsed().as_secs_f64()));
-        body.insert("cache_hit".into(), json!(false));
-        body.insert(
-            "metadata".into(),
-            json!({
-                "temperature": self.settings.temperature,
-                "tokens_generated": completion.tokens_generated,
-                "prompt_hash": hex::encode(Sha256::digest(self.prompt.as_bytes())),
-            }),
-        );
-        body
+/// How the cache took part in an answer (the `X-Cache` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    Hit,
+    Miss,
+    Bypass,
+    Stale,
+}
+
+impl CacheUse {
+    /// The `X-Cache` value.
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Bypass => "BYPASS",
+            Self::Stale => "STALE",
+        }
+    }
+}
+
+/// The seed's response body for `stored`.
+pub fn answer_body(stored: &Stored, started: Instant, cache_use: CacheUse) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("response".into(), json!(stored.response));
+    body.insert("model".into(), json!(stored.model));
+    body.insert("generation_time".into(), json!(started.elapsed().as_secs_f64()));
+    body.insert("cache_hit".into(), json!(matches!(cache_use, CacheUse::Hit | CacheUse::Stale)));
+    body.insert(
+        "metadata".into(),
+        json!({
+            "temperature": stored.temperature,
+            "tokens_generated": stored.tokens_generated,
+            "prompt_hash": stored.prompt_hash,
+        }),
+    );
+    if cache_use == CacheUse::Stale {
+        body.insert("stale".into(), json!(true));
+    }
+    body
+}
+
+/// The `X-Cache` header, and `Age` on answers from the cache.
+pub fn with_cache_headers(response: Response, stored: &Stored, cache_use: CacheUse) -> Response {
+    let response = response.with_header("x-cache", cache_use.header());
+    match cache_use {
+        CacheUse::Hit | CacheUse::Stale => {
+            response.with_header("age", &now_s().saturating_sub(stored.stored_at).to_string())
+        }
+        CacheUse::Miss | CacheUse::Bypass => response,
+    }
+}
+
+/// The whole HTTP answer for `stored`.
+pub fn answer(stored: &Stored, started: Instant, cache_use: CacheUse) -> Response {
+    with_cache_headers(Response::json(200, &answer_body(stored, started, cache_use)), stored, cache_use)
+}
+
+fn cache_ttl(object: &Map<String, Value>, prefix: &str) -> Result<Option<u64>, ApiError> {
+    match object.get("cache_ttl") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match value.as_u64() {
+            Some(ttl) if (1..=31_536_000).contains(&ttl) => Ok(Some(ttl)),
+            _ => Err(ApiError::invalid(
+                &format!("{prefix}cache_ttl"),
+                "cache_ttl must be a whole number of seconds between 1 and 31536000",
+            )),
+        },
     }
 }
 
@@ -158,7 +208,7 @@ fn optional_bool(object: &Map<String, Value>, name: &str, prefix: &str) -> Resul
 
 /// Whether another model may do better: not for overload or timeouts, where
 /// trying again would only add load or overrun the deadline.
-fn worth_a_fallback(error: &ApiError) -> bool {
+pub fn worth_a_fallback(error: &ApiError) -> bool {
     matches!(
         error,
         ApiError::ModelNotFound { .. } | ApiError::Unavailable { .. } | ApiError::BadGateway { .. }
@@ -202,90 +252,7 @@ pub fn post(request: &Request) -> Reply {
     };
     let backend = Backend::from_env();
     if parsed.stream {
-        return stream(backend, parsed, started);
+        return crate::stream::respond(backend, parsed, started);
     }
-    let first = backend.start(&parsed.generation(&parsed.models()[0]), false);
-    match complete(&backend, &parsed, first) {
-        Ok((completion, model)) => {
-            Response::json(200, &parsed.response_body(&completion, &model, started)).into()
-        }
-        Err(error) => error.response().into(),
-    }
-}
-
-/// Streams the answer as NDJSON. The stream is opened (with fallbacks)
-/// before the status line goes out, so a missing model or a dead backend is
-/// still a proper 404/503; after that, an error ends the stream with an
-/// `{"error": ...}` line. A client that leaves drops the backend response,
-/// which closes the backend connection and so cancels the generation.
-fn stream(backend: Backend, request: GenerateRequest, started: Instant) -> Reply {
-    let mut first_error = None;
-    let mut opened = None;
-    for model in request.models() {
-        let generation = request.generation(&model);
-        match backend.start(&generation, true).and_then(|pending| backend.open_stream(&generation, pending)) {
-            Ok(response) => {
-                opened = Some((response, model));
-                break;
-            }
-            Err(error) => {
-                let fall_back = worth_a_fallback(&error);
-                first_error.get_or_insert(error);
-                if !fall_back {
-                    break;
-                }
-            }
-        }
-    }
-    let Some((mut response, model)) = opened else {
-        return first_error.expect("at least one model was tried").response().into();
-    };
-    let head = Response::new(200, "application/x-ndjson", Vec::new());
-    Reply::Stream {
-        head,
-        write: Box::new(move |writer: &mut BodyWriter| {
-            let mut completion =
-                Completion { text: String::new(), model: model.clone(), tokens_generated: 0 };
-            let mut chunks = 0u64;
-            loop {
-                let event = match response.next_line() {
-                    Ok(Some(line)) => backend.stream_event(&line),
-                    Ok(None) => {
-                        Err(ApiError::BadGateway { message: "the stream ended before it was done".into() })
-                    }
-                    Err(error) => Err(crate::backend::map_outbound(error)),
-                };
-                let line = match event {
-                    Ok(StreamEvent::Skip) => continue,
-                    Ok(StreamEvent::Text(text)) => {
-                        chunks += 1;
-                        completion.text.push_str(&text);
-                        json!({"response": text, "done": false})
-                    }
-                    Ok(StreamEvent::Done { tokens_generated }) => {
-                        completion.tokens_generated = tokens_generated.unwrap_or(chunks);
-                        let mut last = request.response_body(&completion, &model, started);
-                        last.insert("done".into(), json!(true));
-                        let _ = write_line(writer, &Value::Object(last));
-                        return;
-                    }
-                    Err(error) => {
-                        let mut last = error.body();
-                        last.insert("done".into(), json!(true));
-                        let _ = write_line(writer, &Value::Object(last));
-                        return;
-                    }
-                };
-                if write_line(writer, &line).is_err() {
-                    return;
-                }
-            }
-        }),
-    }
-}
-
-fn write_line(writer: &mut BodyWriter, value: &Value) -> Result<(), llm_service_sdk::http::ClientGone> {
-    let mut line = value.to_string();
-    line.push('\n');
-    writer.write(line.as_bytes())
+    crate::cached::respond(&backend, &parsed, started).into()
 }

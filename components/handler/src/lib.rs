@@ -4,10 +4,14 @@
 
 mod backend;
 mod batch;
+mod cache_clear;
+mod cached;
 mod error;
 mod generate;
 mod health;
+mod response_cache;
 mod settings;
+mod stream;
 
 use llm_service_sdk::Handler;
 use llm_service_sdk::http::{Reply, Request, Response};
@@ -25,6 +29,7 @@ const ROUTES: &[Route] = &[
     Route { path: "/health", methods: &["GET"], handle: health::get },
     Route { path: "/generate", methods: &["POST"], handle: generate::post },
     Route { path: "/generate/batch", methods: &["POST"], handle: batch::post },
+    Route { path: "/cache/clear", methods: &["POST"], handle: cache_clear::post },
 ];
 
 struct DefaultHandler;

@@ -3,16 +3,19 @@
 //! and `host.rs` (the generated `Host` trait, thin).
 
 pub mod backend;
+pub mod cache;
 pub mod runtime;
 
 use std::sync::Arc;
 
 /// Everything a request's store gets from the host: cheap handles to the
 /// shared state of each capability, built once at start-up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HostCapabilities {
     /// `llm-service:host/runtime`.
     pub runtime: runtime::ServiceRuntime,
+    /// The response cache.
+    pub cache: Arc<cache::ResponseCache>,
     /// Outbound HTTP to the backend.
     pub backend: Arc<backend::Backend>,
     /// The component's environment (its configuration; see `config::GenerationConfig`).

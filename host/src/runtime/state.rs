@@ -6,6 +6,7 @@
 //! in-memory buffer that is logged when the guest fails. Outbound HTTP goes
 //! through the backend capability and reaches only the configured backend.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -15,6 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::HostCapabilities;
 use crate::caps::backend::BackendHooks;
+use crate::caps::cache::{CacheView, ResponseCache};
 use crate::caps::runtime::ServiceRuntime;
 
 /// Guest output kept per request: enough for a panic message.
@@ -29,6 +31,7 @@ pub struct RequestState {
     output: MemoryOutputPipe,
     /// `llm-service:host/runtime`.
     pub runtime: ServiceRuntime,
+    cache: Arc<ResponseCache>,
 }
 
 impl RequestState {
@@ -47,7 +50,13 @@ impl RequestState {
             table: ResourceTable::new(),
             output,
             runtime: capabilities.runtime.clone(),
+            cache: capabilities.cache.clone(),
         }
+    }
+
+    /// What the cache functions see of this store.
+    pub fn cache_view(&mut self) -> CacheView<'_> {
+        CacheView { cache: &self.cache, table: &mut self.table }
     }
 
     /// What the guest wrote to stdout and stderr (a panic message, say).

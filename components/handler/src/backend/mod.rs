@@ -62,6 +62,11 @@ impl Backend {
         Self { kind, base_url: base_url.trim_end_matches('/').to_string() }
     }
 
+    /// The protocol.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// Sends the request for `generation` without waiting for the answer.
     pub fn start(&self, generation: &Generation, stream: bool) -> Result<Pending, ApiError> {
         let (path, body) = match self.kind {

@@ -1,0 +1,41 @@
+//! POST /cache/clear, optionally `{"character": "..."}` → `{"cleared": N}`.
+//! Only this service's keys (`llm_response:...`) are ever removed.
+
+use llm_service_sdk::bindings::llm_service::host::cache;
+use llm_service_sdk::http::{Reply, Request, Response};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::response_cache::KEY_PREFIX;
+
+/// POST /cache/clear.
+pub fn post(request: &Request) -> Reply {
+    let character = match character(request.body()) {
+        Ok(character) => character,
+        Err(error) => return error.response().into(),
+    };
+    let containing = character.map(|character| format!(":{character}:"));
+    match cache::clear(KEY_PREFIX, containing.as_deref()) {
+        Ok(cleared) => Response::json(200, &json!({ "cleared": cleared })).into(),
+        Err(error) => ApiError::Unavailable { message: format!("the cache could not be cleared: {error:?}") }
+            .response()
+            .into(),
+    }
+}
+
+/// The character to clear, from an optional JSON body.
+fn character(body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::MalformedJson {
+        line: error.line(),
+        column: error.column(),
+        message: error.to_string(),
+    })?;
+    match value.get("character") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(character)) if !character.is_empty() => Ok(Some(character.clone())),
+        Some(_) => Err(ApiError::invalid("character", "character must be a non-empty string")),
+    }
+}

@@ -1,0 +1,99 @@
+//! A non-streamed /generate through the response cache.
+//!
+//! A fresh entry is a hit. Otherwise the request joins the key's flight: the
+//! leader generates (checking the cache once more first, in case a flight
+//! just landed), stores the answer, then lands it for the waiters; a
+//! follower answers with what the leader landed, or with the leader's error.
+//! When the backend fails and a stale entry (within STALE_IF_ERROR) exists,
+//! that is served instead, marked stale.
+
+use std::time::Instant;
+
+use llm_service_sdk::bindings::llm_service::host::cache::{self, JoinResult, Outcome};
+use llm_service_sdk::http::Response;
+
+use crate::backend::Backend;
+use crate::error::ApiError;
+use crate::generate::{CacheUse, GenerateRequest, answer, complete};
+use crate::response_cache::{self, Lookup, Stored};
+
+/// Joins tried before generating without single-flight (each failed join
+/// means a leader went away).
+const MAX_JOINS: usize = 3;
+/// How long a follower waits for its leader unless REQUEST_TIMEOUT says.
+const DEFAULT_WAIT_MS: u32 = 30_000;
+
+/// Answers `request`, using the cache as `use_cache` allows.
+pub fn respond(backend: &Backend, request: &GenerateRequest, started: Instant) -> Response {
+    if !request.use_cache {
+        return match generate(backend, request) {
+            Ok(stored) => answer(&stored, started, CacheUse::Bypass),
+            Err(error) => error.response(),
+        };
+    }
+    let primary = request.models().remove(0);
+    let key = response_cache::key(request, &primary, backend.kind());
+    let stale = match response_cache::lookup(&key) {
+        Lookup::Fresh(stored) => return answer(&stored, started, CacheUse::Hit),
+        Lookup::Stale(stored) => Some(stored),
+        Lookup::Miss => None,
+    };
+    let wait_ms = std::env::var("REQUEST_TIMEOUT")
+        .ok()
+        .and_then(|seconds| seconds.parse::<u32>().ok())
+        .map_or(DEFAULT_WAIT_MS, |seconds| seconds.saturating_mul(1000));
+    for _ in 0..MAX_JOINS {
+        match cache::join(&key, wait_ms) {
+            JoinResult::Lead(flight) => {
+                if let Lookup::Fresh(stored) = response_cache::lookup(&key) {
+                    flight.land(&serde_json::to_vec(&stored).unwrap_or_default());
+                    return answer(&stored, started, CacheUse::Hit);
+                }
+                return match generate(backend, request) {
+                    Ok(stored) => {
+                        if stored.model == primary {
+                            response_cache::store(&key, &stored);
+                        }
+                        flight.land(&serde_json::to_vec(&stored).unwrap_or_default());
+                        answer(&stored, started, CacheUse::Miss)
+                    }
+                    Err(error) => {
+                        flight.crash(&error.encode());
+                        match stale {
+                            Some(stale) if error.allows_stale() => answer(&stale, started, CacheUse::Stale),
+                            _ => error.response(),
+                        }
+                    }
+                };
+            }
+            JoinResult::Followed(Outcome::Landed(bytes)) => {
+                if let Ok(stored) = serde_json::from_slice::<Stored>(&bytes) {
+                    return answer(&stored, started, CacheUse::Miss);
+                }
+            }
+            JoinResult::Followed(Outcome::Crashed(bytes)) => {
+                if let Some((status, response)) = ApiError::decode_response(&bytes) {
+                    return match stale {
+                        Some(stale) if matches!(status, 502..=504) => {
+                            answer(&stale, started, CacheUse::Stale)
+                        }
+                        _ => response,
+                    };
+                }
+            }
+            JoinResult::Followed(Outcome::Abandoned) => {}
+        }
+    }
+    match generate(backend, request) {
+        Ok(stored) => answer(&stored, started, CacheUse::Miss),
+        Err(error) => error.response(),
+    }
+}
+
+/// Generates (with fallbacks) and returns what would be stored.
+fn generate(backend: &Backend, request: &GenerateRequest) -> Result<Stored, ApiError> {
+    let models = request.models();
+    let first = backend.start(&request.generation(&models[0]), false);
+    let (completion, model) = complete(backend, request, first)?;
+    Ok(response_cache::stored(request, &completion.text, &model, completion.tokens_generated))
+}

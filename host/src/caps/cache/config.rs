@@ -1,0 +1,64 @@
+//! Settings of the response cache: the in-process tier's size, KeyDB's
+//! address and timeouts, and the TTL policy handed to the handler.
+
+use std::time::Duration;
+
+use clap::Args;
+
+/// The seed's one-hour TTL for generated responses.
+pub const DEFAULT_CACHE_TTL_S: u64 = 3600;
+/// The seed's bound on cached entries in process.
+pub const DEFAULT_CACHE_MAX_SIZE: u64 = 1000;
+/// A generated answer is a few KiB; this keeps one runaway value from
+/// filling the cache.
+pub const DEFAULT_CACHE_MAX_VALUE_BYTES: u64 = 1024 * 1024;
+/// KeyDB answers in well under a millisecond on a LAN; past this a cache
+/// call counts as failed and the request goes on without the cache.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 500;
+
+/// The response cache.
+#[derive(Debug, Clone, Args)]
+pub struct CacheConfig {
+    /// KeyDB/Redis URL (redis://host:port/db); unset, the in-process cache serves alone.
+    #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL", value_parser = parse_redis_url)]
+    pub redis_url: Option<String>,
+    /// Seconds a generated response stays cached.
+    #[arg(long, env = "LLM_RESPONSE_CACHE_TTL", value_name = "LLM_RESPONSE_CACHE_TTL", default_value_t = DEFAULT_CACHE_TTL_S,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub cache_ttl_s: u64,
+    /// Entries kept in the in-process cache (least recently used go first); 0 turns it off.
+    #[arg(long, env = "CACHE_MAX_SIZE", value_name = "CACHE_MAX_SIZE", default_value_t = DEFAULT_CACHE_MAX_SIZE)]
+    pub cache_max_size: u64,
+    /// Seconds past its TTL an answer is kept and served (marked stale) when the backend fails; 0 = off.
+    #[arg(long, env = "STALE_IF_ERROR", value_name = "STALE_IF_ERROR", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub stale_if_error_s: u64,
+    /// Largest value stored, in bytes.
+    #[arg(long, env = "CACHE_MAX_VALUE_BYTES", value_name = "CACHE_MAX_VALUE_BYTES",
+          default_value_t = DEFAULT_CACHE_MAX_VALUE_BYTES)]
+    pub cache_max_value_bytes: u64,
+    /// Milliseconds to connect to KeyDB, and for each of its answers.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", value_name = "REDIS_TIMEOUT_MS", default_value_t = DEFAULT_REDIS_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub redis_timeout_ms: u64,
+}
+
+impl CacheConfig {
+    /// Timeout for KeyDB calls.
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    /// The handler's share: its TTL policy, as its environment.
+    pub fn guest_environment(&self) -> Vec<(String, String)> {
+        vec![
+            ("LLM_RESPONSE_CACHE_TTL".into(), self.cache_ttl_s.to_string()),
+            ("STALE_IF_ERROR".into(), self.stale_if_error_s.to_string()),
+        ]
+    }
+}
+
+fn parse_redis_url(value: &str) -> Result<String, String> {
+    redis::Client::open(value).map_err(|error| format!("not a Redis URL: {error}"))?;
+    Ok(value.to_string())
+}

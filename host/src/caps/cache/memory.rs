@@ -1,0 +1,131 @@
+//! The in-process tier: at most CACHE_MAX_SIZE entries, least recently used
+//! evicted first (moka), each expiring at its own TTL. Never fails.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::Expiry;
+use moka::sync::Cache;
+
+/// One cached value and when it expires.
+#[derive(Debug, Clone)]
+pub struct MemoryEntry {
+    /// The value.
+    pub value: Bytes,
+    /// When it stops being served.
+    pub expires_at: Instant,
+}
+
+struct ExpireAtEntryDeadline;
+
+impl Expiry<String, Arc<MemoryEntry>> for ExpireAtEntryDeadline {
+    fn expire_after_create(&self, _key: &String, entry: &Arc<MemoryEntry>, now: Instant) -> Option<Duration> {
+        Some(entry.expires_at.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Arc<MemoryEntry>,
+        now: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.expires_at.saturating_duration_since(now))
+    }
+}
+
+/// The in-process tier; `capacity` 0 makes every call a no-op.
+pub struct MemoryTier {
+    entries: Option<Cache<String, Arc<MemoryEntry>>>,
+}
+
+impl MemoryTier {
+    /// A tier holding at most `capacity` entries.
+    pub fn new(capacity: u64) -> Self {
+        let entries = (capacity > 0)
+            .then(|| Cache::builder().max_capacity(capacity).expire_after(ExpireAtEntryDeadline).build());
+        Self { entries }
+    }
+
+    /// The live entry under `key`.
+    pub fn get(&self, key: &str) -> Option<Arc<MemoryEntry>> {
+        let entry = self.entries.as_ref()?.get(key)?;
+        // moka expires lazily; never serve a value past its deadline.
+        (entry.expires_at > Instant::now()).then_some(entry)
+    }
+
+    /// Stores `value` under `key` until `expires_at`.
+    pub fn set(&self, key: &str, value: Bytes, expires_at: Instant) {
+        if let Some(entries) = &self.entries {
+            entries.insert(key.to_string(), Arc::new(MemoryEntry { value, expires_at }));
+        }
+    }
+
+    /// Removes `key`; whether it was there.
+    pub fn delete(&self, key: &str) -> bool {
+        self.entries.as_ref().and_then(|entries| entries.remove(key)).is_some()
+    }
+
+    /// Removes the keys `matches` accepts; how many.
+    pub fn clear(&self, mut matches: impl FnMut(&str) -> bool) -> u64 {
+        let Some(entries) = &self.entries else { return 0 };
+        let doomed: Vec<Arc<String>> =
+            entries.iter().map(|(key, _)| key).filter(|key| matches(key)).collect();
+        doomed.iter().filter(|key| entries.remove(key.as_str()).is_some()).count() as u64
+    }
+
+    /// Entries held now (after pending evictions run).
+    pub fn len(&self) -> u64 {
+        self.entries.as_ref().map_or(0, |entries| {
+            entries.run_pending_tasks();
+            entries.entry_count()
+        })
+    }
+
+    /// Whether the tier holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn later(seconds: u64) -> Instant {
+        Instant::now() + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn the_capacity_bound_holds() {
+        let tier = MemoryTier::new(10);
+        for index in 0..50 {
+            tier.set(&format!("k{index}"), Bytes::from_static(b"v"), later(60));
+        }
+        assert!(tier.len() <= 10, "{} entries", tier.len());
+    }
+
+    #[test]
+    fn an_expired_entry_is_never_served() {
+        let tier = MemoryTier::new(10);
+        tier.set("k", Bytes::from_static(b"v"), Instant::now());
+        assert!(tier.get("k").is_none());
+    }
+
+    #[test]
+    fn clear_removes_only_matching_keys() {
+        let tier = MemoryTier::new(10);
+        tier.set("llm_response:a:peter:x", Bytes::from_static(b"1"), later(60));
+        tier.set("llm_response:b:lois:x", Bytes::from_static(b"2"), later(60));
+        assert_eq!(tier.clear(|key| key.contains(":peter:")), 1);
+        assert!(tier.get("llm_response:b:lois:x").is_some());
+    }
+
+    #[test]
+    fn zero_capacity_turns_the_tier_off() {
+        let tier = MemoryTier::new(0);
+        tier.set("k", Bytes::from_static(b"v"), later(60));
+        assert!(tier.get("k").is_none());
+    }
+}

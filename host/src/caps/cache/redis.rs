@@ -1,0 +1,124 @@
+//! The shared tier: KeyDB (or Redis) through one reconnecting
+//! `ConnectionManager`, created lazily so the service starts while KeyDB is
+//! down. Every call is bounded by the configured timeout. Values are stored
+//! with `SET .. EX`; clears walk the keyspace with `SCAN` and remove with
+//! `UNLINK` (never `KEYS`, which blocks the server).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, RedisError};
+
+/// Keys asked for per SCAN step: large enough to be quick, small enough not
+/// to hold KeyDB up.
+const SCAN_COUNT: usize = 500;
+
+/// The KeyDB tier.
+#[derive(Clone)]
+pub struct RedisTier {
+    connection: ConnectionManager,
+}
+
+impl RedisTier {
+    /// A tier for `url`; connects on first use and reconnects by itself.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self { connection })
+    }
+
+    /// The value under `key` and its remaining lifetime.
+    pub async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, RedisError> {
+        let mut connection = self.connection.clone();
+        let (value, ttl_ms): (Option<Vec<u8>>, i64) =
+            redis::pipe().get(key).cmd("PTTL").arg(key).query_async(&mut connection).await?;
+        // PTTL is -1 for a key without expiry (never set by us) and -2 for
+        // one that vanished between the two commands.
+        Ok(value
+            .filter(|_| ttl_ms > 0)
+            .map(|value| (Bytes::from(value), Duration::from_millis(ttl_ms as u64))))
+    }
+
+    /// Stores `value` under `key` for `ttl`.
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), RedisError> {
+        let mut connection = self.connection.clone();
+        connection.set_ex(key, value, ttl.as_secs().max(1)).await
+    }
+
+    /// Removes `key`; whether it was there.
+    pub async fn delete(&self, key: &str) -> Result<bool, RedisError> {
+        let mut connection = self.connection.clone();
+        let removed: u64 = connection.unlink(key).await?;
+        Ok(removed > 0)
+    }
+
+    /// Removes the keys that start with `prefix` and contain `containing`;
+    /// the keys removed.
+    pub async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, RedisError> {
+        let mut connection = self.connection.clone();
+        let pattern = match containing {
+            Some(infix) => format!("{}*{}*", glob_escape(prefix), glob_escape(infix)),
+            None => format!("{}*", glob_escape(prefix)),
+        };
+        let mut removed = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut connection)
+                .await?;
+            // The glob only narrows the scan; the exact test decides.
+            let doomed: Vec<String> = keys
+                .into_iter()
+                .filter(|key| key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix)))
+                .collect();
+            if !doomed.is_empty() {
+                let _: u64 = connection.unlink(&doomed).await?;
+                removed.extend(doomed);
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Whether KeyDB answers.
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING").query_async::<String>(&mut connection).await.map(drop)
+    }
+}
+
+/// `text` as a literal inside a Redis glob pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if matches!(character, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_specials_are_escaped() {
+        assert_eq!(glob_escape("llm_response:"), "llm_response:");
+        assert_eq!(glob_escape(":a*b?[c]\\:"), ":a\\*b\\?\\[c\\]\\\\:");
+    }
+}
