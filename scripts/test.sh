@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 # (cargo does not add a missing target by itself).
 rustup toolchain install
 
+# redis-server, the KeyDB stand-in the cache tests start and kill themselves.
+if ! command -v redis-server >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+
 # The real small model (llama.cpp's server + SmolLM2-135M) for end-to-end tests.
 LLM_SERVICE_TEST_PYTHON="$(./scripts/python-env.sh)"
 export LLM_SERVICE_TEST_PYTHON

@@ -5,6 +5,7 @@
 //! always for an event under a deadline, never a sleep.
 
 pub mod fake_ollama;
+pub mod redis_server;
 pub mod small_model;
 
 use std::io::{BufRead, BufReader};

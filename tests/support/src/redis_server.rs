@@ -1,0 +1,93 @@
+//! A real `redis-server` (the KeyDB stand-in) on a free loopback port, with
+//! nothing persisted; killed on drop. Tests kill and restart it to check how
+//! the service rides out an outage.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long redis-server may take to answer PING after starting.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running redis-server.
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts redis-server on a free port and waits until it answers.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self { port, child: None };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): an outage, not a shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let until = Instant::now() + START_DEADLINE;
+        while !self.answers_ping() {
+            assert!(Instant::now() < until, "redis-server did not answer PING within {START_DEADLINE:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs one command (inline protocol) and returns the raw reply.
+    pub fn command(&self, line: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis-server is up");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut reply = vec![0u8; 64 * 1024];
+        let read = stream.read(&mut reply).unwrap_or(0);
+        String::from_utf8_lossy(&reply[..read]).into_owned()
+    }
+
+    /// How many keys the server holds.
+    pub fn key_count(&self) -> usize {
+        let reply = self.command("DBSIZE");
+        reply.trim().trim_start_matches(':').parse().unwrap_or_else(|_| panic!("DBSIZE said {reply:?}"))
+    }
+
+    fn answers_ping(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.command("PING").starts_with("+PONG")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
