@@ -257,3 +257,32 @@ fn with_stale_if_error_an_expired_answer_stands_in_while_the_backend_fails() {
     assert_eq!(stale.json()["stale"], true);
     assert_eq!(stale.json()["response"], fresh.json()["response"]);
 }
+
+#[test]
+fn a_waiter_that_disconnects_does_not_cancel_the_generation() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_latency(Duration::from_millis(800));
+    let service = service(&ollama, None, &[]);
+    let body = json!({"prompt": "wait for me or not"}).to_string();
+    let leader = {
+        let (client, url, body) = (Client::new(), service.url("/generate"), body.clone());
+        std::thread::spawn(move || client.send("POST", &url, body.as_bytes()))
+    };
+    eventually(Duration::from_secs(10), "the leader's generation to start", || {
+        ollama.open_generations() == 1
+    });
+    {
+        use std::io::Write;
+        let mut waiter = std::net::TcpStream::connect(service.addr()).unwrap();
+        let request = format!(
+            "POST /generate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        waiter.write_all(request.as_bytes()).unwrap();
+    } // the waiter hangs up without reading its answer
+    let reply = leader.join().unwrap();
+    assert_eq!((reply.status, x_cache(&reply)), (200, "MISS"), "{}", reply.body);
+    assert_eq!(x_cache(&generate(&service, &serde_json::from_str(&body).unwrap())), "HIT");
+    assert_eq!(ollama.generate_hits(), 1);
+    assert_eq!(ollama.cancelled_streams(), 0);
+}
