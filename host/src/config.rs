@@ -198,6 +198,10 @@ pub struct LogConfig {
     /// `text` for people, `json` (one object per line) for collectors.
     #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// Put prompt text into the per-generation log lines (off: prompts are never logged).
+    #[arg(long, env = "LOG_PROMPTS", value_name = "LOG_PROMPTS", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_prompts: bool,
 }
 
 /// How log lines are written.

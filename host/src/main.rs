@@ -3,12 +3,14 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use llm_service::caps::HostCapabilities;
 use llm_service::caps::backend::Backend;
 use llm_service::caps::cache::ResponseCache;
 use llm_service::caps::runtime::ServiceRuntime;
+use llm_service::caps::runtime::checks::CheckSettings;
 use llm_service::config::Config;
 use llm_service::logging;
 use llm_service::runtime::engine::{EngineLimits, EpochTicker, build_engine};
@@ -64,14 +66,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
     guest_environment.extend(config.generation.guest_environment());
     guest_environment.extend(config.cache.guest_environment());
     guest_environment.push(("REQUEST_TIMEOUT".to_string(), config.server.request_timeout_s.to_string()));
+    guest_environment.push(("LOG_PROMPTS".to_string(), config.log.log_prompts.to_string()));
     let cache = Arc::new(ResponseCache::new(&config.cache)?);
-    cache.probe();
-    let capabilities = HostCapabilities {
-        runtime: ServiceRuntime::new(&config.backend.ollama_model),
-        backend: Arc::new(Backend::new(&config.backend)),
-        cache,
-        guest_environment: guest_environment.into(),
-    };
+    let backend = Arc::new(Backend::new(&config.backend));
+    let runtime = ServiceRuntime::new(&config.backend.ollama_model, backend.clone(), cache.clone());
+    let _checks = runtime.checks().start(
+        CheckSettings {
+            interval: Duration::from_secs_f64(config.backend.health_check_interval_s),
+            slow_after: Duration::from_millis(config.backend.slow_threshold_ms),
+            base_url: config.backend.base_url().to_string(),
+            kind: config.backend.backend_kind,
+        },
+        cache.clone(),
+    );
+    let capabilities =
+        HostCapabilities { runtime, backend, cache, guest_environment: guest_environment.into() };
     let admission = Admission {
         max_in_flight: config.server.max_in_flight,
         max_body_bytes: config.server.max_body_bytes,

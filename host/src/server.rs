@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -28,6 +28,23 @@ use crate::runtime::handler::HandlerComponent;
 
 /// Seconds a client told 503 should wait before trying again.
 const RETRY_AFTER_S: &str = "1";
+/// The header carrying a request's id, in and out.
+const REQUEST_ID: &str = "x-request-id";
+/// Longest client-supplied request id kept; longer ones are replaced.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// The client's `X-Request-Id` if it is short printable ASCII, else a new one.
+fn request_id(request: &hyper::Request<Incoming>) -> Arc<str> {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty() && id.len() <= MAX_REQUEST_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(Arc::from)
+        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().simple().to_string()))
+}
 
 /// Everything a request needs, shared by all connections.
 pub struct Service {
@@ -62,6 +79,24 @@ impl Service {
     }
 
     async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let metrics = self.capabilities.runtime.metrics();
+        let _in_flight = metrics.enter();
+        let path = request.uri().path().to_string();
+        let request_id = request_id(&request);
+        let mut response = self.admit(request, request_id.clone()).await;
+        metrics.record_request(&path, response.status().as_u16(), started.elapsed());
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        response
+    }
+
+    async fn admit(
+        &self,
+        request: hyper::Request<Incoming>,
+        request_id: Arc<str>,
+    ) -> hyper::Response<HyperOutgoingBody> {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             let mut response = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -76,7 +111,8 @@ impl Service {
         };
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        match self.handler.serve(request, &self.capabilities, self.request_timeout, permit).await {
+        match self.handler.serve(request, &self.capabilities, request_id, self.request_timeout, permit).await
+        {
             Ok(response) => response,
             Err(error) => {
                 let status = error.status();

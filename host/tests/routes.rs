@@ -1,17 +1,32 @@
 //! The default handler's routes, served by the real binary.
 
+use llm_service_test_support::fake_ollama::FakeOllama;
 use llm_service_test_support::{Client, Service};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 
-fn start() -> Service {
-    Service::builder(BINARY).env("OLLAMA_MODEL", "test-model:1b").start()
+fn start() -> (Service, FakeOllama) {
+    let ollama = FakeOllama::start(&["test-model:1b"]);
+    let service = Service::builder(BINARY)
+        .env("OLLAMA_MODEL", "test-model:1b")
+        .env("OLLAMA_BASE_URL", &ollama.url())
+        .start();
+    (service, ollama)
 }
 
 #[test]
 fn health_has_the_seed_shape() {
-    let service = start();
-    let reply = Client::new().get(&service.url("/health"));
+    let (service, _ollama) = start();
+    // The first background check runs at start-up; until it answers the
+    // backend is "unknown".
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reply = loop {
+        let reply = Client::new().get(&service.url("/health"));
+        if reply.json()["ollama_status"] != "unknown" || std::time::Instant::now() > until {
+            break reply;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.header("content-type"), Some("application/json"));
     let health = reply.json();
@@ -22,7 +37,7 @@ fn health_has_the_seed_shape() {
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["service"], "llm-service");
     assert_eq!(health["model"], "test-model:1b", "the model comes from OLLAMA_MODEL via the host");
-    assert_eq!(health["ollama_status"], "unknown");
+    assert_eq!(health["ollama_status"], "connected");
     assert_eq!(health["cache_status"], "in-process", "no REDIS_URL: the process tier alone");
     let timestamp = health["timestamp"].as_str().unwrap();
     let parsed = humantime::parse_rfc3339(timestamp).unwrap_or_else(|e| panic!("{timestamp}: {e}"));
@@ -32,7 +47,7 @@ fn health_has_the_seed_shape() {
 
 #[test]
 fn unknown_path_is_404_json() {
-    let service = start();
+    let (service, _ollama) = start();
     let reply = Client::new().get(&service.url("/no-such-thing"));
     assert_eq!(reply.status, 404);
     let error = reply.json()["error"].as_str().unwrap().to_string();
@@ -41,7 +56,7 @@ fn unknown_path_is_404_json() {
 
 #[test]
 fn wrong_method_is_405_with_allow() {
-    let service = start();
+    let (service, _ollama) = start();
     let reply = Client::new().send("DELETE", &service.url("/health"), b"");
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET"));
@@ -50,7 +65,7 @@ fn wrong_method_is_405_with_allow() {
 
 #[test]
 fn startup_line_names_port_component_sha256_and_compile_time() {
-    let service = start();
+    let (service, _ollama) = start();
     let line = service
         .wait_for_log(std::time::Duration::from_secs(5), |line| line["message"] == "llm-service listening");
     assert_eq!(line["port"].as_u64(), Some(u64::from(service.addr().port())));

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::backend::Backend;
 use crate::error::ApiError;
-use crate::generate::{CacheUse, GenerateRequest, answer_body, complete};
+use crate::generate::{CacheUse, GenerateRequest, answer_body, complete, report};
 use crate::response_cache::{self, Lookup, Stored};
 
 /// Most items in one batch unless MAX_BATCH says otherwise.
@@ -65,7 +65,7 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
                 let primary = request.models().remove(0);
                 let key = request.use_cache.then(|| response_cache::key(&request, &primary, backend.kind()));
                 if let Some(Lookup::Fresh(stored)) = key.as_deref().map(response_cache::lookup) {
-                    return Item::Hit(stored);
+                    return Item::Hit { request, stored };
                 }
                 let first = backend.start(&request.generation(&primary), false);
                 Item::Started { request, primary, key, first }
@@ -76,9 +76,14 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
         .into_iter()
         .map(|item| {
             let outcome = item.and_then(|item| match item {
-                Item::Hit(stored) => Ok(answer_body(&stored, started, CacheUse::Hit)),
+                Item::Hit { request, stored } => {
+                    report(&request, started, 200, Some(&stored), CacheUse::Hit, None);
+                    Ok(answer_body(&stored, started, CacheUse::Hit))
+                }
                 Item::Started { request, primary, key, first } => {
-                    let (completion, model) = complete(&backend, &request, first)?;
+                    let (completion, model) = complete(&backend, &request, first).inspect_err(|error| {
+                        report(&request, started, error.status(), None, CacheUse::Miss, Some(error.kind()));
+                    })?;
                     let stored = response_cache::stored(
                         &request,
                         &completion.text,
@@ -93,6 +98,7 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
                         None if request.use_cache => CacheUse::Miss,
                         None => CacheUse::Bypass,
                     };
+                    report(&request, started, 200, Some(&stored), cache_use, None);
                     Ok(answer_body(&stored, started, cache_use))
                 }
             });
@@ -107,7 +113,10 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
 
 /// One batch item after the cache was asked.
 enum Item {
-    Hit(Stored),
+    Hit {
+        request: GenerateRequest,
+        stored: Stored,
+    },
     Started {
         request: GenerateRequest,
         primary: String,

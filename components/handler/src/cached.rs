@@ -10,11 +10,10 @@
 use std::time::Instant;
 
 use llm_service_sdk::bindings::llm_service::host::cache::{self, JoinResult, Outcome};
-use llm_service_sdk::http::Response;
 
 use crate::backend::Backend;
 use crate::error::ApiError;
-use crate::generate::{CacheUse, GenerateRequest, answer, complete};
+use crate::generate::{CacheUse, GenerateRequest, Served, complete};
 use crate::response_cache::{self, Lookup, Stored};
 
 /// Joins tried before generating without single-flight (each failed join
@@ -24,17 +23,17 @@ const MAX_JOINS: usize = 3;
 const DEFAULT_WAIT_MS: u32 = 30_000;
 
 /// Answers `request`, using the cache as `use_cache` allows.
-pub fn respond(backend: &Backend, request: &GenerateRequest, started: Instant) -> Response {
+pub fn respond(backend: &Backend, request: &GenerateRequest, started: Instant) -> Served {
     if !request.use_cache {
         return match generate(backend, request) {
-            Ok(stored) => answer(&stored, started, CacheUse::Bypass),
-            Err(error) => error.response(),
+            Ok(stored) => Served::answer(stored, started, CacheUse::Bypass),
+            Err(error) => Served::failure(&error),
         };
     }
     let primary = request.models().remove(0);
     let key = response_cache::key(request, &primary, backend.kind());
     let stale = match response_cache::lookup(&key) {
-        Lookup::Fresh(stored) => return answer(&stored, started, CacheUse::Hit),
+        Lookup::Fresh(stored) => return Served::answer(stored, started, CacheUse::Hit),
         Lookup::Stale(stored) => Some(stored),
         Lookup::Miss => None,
     };
@@ -47,7 +46,7 @@ pub fn respond(backend: &Backend, request: &GenerateRequest, started: Instant) -
             JoinResult::Lead(flight) => {
                 if let Lookup::Fresh(stored) = response_cache::lookup(&key) {
                     flight.land(&serde_json::to_vec(&stored).unwrap_or_default());
-                    return answer(&stored, started, CacheUse::Hit);
+                    return Served::answer(stored, started, CacheUse::Hit);
                 }
                 return match generate(backend, request) {
                     Ok(stored) => {
@@ -55,29 +54,31 @@ pub fn respond(backend: &Backend, request: &GenerateRequest, started: Instant) -
                             response_cache::store(&key, &stored);
                         }
                         flight.land(&serde_json::to_vec(&stored).unwrap_or_default());
-                        answer(&stored, started, CacheUse::Miss)
+                        Served::answer(stored, started, CacheUse::Miss)
                     }
                     Err(error) => {
                         flight.crash(&error.encode());
                         match stale {
-                            Some(stale) if error.allows_stale() => answer(&stale, started, CacheUse::Stale),
-                            _ => error.response(),
+                            Some(stale) if error.allows_stale() => {
+                                Served::answer(stale, started, CacheUse::Stale)
+                            }
+                            _ => Served::failure(&error),
                         }
                     }
                 };
             }
             JoinResult::Followed(Outcome::Landed(bytes)) => {
                 if let Ok(stored) = serde_json::from_slice::<Stored>(&bytes) {
-                    return answer(&stored, started, CacheUse::Miss);
+                    return Served::answer(stored, started, CacheUse::Miss);
                 }
             }
             JoinResult::Followed(Outcome::Crashed(bytes)) => {
                 if let Some((status, response)) = ApiError::decode_response(&bytes) {
                     return match stale {
                         Some(stale) if matches!(status, 502..=504) => {
-                            answer(&stale, started, CacheUse::Stale)
+                            Served::answer(stale, started, CacheUse::Stale)
                         }
-                        _ => response,
+                        _ => Served::relayed(response),
                     };
                 }
             }
@@ -85,8 +86,8 @@ pub fn respond(backend: &Backend, request: &GenerateRequest, started: Instant) -
         }
     }
     match generate(backend, request) {
-        Ok(stored) => answer(&stored, started, CacheUse::Miss),
-        Err(error) => error.response(),
+        Ok(stored) => Served::answer(stored, started, CacheUse::Miss),
+        Err(error) => Served::failure(&error),
     }
 }
 

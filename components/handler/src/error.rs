@@ -34,6 +34,19 @@ impl ApiError {
         Self::Invalid { field: field.to_string(), message: message.into() }
     }
 
+    /// The failure's kind, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } => "invalid_request",
+            Self::MalformedJson { .. } => "malformed_json",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::Unavailable { .. } => "backend_unavailable",
+            Self::Busy => "backend_busy",
+            Self::Timeout => "backend_timeout",
+            Self::BadGateway { .. } => "backend_error",
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {

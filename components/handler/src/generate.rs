@@ -248,11 +248,106 @@ pub fn post(request: &Request) -> Reply {
     let started = Instant::now();
     let parsed = match GenerateRequest::parse(request.body()) {
         Ok(parsed) => parsed,
-        Err(error) => return error.response().into(),
+        Err(error) => {
+            report_rejected(&error, started);
+            return error.response().into();
+        }
     };
     let backend = Backend::from_env();
     if parsed.stream {
         return crate::stream::respond(backend, parsed, started);
     }
-    crate::cached::respond(&backend, &parsed, started).into()
+    let served = crate::cached::respond(&backend, &parsed, started);
+    served.report(&parsed, started);
+    served.response.into()
+}
+
+/// An answer and what the host should count about it.
+pub struct Served {
+    pub response: Response,
+    pub stored: Option<Stored>,
+    pub cache_use: CacheUse,
+    pub error_kind: Option<&'static str>,
+}
+
+impl Served {
+    /// A generated or cached answer.
+    pub fn answer(stored: Stored, started: Instant, cache_use: CacheUse) -> Self {
+        Self {
+            response: answer(&stored, started, cache_use),
+            stored: Some(stored),
+            cache_use,
+            error_kind: None,
+        }
+    }
+
+    /// A failure.
+    pub fn failure(error: &ApiError) -> Self {
+        Self {
+            response: error.response(),
+            stored: None,
+            cache_use: CacheUse::Miss,
+            error_kind: Some(error.kind()),
+        }
+    }
+
+    /// Another request's failure, passed on (single-flight).
+    pub fn relayed(response: Response) -> Self {
+        Self { response, stored: None, cache_use: CacheUse::Miss, error_kind: Some("relayed_failure") }
+    }
+
+    /// Tells the host about this answer to `request`.
+    pub fn report(&self, request: &GenerateRequest, started: Instant) {
+        report(
+            request,
+            started,
+            self.response.status(),
+            self.stored.as_ref(),
+            self.cache_use,
+            self.error_kind,
+        );
+    }
+}
+
+/// Tells the host about one generation: counted, and logged as one line.
+pub fn report(
+    request: &GenerateRequest,
+    started: Instant,
+    status: u16,
+    stored: Option<&Stored>,
+    cache_use: CacheUse,
+    error_kind: Option<&str>,
+) {
+    let model = stored.map(|stored| stored.model.clone()).unwrap_or_else(|| request.models().remove(0));
+    runtime::report_generation(&runtime::GenerationReport {
+        character: request.character_name.clone(),
+        model,
+        cache_hit: matches!(cache_use, CacheUse::Hit | CacheUse::Stale),
+        tokens_generated: stored.map_or(0, |stored| stored.tokens_generated),
+        prompt_length: u32::try_from(request.prompt.chars().count()).unwrap_or(u32::MAX),
+        status,
+        response_time_s: started.elapsed().as_secs_f64(),
+        error_kind: error_kind.map(str::to_string),
+        prompt: log_prompts().then(|| request.prompt.clone()),
+    });
+}
+
+/// Counts a request refused before it was understood.
+fn report_rejected(error: &ApiError, started: Instant) {
+    runtime::report_generation(&runtime::GenerationReport {
+        character: None,
+        model: String::new(),
+        cache_hit: false,
+        tokens_generated: 0,
+        prompt_length: 0,
+        status: error.status(),
+        response_time_s: started.elapsed().as_secs_f64(),
+        error_kind: Some(error.kind().to_string()),
+        prompt: None,
+    });
+}
+
+/// LOG_PROMPTS=true lets prompt text into the log; nothing else does.
+fn log_prompts() -> bool {
+    std::env::var("LOG_PROMPTS").is_ok_and(|value| value == "true")
 }

@@ -1,15 +1,12 @@
-//! GET /health: the seed's shape. `cache_status` is the host's view of the
-//! cache (from its last KeyDB call); a disconnected cache degrades the
-//! service but it still answers (200). The backend status says "unknown"
-//! until the host offers background checks to read it from.
+//! GET /health: the seed's shape, from the host's latest background checks
+//! (it never waits on the backend). "healthy"; "degraded" (cache down, or
+//! backend slow) with 200; "unhealthy" (backend down) with 503.
 
 use llm_service_sdk::bindings::llm_service::host::cache::{self, CacheStatus};
+use llm_service_sdk::bindings::llm_service::host::runtime::DependencyStatus;
 use llm_service_sdk::http::{Reply, Request, Response};
 use llm_service_sdk::runtime;
 use serde::Serialize;
-
-/// Said of a dependency whose state the handler has no way to learn yet.
-const UNKNOWN: &str = "unknown";
 
 #[derive(Serialize)]
 struct Health {
@@ -21,19 +18,40 @@ struct Health {
     timestamp: String,
 }
 
+/// The seed's word for the backend's state.
+pub fn backend_word(status: DependencyStatus) -> &'static str {
+    match status {
+        DependencyStatus::Unknown => "unknown",
+        DependencyStatus::Up => "connected",
+        DependencyStatus::Slow => "slow",
+        DependencyStatus::Down => "disconnected",
+    }
+}
+
+/// The seed's word for the cache's state.
+pub fn cache_word(status: CacheStatus) -> &'static str {
+    match status {
+        CacheStatus::Connected => "connected",
+        CacheStatus::InProcess => "in-process",
+        CacheStatus::Disconnected => "disconnected",
+    }
+}
+
 pub fn get(_request: &Request) -> Reply {
-    let (status, cache_status) = match cache::status() {
-        CacheStatus::Connected => ("healthy", "connected"),
-        CacheStatus::InProcess => ("healthy", "in-process"),
-        CacheStatus::Disconnected => ("degraded", "disconnected"),
+    let backend = runtime::backend_status();
+    let cache = cache::status();
+    let (status, code) = match (backend, cache) {
+        (DependencyStatus::Down, _) => ("unhealthy", 503),
+        (DependencyStatus::Slow, _) | (_, CacheStatus::Disconnected) => ("degraded", 200),
+        _ => ("healthy", 200),
     };
     let health = Health {
         status,
         service: "llm-service",
-        ollama_status: UNKNOWN,
+        ollama_status: backend_word(backend),
         model: runtime::current_model(),
-        cache_status,
+        cache_status: cache_word(cache),
         timestamp: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
-    Response::json(200, &health).into()
+    Response::json(code, &health).into()
 }

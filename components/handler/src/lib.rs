@@ -9,6 +9,8 @@ mod cached;
 mod error;
 mod generate;
 mod health;
+mod metrics;
+mod models;
 mod response_cache;
 mod settings;
 mod stream;
@@ -30,6 +32,11 @@ const ROUTES: &[Route] = &[
     Route { path: "/generate", methods: &["POST"], handle: generate::post },
     Route { path: "/generate/batch", methods: &["POST"], handle: batch::post },
     Route { path: "/cache/clear", methods: &["POST"], handle: cache_clear::post },
+    Route { path: "/metrics", methods: &["GET"], handle: metrics::get },
+    Route { path: "/metrics/prometheus", methods: &["GET"], handle: metrics::prometheus },
+    Route { path: "/models", methods: &["GET"], handle: models::list },
+    Route { path: "/model", methods: &["POST"], handle: models::switch },
+    Route { path: "/validate-model", methods: &["POST"], handle: models::validate },
 ];
 
 struct DefaultHandler;

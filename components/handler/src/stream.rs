@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::backend::{Backend, StreamEvent};
 use crate::error::ApiError;
-use crate::generate::{CacheUse, GenerateRequest, answer_body, with_cache_headers, worth_a_fallback};
+use crate::generate::{CacheUse, GenerateRequest, answer_body, report, with_cache_headers, worth_a_fallback};
 use crate::response_cache::{self, Lookup, Stored};
 
 /// Answers `request` as NDJSON.
@@ -27,7 +27,10 @@ pub fn respond(backend: Backend, request: GenerateRequest, started: Instant) -> 
     let mut stale = None;
     if let Some(key) = &key {
         match response_cache::lookup(key) {
-            Lookup::Fresh(stored) => return replay(stored, started, CacheUse::Hit),
+            Lookup::Fresh(stored) => {
+                report(&request, started, 200, Some(&stored), CacheUse::Hit, None);
+                return replay(stored, started, CacheUse::Hit);
+            }
             Lookup::Stale(stored) => stale = Some(stored),
             Lookup::Miss => {}
         }
@@ -36,8 +39,14 @@ pub fn respond(backend: Backend, request: GenerateRequest, started: Instant) -> 
         Ok(opened) => opened,
         Err(error) => {
             return match stale {
-                Some(stale) if error.allows_stale() => replay(stale, started, CacheUse::Stale),
-                _ => error.response().into(),
+                Some(stale) if error.allows_stale() => {
+                    report(&request, started, 200, Some(&stale), CacheUse::Stale, None);
+                    replay(stale, started, CacheUse::Stale)
+                }
+                _ => {
+                    report(&request, started, error.status(), None, CacheUse::Miss, Some(error.kind()));
+                    error.response().into()
+                }
             };
         }
     };
@@ -111,10 +120,13 @@ fn relay(
                     None if request.use_cache => CacheUse::Miss,
                     None => CacheUse::Bypass,
                 };
+                report(request, started, 200, Some(&stored), cache_use, None);
                 let _ = write_line(writer, &last_line(&stored, started, cache_use));
                 return;
             }
             Err(error) => {
+                // The status line said 200; the kind says what went wrong.
+                report(request, started, 200, None, CacheUse::Miss, Some(error.kind()));
                 let mut last = error.body();
                 last.insert("done".into(), json!(true));
                 let _ = write_line(writer, &Value::Object(last));

@@ -170,11 +170,13 @@ impl HandlerComponent {
         &self,
         request: hyper::Request<Full<Bytes>>,
         capabilities: &HostCapabilities,
+        request_id: Arc<str>,
         timeout: Duration,
         guard: impl Send + 'static,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
         let deadline = Instant::now() + timeout;
-        let mut store = Store::new(self.pre.engine(), RequestState::new(capabilities, deadline, timeout));
+        let mut store =
+            Store::new(self.pre.engine(), RequestState::new(capabilities, request_id, deadline, timeout));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })

@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::caps::HostCapabilities;
 use crate::caps::backend::BackendHooks;
 use crate::caps::cache::{CacheView, ResponseCache};
-use crate::caps::runtime::ServiceRuntime;
+use crate::caps::runtime::RequestRuntime;
 
 /// Guest output kept per request: enough for a panic message.
 const GUEST_OUTPUT_CAPACITY: usize = 4096;
@@ -30,13 +30,18 @@ pub struct RequestState {
     table: ResourceTable,
     output: MemoryOutputPipe,
     /// `llm-service:host/runtime`.
-    pub runtime: ServiceRuntime,
+    pub runtime: RequestRuntime,
     cache: Arc<ResponseCache>,
 }
 
 impl RequestState {
     /// A fresh, isolated state for a request that must end by `deadline`.
-    pub fn new(capabilities: &HostCapabilities, deadline: Instant, timeout: Duration) -> Self {
+    pub fn new(
+        capabilities: &HostCapabilities,
+        request_id: Arc<str>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Self {
         let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -49,7 +54,7 @@ impl RequestState {
             hooks: capabilities.backend.hooks(deadline, timeout),
             table: ResourceTable::new(),
             output,
-            runtime: capabilities.runtime.clone(),
+            runtime: capabilities.runtime.for_request(request_id),
             cache: capabilities.cache.clone(),
         }
     }

@@ -117,6 +117,58 @@ impl Backend {
     }
 }
 
+/// A model the backend offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub size_bytes: Option<u64>,
+}
+
+impl Backend {
+    /// The models the backend offers (Ollama: /api/tags; OpenAI: /v1/models).
+    pub fn list_models(&self) -> Result<Vec<ModelInfo>, ApiError> {
+        let path = match self.kind {
+            Kind::Ollama => "/api/tags",
+            Kind::OpenAi => "/v1/models",
+        };
+        let response =
+            outbound::send("GET", &format!("{}{path}", self.base_url), None).map_err(map_outbound)?;
+        let status = response.status();
+        let body = response.read_all().map_err(map_outbound)?;
+        if status != 200 {
+            return Err(ApiError::BadGateway { message: format!("listing models: status {status}") });
+        }
+        let listing: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|error| ApiError::BadGateway { message: format!("unreadable model list: {error}") })?;
+        let (array, name_field) = match self.kind {
+            Kind::Ollama => ("models", "name"),
+            Kind::OpenAi => ("data", "id"),
+        };
+        Ok(listing
+            .get(array)
+            .and_then(serde_json::Value::as_array)
+            .map(|models| {
+                models
+                    .iter()
+                    .filter_map(|model| {
+                        Some(ModelInfo {
+                            name: model.get(name_field)?.as_str()?.to_string(),
+                            size_bytes: model.get("size").and_then(serde_json::Value::as_u64),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The backend's entry for `model` (Ollama's `name` and `name:latest`
+    /// are one model), or `None`.
+    pub fn find_model(&self, model: &str) -> Result<Option<ModelInfo>, ApiError> {
+        let latest = format!("{model}:latest");
+        Ok(self.list_models()?.into_iter().find(|info| info.name == model || info.name == latest))
+    }
+}
+
 /// Maps a failed outbound call; the host already retried what can be retried.
 pub fn map_outbound(error: OutboundError) -> ApiError {
     match error {

@@ -24,6 +24,11 @@ pub const DEFAULT_READ_TIMEOUT_S: u64 = 30;
 /// The seed's OLLAMA_CONNECTION_POOL.retry_attempts: retries after the first try.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 3;
 
+/// The seed's "every 30 seconds" for Ollama and cache checks.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL_S: f64 = 30.0;
+/// A version or model-list call that takes this long means trouble.
+pub const DEFAULT_SLOW_THRESHOLD_MS: u64 = 2000;
+
 /// The model backend.
 #[derive(Debug, Clone, Args)]
 pub struct BackendConfig {
@@ -61,6 +66,14 @@ pub struct BackendConfig {
     #[arg(long, env = "OLLAMA_READ_TIMEOUT", value_name = "OLLAMA_READ_TIMEOUT",
           default_value_t = DEFAULT_READ_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub read_timeout_s: u64,
+    /// Seconds between background checks of the backend and the cache (fractions allowed).
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", value_name = "HEALTH_CHECK_INTERVAL",
+          default_value_t = DEFAULT_HEALTH_CHECK_INTERVAL_S, value_parser = parse_interval)]
+    pub health_check_interval_s: f64,
+    /// Milliseconds past which a backend check counts as slow (health: degraded).
+    #[arg(long, env = "BACKEND_SLOW_THRESHOLD_MS", value_name = "BACKEND_SLOW_THRESHOLD_MS",
+          default_value_t = DEFAULT_SLOW_THRESHOLD_MS)]
+    pub slow_threshold_ms: u64,
     /// Retries after a connection error or a 502/503/504 from the backend.
     #[arg(long, env = "OLLAMA_RETRY_ATTEMPTS", value_name = "OLLAMA_RETRY_ATTEMPTS",
           default_value_t = DEFAULT_RETRY_ATTEMPTS, value_parser = clap::value_parser!(u32).range(0..=10))]
@@ -91,6 +104,14 @@ impl BackendConfig {
     pub fn base_url(&self) -> &http::Uri {
         self.backend_base_url.as_ref().unwrap_or(&self.ollama_base_url)
     }
+}
+
+fn parse_interval(value: &str) -> Result<f64, String> {
+    let seconds: f64 = value.trim().parse().map_err(|_| "not a number of seconds".to_string())?;
+    if !(seconds.is_finite() && (0.05..=86_400.0).contains(&seconds)) {
+        return Err("must be between 0.05 and 86400 seconds".into());
+    }
+    Ok(seconds)
 }
 
 fn parse_non_empty(value: &str) -> Result<String, String> {

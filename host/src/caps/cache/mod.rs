@@ -97,16 +97,13 @@ impl ResponseCache {
         })
     }
 
-    /// Checks KeyDB once in the background, so the status is right before
-    /// the first request.
-    pub fn probe(self: &Arc<Self>) {
-        let cache = self.clone();
-        tokio::spawn(async move {
-            if let Some(shared) = &cache.shared {
-                let result = shared.ping().await;
-                let _ = cache.note(result.map_err(|error| error.to_string()));
-            }
-        });
+    /// Pings KeyDB (if configured) and records the result, so the status
+    /// follows KeyDB even while no request uses the cache.
+    pub async fn ping(&self) {
+        if let Some(shared) = &self.shared {
+            let result = shared.ping().await;
+            let _ = self.note(result.map_err(|error| error.to_string()));
+        }
     }
 
     /// The live value under `key` and its remaining lifetime.

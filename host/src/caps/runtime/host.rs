@@ -1,10 +1,67 @@
 //! The generated `Host` trait, answered from [`ServiceRuntime`].
 
-use super::ServiceRuntime;
-use crate::bindings::llm_service::host::runtime::Host;
+use super::RequestRuntime;
+use super::checks::DependencyStatus as Checked;
+use crate::bindings::llm_service::host::runtime::{
+    DependencyStatus, GenerationReport, Host, ServiceStats as Stats,
+};
 
-impl Host for ServiceRuntime {
+impl Host for RequestRuntime {
     fn current_model(&mut self) -> String {
-        ServiceRuntime::current_model(self).to_string()
+        self.service.current_model().to_string()
+    }
+
+    fn set_current_model(&mut self, model: String) -> String {
+        self.service.set_current_model(&model).to_string()
+    }
+
+    fn backend_status(&mut self) -> DependencyStatus {
+        match self.service.checks().backend() {
+            Checked::Unknown => DependencyStatus::Unknown,
+            Checked::Up => DependencyStatus::Up,
+            Checked::Slow => DependencyStatus::Slow,
+            Checked::Down => DependencyStatus::Down,
+        }
+    }
+
+    fn stats(&mut self) -> Stats {
+        self.service.stats()
+    }
+
+    fn prometheus(&mut self) -> String {
+        super::prometheus::render(&self.service)
+    }
+
+    fn report_generation(&mut self, report: GenerationReport) {
+        let GenerationReport {
+            character,
+            model,
+            cache_hit,
+            tokens_generated,
+            prompt_length,
+            status,
+            response_time_s,
+            error_kind,
+            prompt,
+        } = report;
+        self.service.metrics().record_generation(
+            character.as_deref(),
+            cache_hit,
+            tokens_generated,
+            error_kind.as_deref(),
+        );
+        let character = character.as_deref().unwrap_or("default");
+        match prompt {
+            Some(prompt) => tracing::info!(
+                target: "llm_service::generate",
+                request_id = %self.request_id, character, prompt_length, response_time = response_time_s, cache_hit,
+                tokens_generated, model, status, error_kind, prompt, "LLM Request"
+            ),
+            None => tracing::info!(
+                target: "llm_service::generate",
+                request_id = %self.request_id, character, prompt_length, response_time = response_time_s, cache_hit,
+                tokens_generated, model, status, error_kind, "LLM Request"
+            ),
+        }
     }
 }

@@ -1,40 +1,127 @@
-//! `llm-service:host/runtime`: what only the host knows about the service.
+//! `llm-service:host/runtime`: what only the host knows about the service,
+//! and what handlers report about each generation.
 //!
-//! The state lives in the host and outlives every instance and swap; each
-//! request's store holds a cheap clone of the shared handle. Reads never
-//! fail and never block on I/O.
+//! The state (current model, counters, background check results) lives in
+//! the host and outlives every instance and swap; each request's store holds
+//! a cheap handle plus its request id. Reads never fail and never do I/O.
 
+pub mod checks;
 mod host;
+pub mod metrics;
+pub mod prometheus;
 
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::bindings::llm_service::host::runtime;
+use self::checks::HealthChecks;
+use self::metrics::Metrics;
+use crate::bindings::llm_service::host::runtime::{self, NamedCount, ServiceStats as Stats};
+use crate::caps::backend::Backend;
+use crate::caps::cache::ResponseCache;
 
 /// Service-wide facts, shared by every request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServiceRuntime {
-    current_model: Arc<RwLock<Arc<str>>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    current_model: RwLock<Arc<str>>,
+    metrics: Metrics,
+    checks: Arc<HealthChecks>,
+    started: Instant,
+    backend: Arc<Backend>,
+    cache: Arc<ResponseCache>,
 }
 
 impl ServiceRuntime {
     /// Starts with `model` as the current model.
-    pub fn new(model: &str) -> Self {
-        Self { current_model: Arc::new(RwLock::new(Arc::from(model))) }
+    pub fn new(model: &str, backend: Arc<Backend>, cache: Arc<ResponseCache>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                current_model: RwLock::new(Arc::from(model)),
+                metrics: Metrics::default(),
+                checks: Arc::default(),
+                started: Instant::now(),
+                backend,
+                cache,
+            }),
+        }
     }
 
     /// The model generations use when a request names none.
     pub fn current_model(&self) -> Arc<str> {
         // A poisoned lock still holds a valid model name.
-        self.current_model.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+        self.shared.current_model.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Switches the current model; returns the previous one.
+    pub fn set_current_model(&self, model: &str) -> Arc<str> {
+        let mut current = self.shared.current_model.write().unwrap_or_else(|poison| poison.into_inner());
+        let previous = std::mem::replace(&mut *current, Arc::from(model));
+        tracing::info!(cap = "runtime", %previous, current = model, "current model switched");
+        previous
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The background checks' results.
+    pub fn checks(&self) -> &Arc<HealthChecks> {
+        &self.shared.checks
+    }
+
+    /// Failed calls to the shared cache.
+    pub fn cache_errors(&self) -> u64 {
+        self.shared.cache.errors_total()
+    }
+
+    /// Everything measured, for /metrics.
+    pub fn stats(&self) -> Stats {
+        let metrics = &self.shared.metrics;
+        let [mean, p50, p95, p99] = metrics.latency_summary();
+        let (cache_hits, cache_misses, tokens_generated) = metrics.generation_totals();
+        let named = |counts: std::collections::BTreeMap<String, u64>| {
+            counts.into_iter().map(|(name, count)| NamedCount { name, count }).collect()
+        };
+        Stats {
+            uptime_s: self.shared.started.elapsed().as_secs(),
+            resident_memory_bytes: metrics::resident_memory_bytes(),
+            requests_total: metrics.requests_total(),
+            requests_in_flight: metrics.in_flight(),
+            latency_mean_s: mean,
+            latency_p50_s: p50,
+            latency_p95_s: p95,
+            latency_p99_s: p99,
+            cache_hits,
+            cache_misses,
+            backend_retries: self.shared.backend.client().retries_total(),
+            tokens_generated,
+            errors: named(metrics.errors()),
+            characters: named(metrics.characters()),
+        }
+    }
+
+    /// The per-request view for a request with `request_id`.
+    pub fn for_request(&self, request_id: Arc<str>) -> RequestRuntime {
+        RequestRuntime { service: self.clone(), request_id }
     }
 }
 
-/// Adds the interface to `linker`; `get` finds the state in a store's data.
+/// One request's view: the service plus its request id (for log lines).
+pub struct RequestRuntime {
+    service: ServiceRuntime,
+    request_id: Arc<str>,
+}
+
+/// Adds the interface to `linker`; `get` finds the view in a store's data.
 pub fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut ServiceRuntime,
+    get: fn(&mut T) -> &mut RequestRuntime,
 ) -> wasmtime::Result<()> {
-    runtime::add_to_linker::<T, HasSelf<ServiceRuntime>>(linker, get)
+    runtime::add_to_linker::<T, HasSelf<RequestRuntime>>(linker, get)
 }
