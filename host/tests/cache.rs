@@ -12,18 +12,15 @@ const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 
 fn service(ollama: &FakeOllama, redis: Option<&RedisServer>, extra: &[(&str, &str)]) -> Service {
-    let mut builder = Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url());
+    let mut builder = Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url()).envs(extra);
     if let Some(redis) = redis {
         builder = builder.env("REDIS_URL", &redis.url());
-    }
-    for (key, value) in extra {
-        builder = builder.env(key, value);
     }
     builder.start()
 }
 
 fn generate(service: &Service, body: &Value) -> Reply {
-    Client::new().send("POST", &service.url("/generate"), body.to_string().as_bytes())
+    service.generate(body)
 }
 
 fn x_cache(reply: &Reply) -> &str {

@@ -13,15 +13,11 @@ const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 const PROMPT: &str = "You are Peter Griffin. Say hello in character.";
 
 fn service(ollama: &FakeOllama, extra: &[(&str, &str)]) -> Service {
-    let mut builder = Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url());
-    for (key, value) in extra {
-        builder = builder.env(key, value);
-    }
-    builder.start()
+    Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url()).envs(extra).start()
 }
 
 fn generate(service: &Service, body: &Value) -> Reply {
-    Client::new().send("POST", &service.url("/generate"), body.to_string().as_bytes())
+    service.generate(body)
 }
 
 /// The fake's answer for `prompt` limited to `tokens` words.

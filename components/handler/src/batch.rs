@@ -27,11 +27,7 @@ pub fn post(request: &Request) -> Reply {
 
 fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
     let started = Instant::now();
-    let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::MalformedJson {
-        line: error.line(),
-        column: error.column(),
-        message: error.to_string(),
-    })?;
+    let value: Value = serde_json::from_slice(body)?;
     let items = value
         .get("requests")
         .and_then(Value::as_array)

@@ -28,11 +28,7 @@ fn character(body: &[u8]) -> Result<Option<String>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::MalformedJson {
-        line: error.line(),
-        column: error.column(),
-        message: error.to_string(),
-    })?;
+    let value: Value = serde_json::from_slice(body)?;
     match value.get("character") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(character)) if !character.is_empty() => Ok(Some(character.clone())),

@@ -28,6 +28,12 @@ pub enum ApiError {
     BadGateway { message: String },
 }
 
+impl From<serde_json::Error> for ApiError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::MalformedJson { line: error.line(), column: error.column(), message: error.to_string() }
+    }
+}
+
 impl ApiError {
     /// An invalid-field error.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {

@@ -37,11 +37,7 @@ pub struct GenerateRequest {
 impl GenerateRequest {
     /// Parses a request body.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::MalformedJson {
-            line: error.line(),
-            column: error.column(),
-            message: error.to_string(),
-        })?;
+        let value: Value = serde_json::from_slice(body)?;
         Self::from_value(&value, "")
     }
 

@@ -133,11 +133,7 @@ fn model_field(body: &[u8], required: bool) -> Result<Option<String>, ApiError> 
     if body.iter().all(u8::is_ascii_whitespace) {
         return if required { Err(ApiError::invalid("model", "model is required")) } else { Ok(None) };
     }
-    let value: Value = serde_json::from_slice(body).map_err(|error| ApiError::MalformedJson {
-        line: error.line(),
-        column: error.column(),
-        message: error.to_string(),
-    })?;
+    let value: Value = serde_json::from_slice(body)?;
     match value.get("model") {
         None | Some(Value::Null) if required => Err(ApiError::invalid("model", "model is required")),
         None | Some(Value::Null) => Ok(None),

@@ -48,6 +48,7 @@ pub struct Recorded {
 
 #[derive(Default)]
 struct State {
+    offline: std::sync::atomic::AtomicBool,
     models: Mutex<Vec<String>>,
     latency: Mutex<Duration>,
     token_delay: Mutex<Duration>,
@@ -98,6 +99,12 @@ impl FakeOllama {
         self.state.faults.lock().unwrap().extend(std::iter::repeat_n(fault, count));
     }
 
+    /// Offline, the fake closes every new connection at once, as a stopped
+    /// Ollama would refuse it; back online it answers again.
+    pub fn set_offline(&self, offline: bool) {
+        self.state.offline.store(offline, Ordering::SeqCst);
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.recorded.lock().unwrap().clone()
@@ -131,6 +138,10 @@ impl FakeOllama {
 
 async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>) {
     while let Ok((stream, _)) = listener.accept().await {
+        if state.offline.load(Ordering::SeqCst) {
+            drop(stream);
+            continue;
+        }
         let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| handle(state.clone(), request));

@@ -85,6 +85,11 @@ impl Service {
         self.addr
     }
 
+    /// POST /generate with `body`.
+    pub fn generate(&self, body: &serde_json::Value) -> Reply {
+        Client::new().send("POST", &self.url("/generate"), body.to_string().as_bytes())
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
@@ -123,6 +128,14 @@ impl ServiceBuilder {
     /// Sets an environment variable for the service.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.command.env(key, value);
+        self
+    }
+
+    /// Sets each of `pairs` as an environment variable for the service.
+    pub fn envs(mut self, pairs: &[(&str, &str)]) -> Self {
+        for (key, value) in pairs {
+            self.command.env(key, value);
+        }
         self
     }
 
@@ -234,7 +247,16 @@ impl Client {
 
     /// `method` `url` with `body` (sent with a Content-Length).
     pub fn send(&self, method: &str, url: &str, body: &[u8]) -> Reply {
-        let request = ureq::http::Request::builder().method(method).uri(url).body(body.to_vec()).unwrap();
+        self.send_with_headers(method, url, &[], body)
+    }
+
+    /// `method` `url` with extra `headers` and `body`.
+    pub fn send_with_headers(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body.to_vec()).unwrap();
         reply(self.agent.run(request).unwrap_or_else(|error| panic!("{method} {url}: {error}")))
     }
 

@@ -73,7 +73,10 @@ impl HealthChecks {
     ) -> tokio::task::JoinHandle<()> {
         let checks = self.clone();
         tokio::spawn(async move {
-            let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            // A fresh connection per check: a pooled one could outlive a
+            // backend that stopped accepting new ones.
+            let client: Client<_, Empty<Bytes>> =
+                Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http();
             let path = match settings.kind {
                 BackendKind::Ollama => "/api/version",
                 BackendKind::Openai => "/v1/models",

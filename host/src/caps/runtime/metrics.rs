@@ -111,9 +111,13 @@ impl Metrics {
             *lock(&self.errors).entry(kind.to_string()).or_default() += 1;
             return;
         }
-        let counter = if cache_hit { &self.cache_hits } else { &self.cache_misses };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.tokens.fetch_add(tokens, Ordering::Relaxed);
+        if cache_hit {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.cache_misses.fetch_add(1, Ordering::Relaxed);
+            // Only tokens the backend generated now; a hit generated none.
+            self.tokens.fetch_add(tokens, Ordering::Relaxed);
+        }
         let character = character.unwrap_or("default").to_string();
         *lock(&self.characters).entry(character).or_default() += 1;
     }
