@@ -46,10 +46,11 @@ fn past_max_in_flight_is_503_with_retry_after() {
     let sleepers: Vec<_> = (0..2)
         .map(|_| {
             let (client, url) = (client.clone(), service.url("/sleep?ms=3000"));
-            std::thread::spawn(move || client.get(&url))
+            std::thread::spawn(move || client.get_admitted(&url))
         })
         .collect();
 
+    // A probe is refused only while both sleepers hold the two slots.
     let rejected = wait_for_503(&client, &service.url("/ping"));
     assert_eq!(rejected.header("retry-after"), Some("1"));
     assert!(rejected.json()["error"].as_str().unwrap().contains("in-flight"));

@@ -47,7 +47,7 @@ fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
     let client = Client::new();
     let slow = {
         let (client, url) = (client.clone(), service.url("/sleep?ms=1500"));
-        std::thread::spawn(move || client.get(&url))
+        std::thread::spawn(move || client.get_admitted(&url))
     };
     let until = Instant::now() + Duration::from_secs(20);
     while client.get(&service.url("/probe")).status != 503 {

@@ -240,6 +240,18 @@ impl Client {
         Self { agent }
     }
 
+    /// GET `url`, again while it answers 503 (the in-flight limit), until
+    /// it is admitted: tests that fill the service's slots use it so their
+    /// own probes cannot crowd out the requests that are meant to fill them.
+    pub fn get_admitted(&self, url: &str) -> Reply {
+        loop {
+            let reply = self.get(url);
+            if reply.status != 503 {
+                return reply;
+            }
+        }
+    }
+
     /// GET `url`.
     pub fn get(&self, url: &str) -> Reply {
         reply(self.agent.get(url).call().unwrap_or_else(|error| panic!("GET {url}: {error}")))
