@@ -37,7 +37,7 @@ def main() -> None:
 
     params = xllamacpp.CommonParams()
     params.model.path = model_path()
-    params.model_alias = MODEL_ALIAS
+    params.model_alias = {MODEL_ALIAS}  # a set of names in llama.cpp
     params.hostnames = [args.host]
     params.port = args.port
     params.n_ctx = 4096
