@@ -10,8 +10,12 @@ use std::process::Command;
 
 /// The guest crates the host needs, and the environment variable each
 /// artifact's path is published under.
-const ARTIFACTS: &[(&str, &str)] =
-    &[("handler", "LLM_SERVICE_HANDLER_WASM"), ("misbehave", "LLM_SERVICE_TEST_PROGRAM_MISBEHAVE")];
+const ARTIFACTS: &[(&str, &str)] = &[
+    ("handler", "LLM_SERVICE_HANDLER_WASM"),
+    ("misbehave", "LLM_SERVICE_TEST_PROGRAM_MISBEHAVE"),
+    ("sick", "LLM_SERVICE_TEST_PROGRAM_SICK"),
+    ("command", "LLM_SERVICE_TEST_PROGRAM_COMMAND"),
+];
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
 

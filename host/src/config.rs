@@ -27,6 +27,14 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
 /// Linear memory one component instance may grow to.
 pub const DEFAULT_MAX_INSTANCE_MEMORY: u64 = 64 * 1024 * 1024;
+/// The admin API's port (the service's plus one).
+pub const DEFAULT_ADMIN_PORT: u16 = 6002;
+/// The admin API listens on loopback only unless told otherwise.
+pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1";
+/// Previous handler versions kept for rollback.
+pub const DEFAULT_KEEP_VERSIONS: usize = 5;
+/// Components are a few hundred KiB; this leaves room for big ones.
+pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
 
@@ -56,6 +64,45 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub log: LogConfig,
+    /// The operator API.
+    #[command(flatten)]
+    pub admin: AdminConfig,
+}
+
+/// The operator API and the versions it manages.
+#[derive(Debug, Clone, Args)]
+pub struct AdminConfig {
+    /// Bearer token for the admin API; unset, the admin API is off.
+    #[arg(long, env = "ADMIN_TOKEN", value_name = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// TCP port of the admin API.
+    #[arg(long, env = "ADMIN_PORT", value_name = "ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    /// Address of the admin API (loopback unless you mean otherwise).
+    #[arg(long, env = "ADMIN_BIND", value_name = "ADMIN_BIND", default_value = DEFAULT_ADMIN_BIND)]
+    pub admin_bind: IpAddr,
+    /// Previous handler versions kept for rollback.
+    #[arg(long, env = "KEEP_VERSIONS", value_name = "KEEP_VERSIONS", default_value_t = DEFAULT_KEEP_VERSIONS)]
+    pub keep_versions: usize,
+    /// Largest component upload, in bytes.
+    #[arg(long, env = "MAX_COMPONENT_BYTES", value_name = "MAX_COMPONENT_BYTES",
+          default_value_t = DEFAULT_MAX_COMPONENT_BYTES)]
+    pub max_component_bytes: u64,
+    /// Directory of compiled components, keyed by sha256 (default: $XDG_CACHE_HOME or ~/.cache, /llm-service/compiled).
+    #[arg(long, env = "COMPILED_CACHE_DIR", value_name = "COMPILED_CACHE_DIR")]
+    pub compiled_cache_dir: Option<PathBuf>,
+}
+
+impl AdminConfig {
+    /// The compiled-component directory: the flag, else the user's cache dir.
+    pub fn compiled_cache_dir(&self) -> Option<PathBuf> {
+        self.compiled_cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+            Some(base.join("llm-service").join("compiled"))
+        })
+    }
 }
 
 /// The HTTP listener and admission control.
@@ -227,6 +274,22 @@ impl Config {
                 std::process::exit(2);
             }
         }
+    }
+
+    /// The component's environment: its share of the configuration.
+    pub fn guest_environment(&self) -> Vec<(String, String)> {
+        let mut environment = vec![
+            ("BACKEND_KIND".to_string(), self.backend.backend_kind.as_str().to_string()),
+            (
+                "BACKEND_BASE_URL".to_string(),
+                self.backend.base_url().to_string().trim_end_matches('/').to_string(),
+            ),
+            ("REQUEST_TIMEOUT".to_string(), self.server.request_timeout_s.to_string()),
+            ("LOG_PROMPTS".to_string(), self.log.log_prompts.to_string()),
+        ];
+        environment.extend(self.generation.guest_environment());
+        environment.extend(self.cache.guest_environment());
+        environment
     }
 
     /// How long a request may run in the component.

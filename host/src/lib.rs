@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bindings;
 pub mod caps;
 pub mod config;

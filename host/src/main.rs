@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use llm_service::admin::AdminApi;
 use llm_service::caps::HostCapabilities;
 use llm_service::caps::backend::Backend;
 use llm_service::caps::cache::ResponseCache;
@@ -13,10 +14,12 @@ use llm_service::caps::runtime::ServiceRuntime;
 use llm_service::caps::runtime::checks::CheckSettings;
 use llm_service::config::Config;
 use llm_service::logging;
+use llm_service::runtime::compiled::{Compilation, CompiledCache};
 use llm_service::runtime::engine::{EngineLimits, EpochTicker, build_engine};
 use llm_service::runtime::handler::{
     BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker,
 };
+use llm_service::runtime::versions::HandlerVersions;
 use llm_service::server::{self, Admission, Service};
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     let _ticker = EpochTicker::start(&engine).context("starting the epoch ticker")?;
     let linker = handler_linker(&engine)?;
+    let compiled = CompiledCache::new(config.admin.compiled_cache_dir());
 
     let (bytes, source_name) = match &config.runtime.component {
         Some(path) => {
@@ -54,19 +58,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => (BUILTIN_HANDLER.to_vec(), format!("{BUILTIN_HANDLER_PATH} (built in)")),
     };
-    let handler = Arc::new(HandlerComponent::load(&linker, &bytes, &source_name)?);
+    let handler = HandlerComponent::load(&linker, &compiled, &bytes, &source_name)?;
+    let (compile_ms, compiled_from_cache) = match handler.compilation() {
+        Compilation::Cached => (0, true),
+        Compilation::Fresh(took) => (took.as_millis() as u64, false),
+    };
+    let (component, sha256) = (handler.source_name().to_string(), handler.sha256().to_string());
+    let versions = Arc::new(HandlerVersions::new(handler, bytes.len(), config.admin.keep_versions));
 
-    let mut guest_environment = vec![
-        ("BACKEND_KIND".to_string(), config.backend.backend_kind.as_str().to_string()),
-        (
-            "BACKEND_BASE_URL".to_string(),
-            config.backend.base_url().to_string().trim_end_matches('/').to_string(),
-        ),
-    ];
-    guest_environment.extend(config.generation.guest_environment());
-    guest_environment.extend(config.cache.guest_environment());
-    guest_environment.push(("REQUEST_TIMEOUT".to_string(), config.server.request_timeout_s.to_string()));
-    guest_environment.push(("LOG_PROMPTS".to_string(), config.log.log_prompts.to_string()));
     let cache = Arc::new(ResponseCache::new(&config.cache)?);
     let backend = Arc::new(Backend::new(&config.backend));
     let runtime = ServiceRuntime::new(&config.backend.ollama_model, backend.clone(), cache.clone());
@@ -80,7 +79,41 @@ async fn run(config: Config) -> anyhow::Result<()> {
         cache.clone(),
     );
     let capabilities =
-        HostCapabilities { runtime, backend, cache, guest_environment: guest_environment.into() };
+        HostCapabilities { runtime, backend, cache, guest_environment: config.guest_environment().into() };
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+
+    match &config.admin.admin_token {
+        Some(token) => {
+            let admin = Arc::new(AdminApi {
+                versions: versions.clone(),
+                linker,
+                compiled,
+                capabilities: capabilities.clone(),
+                token: token.clone(),
+                max_component_bytes: config.admin.max_component_bytes,
+            });
+            let listener = tokio::net::TcpListener::bind((config.admin.admin_bind, config.admin.admin_port))
+                .await
+                .with_context(|| {
+                    format!(
+                        "binding the admin API to {}:{}",
+                        config.admin.admin_bind, config.admin.admin_port
+                    )
+                })?;
+            tracing::info!(addr = %listener.local_addr()?, "admin API listening");
+            tokio::spawn(admin.serve(listener, until_stopped(stopped.clone())));
+        }
+        None => tracing::info!("admin API off: ADMIN_TOKEN is not set"),
+    }
+
     let admission = Admission {
         max_in_flight: config.server.max_in_flight,
         max_body_bytes: config.server.max_body_bytes,
@@ -90,16 +123,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", config.server.bind, config.server.port))?;
     let addr = listener.local_addr()?;
-    tracing::info!(
-        %addr,
-        port = addr.port(),
-        component = handler.source_name(),
-        sha256 = handler.sha256(),
-        compile_ms = handler.compile_time().as_millis() as u64,
-        "llm-service listening"
-    );
-    let service = Arc::new(Service::new(handler, capabilities, admission));
-    let drained = server::serve(listener, service, shutdown_signal(), config.shutdown_grace()).await;
+    tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
+    let service = Arc::new(Service::new(versions, capabilities, admission));
+    let drained = server::serve(listener, service, until_stopped(stopped), config.shutdown_grace()).await;
     if drained {
         tracing::info!("all in-flight requests finished; exiting");
     } else {

@@ -24,10 +24,12 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::caps::HostCapabilities;
-use crate::runtime::handler::HandlerComponent;
+use crate::runtime::versions::HandlerVersions;
 
 /// Seconds a client told 503 should wait before trying again.
 const RETRY_AFTER_S: &str = "1";
+/// The header naming the handler version that answered.
+const HANDLER_VERSION: &str = "x-handler-version";
 /// The header carrying a request's id, in and out.
 const REQUEST_ID: &str = "x-request-id";
 /// Longest client-supplied request id kept; longer ones are replaced.
@@ -48,7 +50,7 @@ fn request_id(request: &hyper::Request<Incoming>) -> Arc<str> {
 
 /// Everything a request needs, shared by all connections.
 pub struct Service {
-    handler: Arc<HandlerComponent>,
+    versions: Arc<HandlerVersions>,
     capabilities: HostCapabilities,
     in_flight: Arc<Semaphore>,
     max_body_bytes: u64,
@@ -68,9 +70,9 @@ pub struct Admission {
 
 impl Service {
     /// A service answering with `handler` under `admission`.
-    pub fn new(handler: Arc<HandlerComponent>, capabilities: HostCapabilities, admission: Admission) -> Self {
+    pub fn new(versions: Arc<HandlerVersions>, capabilities: HostCapabilities, admission: Admission) -> Self {
         Self {
-            handler,
+            versions,
             capabilities,
             in_flight: Arc::new(Semaphore::new(admission.max_in_flight as usize)),
             max_body_bytes: admission.max_body_bytes,
@@ -111,22 +113,32 @@ impl Service {
         };
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        match self.handler.serve(request, &self.capabilities, request_id, self.request_timeout, permit).await
-        {
+        // The version is loaded once and held to the end of the request.
+        let version = self.versions.current();
+        let tag = HeaderValue::from_str(version.tag()).ok();
+        let outcome = version
+            .component
+            .serve(request, &self.capabilities, request_id, self.request_timeout, permit)
+            .await;
+        let mut response = match outcome {
             Ok(response) => response,
             Err(error) => {
                 let status = error.status();
                 match &error {
                     crate::runtime::handler::InvokeError::Trap { guest_output, .. } => {
-                        tracing::warn!(cap = "handler", %method, %path, status = status.as_u16(), %error, guest_output, "request failed in the handler")
+                        tracing::warn!(cap = "handler", %method, %path, handler_version = version.tag(), status = status.as_u16(), %error, guest_output, "request failed in the handler")
                     }
                     _ => {
-                        tracing::warn!(cap = "handler", %method, %path, status = status.as_u16(), %error, "request failed in the handler")
+                        tracing::warn!(cap = "handler", %method, %path, handler_version = version.tag(), status = status.as_u16(), %error, "request failed in the handler")
                     }
                 }
                 json_error(status, &error.to_string())
             }
+        };
+        if let Some(tag) = tag {
+            response.headers_mut().insert(HANDLER_VERSION, tag);
         }
+        response
     }
 
     /// Reads the whole body, bounded by size and by the request deadline.
@@ -166,7 +178,12 @@ impl Service {
 
 /// `{"error": message}` with `status`.
 pub fn json_error(status: StatusCode, message: &str) -> hyper::Response<HyperOutgoingBody> {
-    let body = serde_json::json!({ "error": message }).to_string();
+    json_response(status, &serde_json::json!({ "error": message }))
+}
+
+/// `value` as a JSON response with `status`.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> hyper::Response<HyperOutgoingBody> {
+    let body = value.to_string();
     let mut response = hyper::Response::new(
         Full::new(Bytes::from(body)).map_err(|never: Infallible| match never {}).boxed_unsync(),
     );

@@ -16,13 +16,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::compiled::{Compilation, CompiledCache};
 use super::engine::EPOCH_TICK;
 use super::state::RequestState;
 use crate::caps;
@@ -125,27 +126,31 @@ pub struct HandlerComponent {
     pre: ProxyPre<RequestState>,
     sha256: String,
     source_name: String,
-    compile_time: Duration,
+    compilation: Compilation,
 }
 
 impl HandlerComponent {
     /// Compiles `bytes` (from `source_name`, for messages) and checks that
     /// they are a handler.
-    pub fn load(linker: &Linker<RequestState>, bytes: &[u8], source_name: &str) -> Result<Self, LoadError> {
+    pub fn load(
+        linker: &Linker<RequestState>,
+        compiled: &CompiledCache,
+        bytes: &[u8],
+        source_name: &str,
+    ) -> Result<Self, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let started = Instant::now();
-        let component = Component::new(linker.engine(), bytes).map_err(|error| LoadError::Compile {
-            source_name: source_name.to_string(),
-            reason: format!("{error:#}"),
-        })?;
-        let compile_time = started.elapsed();
+        let (component, compilation) =
+            compiled.component(linker.engine(), bytes, &sha256).map_err(|error| LoadError::Compile {
+                source_name: source_name.to_string(),
+                reason: format!("{error:#}"),
+            })?;
         let not_a_handler = |error: wasmtime::Error| LoadError::NotAHandler {
             source_name: source_name.to_string(),
             reason: format!("{error:#}"),
         };
         let instance_pre = linker.instantiate_pre(&component).map_err(not_a_handler)?;
         let pre = ProxyPre::new(instance_pre).map_err(not_a_handler)?;
-        Ok(Self { pre, sha256, source_name: source_name.to_string(), compile_time })
+        Ok(Self { pre, sha256, source_name: source_name.to_string(), compilation })
     }
 
     /// SHA-256 of the component's bytes, hex.
@@ -158,9 +163,10 @@ impl HandlerComponent {
         &self.source_name
     }
 
-    /// How long compiling took.
-    pub fn compile_time(&self) -> Duration {
-        self.compile_time
+    /// Whether it was compiled now (and how long that took) or read from
+    /// the compiled cache.
+    pub fn compilation(&self) -> Compilation {
+        self.compilation
     }
 
     /// Runs `request` in a fresh instance. `guard` is held until the instance
@@ -175,8 +181,10 @@ impl HandlerComponent {
         guard: impl Send + 'static,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
         let deadline = Instant::now() + timeout;
-        let mut store =
-            Store::new(self.pre.engine(), RequestState::new(capabilities, request_id, deadline, timeout));
+        let mut store = Store::new(
+            self.pre.engine(),
+            RequestState::new(capabilities, request_id, Arc::from(&self.sha256[..12]), deadline, timeout),
+        );
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })

@@ -3,6 +3,8 @@
 //! store state ([`state`]) and the loaded handler ([`handler`]) that turns an
 //! HTTP request into a fresh, isolated instance and its response.
 
+pub mod compiled;
 pub mod engine;
 pub mod handler;
 pub mod state;
+pub mod versions;

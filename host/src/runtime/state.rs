@@ -39,6 +39,7 @@ impl RequestState {
     pub fn new(
         capabilities: &HostCapabilities,
         request_id: Arc<str>,
+        handler_version: Arc<str>,
         deadline: Instant,
         timeout: Duration,
     ) -> Self {
@@ -54,7 +55,7 @@ impl RequestState {
             hooks: capabilities.backend.hooks(deadline, timeout),
             table: ResourceTable::new(),
             output,
-            runtime: capabilities.runtime.for_request(request_id),
+            runtime: capabilities.runtime.for_request(request_id, handler_version),
             cache: capabilities.cache.clone(),
         }
     }

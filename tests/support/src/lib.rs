@@ -68,6 +68,9 @@ impl Service {
         command
             .env("LLM_SERVICE_PORT", "0")
             .env("LLM_SERVICE_BIND", "127.0.0.1")
+            .env("ADMIN_PORT", "0")
+            .env("ADMIN_BIND", "127.0.0.1")
+            .env("COMPILED_CACHE_DIR", fresh_directory())
             .env("LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -78,6 +81,12 @@ impl Service {
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://127.0.0.1:ADMIN_PORT` + `path`, from the admin API's start-up line.
+    pub fn admin_url(&self, path: &str) -> String {
+        let line = self.wait_for_log(Duration::from_secs(5), |line| line["message"] == "admin API listening");
+        format!("http://{}{path}", line["addr"].as_str().expect("addr field"))
     }
 
     /// The address the service listens on.
@@ -178,6 +187,16 @@ impl Drop for Service {
     }
 }
 
+/// A directory no other test uses (for the compiled-component cache).
+pub fn fresh_directory() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("llm-service-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let dir = std::env::temp_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 fn wait_for_log(
     logs: &LogBook,
     deadline: Duration,
@@ -250,6 +269,11 @@ impl Client {
                 return reply;
             }
         }
+    }
+
+    /// GET `url`; a transport failure is an `Err` instead of a panic.
+    pub fn try_get(&self, url: &str) -> Result<Reply, String> {
+        self.agent.get(url).call().map(reply).map_err(|error| error.to_string())
     }
 
     /// GET `url`.

@@ -54,12 +54,12 @@ impl Host for RequestRuntime {
         match prompt {
             Some(prompt) => tracing::info!(
                 target: "llm_service::generate",
-                request_id = %self.request_id, character, prompt_length, response_time = response_time_s, cache_hit,
+                request_id = %self.request_id, handler_version = %self.handler_version, character, prompt_length, response_time = response_time_s, cache_hit,
                 tokens_generated, model, status, error_kind, prompt, "LLM Request"
             ),
             None => tracing::info!(
                 target: "llm_service::generate",
-                request_id = %self.request_id, character, prompt_length, response_time = response_time_s, cache_hit,
+                request_id = %self.request_id, handler_version = %self.handler_version, character, prompt_length, response_time = response_time_s, cache_hit,
                 tokens_generated, model, status, error_kind, "LLM Request"
             ),
         }

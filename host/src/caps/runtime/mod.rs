@@ -106,16 +106,18 @@ impl ServiceRuntime {
         }
     }
 
-    /// The per-request view for a request with `request_id`.
-    pub fn for_request(&self, request_id: Arc<str>) -> RequestRuntime {
-        RequestRuntime { service: self.clone(), request_id }
+    /// The per-request view for a request with `request_id`, served by
+    /// the handler version tagged `handler_version`.
+    pub fn for_request(&self, request_id: Arc<str>, handler_version: Arc<str>) -> RequestRuntime {
+        RequestRuntime { service: self.clone(), request_id, handler_version }
     }
 }
 
-/// One request's view: the service plus its request id (for log lines).
+/// One request's view: the service plus what its log lines name.
 pub struct RequestRuntime {
     service: ServiceRuntime,
     request_id: Arc<str>,
+    handler_version: Arc<str>,
 }
 
 /// Adds the interface to `linker`; `get` finds the view in a store's data.

@@ -1,0 +1,212 @@
+//! The operator API, on its own listener (ADMIN_BIND:ADMIN_PORT, loopback by
+//! default), off unless ADMIN_TOKEN is set. Every call needs
+//! `Authorization: Bearer $ADMIN_TOKEN` (401 otherwise).
+//!
+//! - `PUT /components/handler` (body: the .wasm): compile (or take it from
+//!   the compiled cache), check it is a handler, smoke-check it in its own
+//!   instance (`GET /health` must answer 200 or 503 within a deadline), then
+//!   swap it in → `{version, sha256, compile_ms, compiled_from_cache}`. Any
+//!   failure is 422 with the reason, and the serving version stays.
+//! - `GET /components`: the active version and the kept previous ones.
+//! - `POST /components/handler/rollback`, optionally `{"sha256": "..."}`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::caps::HostCapabilities;
+use crate::runtime::compiled::{Compilation, CompiledCache};
+use crate::runtime::handler::HandlerComponent;
+use crate::runtime::state::RequestState;
+use crate::runtime::versions::{HandlerVersion, HandlerVersions, RollbackError};
+use crate::server::{json_error, json_response as json};
+
+/// How long a new handler's smoke-check `GET /health` may take.
+const SMOKE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What the admin API needs.
+pub struct AdminApi {
+    /// The versions it swaps.
+    pub versions: Arc<HandlerVersions>,
+    /// The linker new handlers are checked against.
+    pub linker: Linker<RequestState>,
+    /// Where compiled components are kept.
+    pub compiled: CompiledCache,
+    /// What a smoke-check instance gets.
+    pub capabilities: HostCapabilities,
+    /// The bearer token.
+    pub token: String,
+    /// Largest upload accepted.
+    pub max_component_bytes: u64,
+}
+
+/// Why a push was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// It does not compile or is not a handler.
+    #[error(transparent)]
+    Load(#[from] crate::runtime::handler::LoadError),
+    /// Its /health failed.
+    #[error("smoke check failed: GET /health {reason}")]
+    Smoke {
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl AdminApi {
+    /// Loads `bytes` from `source`, smoke-checks and installs it.
+    pub async fn push(&self, bytes: Bytes, source: &str) -> Result<Arc<HandlerVersion>, PushError> {
+        let (linker, compiled, source_owned, bytes_for_load) =
+            (self.linker.clone(), self.compiled.clone(), source.to_string(), bytes.clone());
+        // Compiling is seconds of CPU: keep it off the async workers.
+        let component = tokio::task::spawn_blocking(move || {
+            HandlerComponent::load(&linker, &compiled, &bytes_for_load, &source_owned)
+        })
+        .await
+        .map_err(|error| PushError::Smoke { reason: format!("loader failed: {error}") })??;
+        self.smoke(&component).await?;
+        Ok(self.versions.install(component, bytes.len()))
+    }
+
+    async fn smoke(&self, component: &HandlerComponent) -> Result<(), PushError> {
+        let request = hyper::Request::get("http://localhost/health")
+            .header(header::HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .map_err(|error| PushError::Smoke { reason: error.to_string() })?;
+        let answer = tokio::time::timeout(SMOKE_DEADLINE, async {
+            let response = component
+                .serve(request, &self.capabilities, Arc::from("smoke-check"), SMOKE_DEADLINE, ())
+                .await
+                .map_err(|error| error.to_string())?;
+            let status = response.status();
+            response.into_body().collect().await.map_err(|error| format!("body failed: {error}"))?;
+            Ok::<_, String>(status)
+        })
+        .await;
+        match answer {
+            Ok(Ok(StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE)) => Ok(()),
+            Ok(Ok(status)) => Err(PushError::Smoke { reason: format!("answered {status}") }),
+            Ok(Err(reason)) => Err(PushError::Smoke { reason }),
+            Err(_) => Err(PushError::Smoke { reason: format!("did not answer within {SMOKE_DEADLINE:?}") }),
+        }
+    }
+
+    async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
+        if !self.authorized(&request) {
+            let mut response = json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        let (parts, body) = request.into_parts();
+        let limit = usize::try_from(self.max_component_bytes).unwrap_or(usize::MAX);
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "upload over MAX_COMPONENT_BYTES"),
+        };
+        match (&parts.method, parts.uri.path()) {
+            (&Method::PUT, "/components/handler") => match self.push(body, "admin upload").await {
+                Ok(version) => json(StatusCode::OK, &pushed(&version)),
+                Err(error) => {
+                    tracing::warn!(%error, "handler upload refused");
+                    json_error(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
+                }
+            },
+            (&Method::GET, "/components") => {
+                let (active, previous) = self.versions.list();
+                let previous: Vec<Value> = previous.iter().map(|version| describe(version)).collect();
+                json(StatusCode::OK, &json!({"active": describe(&active), "previous": previous}))
+            }
+            (&Method::POST, "/components/handler/rollback") => {
+                let sha256 = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|value| value.get("sha256").and_then(Value::as_str).map(str::to_string));
+                match self.versions.rollback(sha256.as_deref()) {
+                    Ok(version) => json(StatusCode::OK, &describe(&version)),
+                    Err(error @ RollbackError::NoPrevious) => {
+                        json_error(StatusCode::CONFLICT, &error.to_string())
+                    }
+                    Err(error @ RollbackError::Unknown { .. }) => {
+                        json_error(StatusCode::NOT_FOUND, &error.to_string())
+                    }
+                }
+            }
+            (_, "/components/handler" | "/components" | "/components/handler/rollback") => {
+                json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this admin endpoint")
+            }
+            (_, path) => json_error(StatusCode::NOT_FOUND, &format!("no such admin endpoint: {path}")),
+        }
+    }
+
+    fn authorized(&self, request: &hyper::Request<Incoming>) -> bool {
+        let Some(given) = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        constant_time_eq::constant_time_eq(given.as_bytes(), self.token.as_bytes())
+    }
+
+    /// Serves the admin API on `listener` until `shutdown` completes.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "admin accept failed");
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return,
+            };
+            let api = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let api = api.clone();
+                    async move { Ok::<_, Infallible>(api.handle(request).await) }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    }
+}
+
+fn pushed(version: &HandlerVersion) -> Value {
+    let (compile_ms, cached) = match version.component.compilation() {
+        Compilation::Cached => (0, true),
+        Compilation::Fresh(took) => (took.as_millis() as u64, false),
+    };
+    json!({
+        "version": version.number,
+        "sha256": version.component.sha256(),
+        "compile_ms": compile_ms,
+        "compiled_from_cache": cached,
+    })
+}
+
+fn describe(version: &HandlerVersion) -> Value {
+    let loaded_at = version.loaded_at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    json!({
+        "version": version.number,
+        "sha256": version.component.sha256(),
+        "size": version.size,
+        "loaded_at": humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(loaded_at.as_secs())).to_string(),
+        "source": version.component.source_name(),
+    })
+}

@@ -1,0 +1,77 @@
+//! The on-disk cache of compiled components, keyed by the sha256 of their
+//! bytes, so a restart or a rollback does not compile again.
+//!
+//! Files are written to a temporary name and renamed, so a reader never sees
+//! half a file. A file wasmtime rejects (another wasmtime version or engine
+//! configuration, or damage) is compiled anew and replaced. Without a
+//! directory every load compiles.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// How a component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compilation {
+    /// Read from the cache directory.
+    Cached,
+    /// Compiled now, taking this long.
+    Fresh(Duration),
+}
+
+/// The cache directory (or none).
+#[derive(Debug, Clone)]
+pub struct CompiledCache {
+    dir: Option<PathBuf>,
+}
+
+impl CompiledCache {
+    /// A cache in `dir`; `None` disables it.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir }
+    }
+
+    /// The component for `bytes` (whose sha256 is `sha256`): from the cache
+    /// if it holds a usable one, else compiled and stored.
+    pub fn component(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<(Component, Compilation)> {
+        let path = self.dir.as_ref().map(|dir| dir.join(format!("{sha256}.cwasm")));
+        if let Some(path) = path.as_ref().filter(|path| path.exists()) {
+            // SAFETY: the directory is the service's own; every file in it
+            // was written by `Component::serialize` below, and wasmtime
+            // checks that it was made by a compatible engine.
+            match unsafe { Component::deserialize_file(engine, path) } {
+                Ok(component) => return Ok((component, Compilation::Cached)),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "compiled cache entry unusable; compiling again")
+                }
+            }
+        }
+        let started = Instant::now();
+        let component = Component::new(engine, bytes)?;
+        let compile_time = started.elapsed();
+        if let Some(path) = path
+            && let Err(error) = store(&component, &path)
+        {
+            tracing::warn!(path = %path.display(), %error, "could not write the compiled cache");
+        }
+        Ok((component, Compilation::Fresh(compile_time)))
+    }
+}
+
+fn store(component: &Component, path: &std::path::Path) -> anyhow::Result<()> {
+    let serialized = component.serialize()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let partial = path.with_extension(format!("partial.{}", std::process::id()));
+    std::fs::write(&partial, serialized)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The handler versions: the one serving (an atomic pointer that requests
+//! load once and hold to their end) and the previous ones kept for rollback.
+//!
+//! Swap semantics: `install` and `rollback` replace the pointer atomically;
+//! a request that started before keeps the version it loaded, every request
+//! that loads after gets the new one, and a version is freed when the last
+//! request (or instance) holding it ends and it has left the history.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use super::handler::HandlerComponent;
+
+/// One loaded handler.
+pub struct HandlerVersion {
+    /// 1 for the version loaded at start, then counting up.
+    pub number: u64,
+    /// The compiled, pre-instantiated component.
+    pub component: HandlerComponent,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
+impl HandlerVersion {
+    /// The short form of its sha256 used in `X-Handler-Version`.
+    pub fn tag(&self) -> &str {
+        &self.component.sha256()[..12]
+    }
+}
+
+/// Why a rollback could not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackError {
+    /// Nothing was served before the current version.
+    #[error("there is no previous version to roll back to")]
+    NoPrevious,
+    /// No kept version has that sha256 (or prefix).
+    #[error("no kept version matches sha256 {sha256}")]
+    Unknown {
+        /// What was asked for.
+        sha256: String,
+    },
+}
+
+/// The current version and the history.
+pub struct HandlerVersions {
+    current: ArcSwap<HandlerVersion>,
+    /// Previous versions, most recent first.
+    previous: Mutex<VecDeque<Arc<HandlerVersion>>>,
+    next_number: AtomicU64,
+    keep: usize,
+}
+
+impl HandlerVersions {
+    /// Starts with `first` serving; keeps `keep` previous versions.
+    pub fn new(first: HandlerComponent, size: usize, keep: usize) -> Self {
+        let first = HandlerVersion { number: 1, component: first, loaded_at: SystemTime::now(), size };
+        Self {
+            current: ArcSwap::from_pointee(first),
+            previous: Mutex::default(),
+            next_number: AtomicU64::new(2),
+            keep,
+        }
+    }
+
+    /// The version serving now; hold it for the whole request.
+    pub fn current(&self) -> Arc<HandlerVersion> {
+        self.current.load_full()
+    }
+
+    /// Makes `component` the serving version; returns it.
+    pub fn install(&self, component: HandlerComponent, size: usize) -> Arc<HandlerVersion> {
+        let number = self.next_number.fetch_add(1, Ordering::Relaxed);
+        let version = Arc::new(HandlerVersion { number, component, loaded_at: SystemTime::now(), size });
+        self.replace(version.clone());
+        version
+    }
+
+    /// Serves the previous version again, or the kept one whose sha256
+    /// starts with `sha256`.
+    pub fn rollback(&self, sha256: Option<&str>) -> Result<Arc<HandlerVersion>, RollbackError> {
+        let target = {
+            let previous = self.lock();
+            match sha256 {
+                None => previous.front().cloned().ok_or(RollbackError::NoPrevious)?,
+                Some(sha256) => previous
+                    .iter()
+                    .find(|version| !sha256.is_empty() && version.component.sha256().starts_with(sha256))
+                    .cloned()
+                    .ok_or_else(|| RollbackError::Unknown { sha256: sha256.to_string() })?,
+            }
+        };
+        self.replace(target.clone());
+        Ok(target)
+    }
+
+    /// The current version and the kept previous ones, most recent first.
+    pub fn list(&self) -> (Arc<HandlerVersion>, Vec<Arc<HandlerVersion>>) {
+        (self.current(), self.lock().iter().cloned().collect())
+    }
+
+    fn replace(&self, next: Arc<HandlerVersion>) {
+        let mut previous = self.lock();
+        let old = self.current.swap(next.clone());
+        previous.retain(|version| !Arc::ptr_eq(version, &next) && !Arc::ptr_eq(version, &old));
+        previous.push_front(old);
+        previous.truncate(self.keep);
+        drop(previous);
+        tracing::info!(
+            number = next.number,
+            sha256 = next.component.sha256(),
+            source = next.component.source_name(),
+            "handler version now serving"
+        );
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<HandlerVersion>>> {
+        self.previous.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}

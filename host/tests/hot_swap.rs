@@ -1,0 +1,220 @@
+//! Replacing the handler while it serves: the admin API, swap semantics,
+//! refusals, rollback, auth and the compiled-component cache.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use llm_service_test_support::fake_ollama::FakeOllama;
+use llm_service_test_support::{Client, Reply, Service, fresh_directory};
+use serde_json::{Value, json};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
+const HANDLER: &str = env!("LLM_SERVICE_HANDLER_WASM");
+const MISBEHAVE: &str = env!("LLM_SERVICE_TEST_PROGRAM_MISBEHAVE");
+const SICK: &str = env!("LLM_SERVICE_TEST_PROGRAM_SICK");
+const COMMAND: &str = env!("LLM_SERVICE_TEST_PROGRAM_COMMAND");
+const MODEL: &str = "llama3:8b-instruct-q5_K_M";
+const TOKEN: &str = "let-me-in";
+
+fn service(ollama: &FakeOllama) -> Service {
+    Service::builder(BINARY).envs(&[("OLLAMA_BASE_URL", &ollama.url()), ("ADMIN_TOKEN", TOKEN)]).start()
+}
+
+fn admin(service: &Service, method: &str, path: &str, body: &[u8]) -> Reply {
+    let authorization = format!("Bearer {TOKEN}");
+    Client::new().send_with_headers(
+        method,
+        &service.admin_url(path),
+        &[("authorization", &authorization)],
+        body,
+    )
+}
+
+fn push(service: &Service, path: &str) -> Reply {
+    admin(service, "PUT", "/components/handler", &std::fs::read(path).unwrap())
+}
+
+fn version_tag(reply: &Reply) -> String {
+    reply.header("x-handler-version").expect("X-Handler-Version").to_string()
+}
+
+#[test]
+fn twenty_swaps_under_load_fail_no_request_and_take_effect_at_once() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service(&ollama);
+    let cached = json!({"prompt": "cached for the load"}).to_string();
+    assert_eq!(service.generate(&serde_json::from_str(&cached).unwrap()).status, 200);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..8)
+        .map(|index| {
+            let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+            let (health, generate, body) = (service.url("/health"), service.url("/generate"), cached.clone());
+            std::thread::spawn(move || {
+                let client = Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let ok = if index % 2 == 0 {
+                        client.try_get(&health).is_ok_and(|reply| reply.status == 200)
+                    } else {
+                        client.send("POST", &generate, body.as_bytes()).status == 200
+                    };
+                    let counter = if ok { &served } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    for swap in 0..20 {
+        let component = if swap % 2 == 0 { MISBEHAVE } else { HANDLER };
+        let pushed = push(&service, component);
+        assert_eq!(pushed.status, 200, "swap {swap}: {}", pushed.body);
+        let sha256 = pushed.json()["sha256"].as_str().unwrap().to_string();
+        let after = Client::new().get(&service.url("/health"));
+        assert_eq!(
+            version_tag(&after),
+            sha256[..12],
+            "swap {swap}: the next request runs on the new version"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during 20 swaps");
+    assert!(served.load(Ordering::Relaxed) > 20, "load kept flowing: {}", served.load(Ordering::Relaxed));
+    let components = admin(&service, "GET", "/components", b"").json();
+    assert_eq!(components["active"]["version"], 21);
+    assert_eq!(components["previous"].as_array().unwrap().len(), 5, "KEEP_VERSIONS");
+}
+
+#[test]
+fn a_stream_started_before_a_swap_finishes_on_the_old_version() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_token_delay(Duration::from_millis(100));
+    let service = service(&ollama);
+    let old = version_tag(&Client::new().get(&service.url("/health")));
+    let streaming = {
+        let url = service.url("/generate");
+        let body = json!({"prompt": "one two three four five six seven eight", "stream": true}).to_string();
+        std::thread::spawn(move || Client::new().send("POST", &url, body.as_bytes()))
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while ollama.open_generations() == 0 {
+        assert!(std::time::Instant::now() < until, "the stream never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(push(&service, MISBEHAVE).status, 200);
+    assert_ne!(version_tag(&Client::new().get(&service.url("/health"))), old);
+    let reply = streaming.join().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(version_tag(&reply), old);
+    let last: Value = serde_json::from_str(reply.body.lines().last().unwrap()).unwrap();
+    assert_eq!(last["done"], true);
+    assert_eq!(last["response"], "one two three four five six seven eight");
+}
+
+#[test]
+fn invalid_uploads_are_refused_with_the_reason_and_the_old_version_keeps_serving() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service(&ollama);
+    let before = version_tag(&Client::new().get(&service.url("/health")));
+
+    let garbage = admin(&service, "PUT", "/components/handler", b"this is not wasm");
+    assert_eq!(garbage.status, 422);
+    assert!(garbage.json()["error"].as_str().unwrap().contains("does not compile"), "{}", garbage.body);
+
+    let wrong_world = push(&service, COMMAND);
+    assert_eq!(wrong_world.status, 422);
+    let reason = wrong_world.json()["error"].as_str().unwrap().to_string();
+    assert!(reason.contains("not a handler") && reason.contains("incoming-handler"), "{reason}");
+
+    let sick = push(&service, SICK);
+    assert_eq!(sick.status, 422);
+    assert!(sick.json()["error"].as_str().unwrap().contains("smoke check failed"), "{}", sick.body);
+
+    let after = Client::new().get(&service.url("/health"));
+    assert_eq!((after.status, version_tag(&after)), (200, before));
+    let components = admin(&service, "GET", "/components", b"").json();
+    assert_eq!(components["active"]["version"], 1);
+    assert!(components["previous"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn rollback_returns_to_the_previous_or_the_named_version() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service(&ollama);
+    let original = version_tag(&Client::new().get(&service.url("/health")));
+    assert_eq!(
+        admin(&service, "POST", "/components/handler/rollback", b"").status,
+        409,
+        "nothing to roll back to"
+    );
+    let misbehave = push(&service, MISBEHAVE).json()["sha256"].as_str().unwrap().to_string();
+
+    let rolled = admin(&service, "POST", "/components/handler/rollback", b"");
+    assert_eq!(rolled.status, 200, "{}", rolled.body);
+    assert_eq!(version_tag(&Client::new().get(&service.url("/health"))), original);
+
+    let named = admin(
+        &service,
+        "POST",
+        "/components/handler/rollback",
+        json!({"sha256": &misbehave[..16]}).to_string().as_bytes(),
+    );
+    assert_eq!(named.json()["sha256"], misbehave);
+    assert_eq!(Client::new().get(&service.url("/health")).body, "/health", "misbehave answers again");
+    let unknown = admin(&service, "POST", "/components/handler/rollback", br#"{"sha256": "ffff"}"#);
+    assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn admin_calls_need_the_token() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service(&ollama);
+    let client = Client::new();
+    let missing = client.get(&service.admin_url("/components"));
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+    let wrong = client.send_with_headers(
+        "GET",
+        &service.admin_url("/components"),
+        &[("authorization", "Bearer nope")],
+        b"",
+    );
+    assert_eq!(wrong.status, 401);
+    let wasm = std::fs::read(MISBEHAVE).unwrap();
+    let unauthorized_push = client.send("PUT", &service.admin_url("/components/handler"), &wasm);
+    assert_eq!(unauthorized_push.status, 401);
+    assert_ne!(Client::new().get(&service.url("/health")).body, "/health", "nothing was swapped");
+
+    let off = Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url()).start();
+    off.wait_for_log(Duration::from_secs(5), |line| {
+        line["message"] == "admin API off: ADMIN_TOKEN is not set"
+    });
+}
+
+#[test]
+fn a_restart_with_a_warm_compiled_cache_does_not_compile() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let cache_dir = fresh_directory();
+    let cache_dir = cache_dir.to_str().unwrap();
+    let start = || {
+        Service::builder(BINARY)
+            .envs(&[("OLLAMA_BASE_URL", &ollama.url()), ("COMPILED_CACHE_DIR", cache_dir)])
+            .start()
+    };
+    let listening = |service: &Service| {
+        service.wait_for_log(Duration::from_secs(5), |line| line["message"] == "llm-service listening")
+    };
+    let cold = start();
+    assert_eq!(listening(&cold)["compiled_from_cache"], false);
+    drop(cold);
+    let warm = start();
+    let line = listening(&warm);
+    assert_eq!(line["compiled_from_cache"], true, "{line}");
+    assert_eq!(line["compile_ms"], 0);
+    assert_eq!(Client::new().get(&warm.url("/health")).status, 200);
+}
