@@ -2,11 +2,10 @@
 //! default), off unless ADMIN_TOKEN is set. Every call needs
 //! `Authorization: Bearer $ADMIN_TOKEN` (401 otherwise).
 //!
-//! - `PUT /components/handler` (body: the .wasm): compile (or take it from
-//!   the compiled cache), check it is a handler, smoke-check it in its own
-//!   instance (`GET /health` must answer 200 or 503 within a deadline), then
-//!   swap it in → `{version, sha256, compile_ms, compiled_from_cache}`. Any
-//!   failure is 422 with the reason, and the serving version stays.
+//! - `PUT /components/handler` (body: the .wasm): through the
+//!   [`HandlerInstaller`] → `{version, sha256, compile_ms,
+//!   compiled_from_cache}`. Any failure is 422 with the reason, and the
+//!   serving version stays.
 //! - `GET /components`: the active version and the kept previous ones.
 //! - `POST /components/handler/rollback`, optionally `{"sha256": "..."}`.
 
@@ -14,95 +13,31 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::caps::HostCapabilities;
-use crate::runtime::compiled::{Compilation, CompiledCache};
-use crate::runtime::handler::HandlerComponent;
-use crate::runtime::state::RequestState;
-use crate::runtime::versions::{HandlerVersion, HandlerVersions, RollbackError};
+use crate::runtime::compiled::Compilation;
+use crate::runtime::installer::HandlerInstaller;
+use crate::runtime::versions::{HandlerVersion, RollbackError};
 use crate::server::{json_error, json_response as json};
-
-/// How long a new handler's smoke-check `GET /health` may take.
-const SMOKE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// What the admin API needs.
 pub struct AdminApi {
-    /// The versions it swaps.
-    pub versions: Arc<HandlerVersions>,
-    /// The linker new handlers are checked against.
-    pub linker: Linker<RequestState>,
-    /// Where compiled components are kept.
-    pub compiled: CompiledCache,
-    /// What a smoke-check instance gets.
-    pub capabilities: HostCapabilities,
+    /// Checks and swaps in new handlers.
+    pub installer: Arc<HandlerInstaller>,
     /// The bearer token.
     pub token: String,
     /// Largest upload accepted.
     pub max_component_bytes: u64,
 }
 
-/// Why a push was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    /// It does not compile or is not a handler.
-    #[error(transparent)]
-    Load(#[from] crate::runtime::handler::LoadError),
-    /// Its /health failed.
-    #[error("smoke check failed: GET /health {reason}")]
-    Smoke {
-        /// What happened.
-        reason: String,
-    },
-}
-
 impl AdminApi {
-    /// Loads `bytes` from `source`, smoke-checks and installs it.
-    pub async fn push(&self, bytes: Bytes, source: &str) -> Result<Arc<HandlerVersion>, PushError> {
-        let (linker, compiled, source_owned, bytes_for_load) =
-            (self.linker.clone(), self.compiled.clone(), source.to_string(), bytes.clone());
-        // Compiling is seconds of CPU: keep it off the async workers.
-        let component = tokio::task::spawn_blocking(move || {
-            HandlerComponent::load(&linker, &compiled, &bytes_for_load, &source_owned)
-        })
-        .await
-        .map_err(|error| PushError::Smoke { reason: format!("loader failed: {error}") })??;
-        self.smoke(&component).await?;
-        Ok(self.versions.install(component, bytes.len()))
-    }
-
-    async fn smoke(&self, component: &HandlerComponent) -> Result<(), PushError> {
-        let request = hyper::Request::get("http://localhost/health")
-            .header(header::HOST, "localhost")
-            .body(Full::new(Bytes::new()))
-            .map_err(|error| PushError::Smoke { reason: error.to_string() })?;
-        let answer = tokio::time::timeout(SMOKE_DEADLINE, async {
-            let response = component
-                .serve(request, &self.capabilities, Arc::from("smoke-check"), SMOKE_DEADLINE, ())
-                .await
-                .map_err(|error| error.to_string())?;
-            let status = response.status();
-            response.into_body().collect().await.map_err(|error| format!("body failed: {error}"))?;
-            Ok::<_, String>(status)
-        })
-        .await;
-        match answer {
-            Ok(Ok(StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE)) => Ok(()),
-            Ok(Ok(status)) => Err(PushError::Smoke { reason: format!("answered {status}") }),
-            Ok(Err(reason)) => Err(PushError::Smoke { reason }),
-            Err(_) => Err(PushError::Smoke { reason: format!("did not answer within {SMOKE_DEADLINE:?}") }),
-        }
-    }
-
     async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
         if !self.authorized(&request) {
             let mut response = json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
@@ -116,7 +51,7 @@ impl AdminApi {
             Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "upload over MAX_COMPONENT_BYTES"),
         };
         match (&parts.method, parts.uri.path()) {
-            (&Method::PUT, "/components/handler") => match self.push(body, "admin upload").await {
+            (&Method::PUT, "/components/handler") => match self.installer.push(body, "admin upload").await {
                 Ok(version) => json(StatusCode::OK, &pushed(&version)),
                 Err(error) => {
                     tracing::warn!(%error, "handler upload refused");
@@ -124,7 +59,7 @@ impl AdminApi {
                 }
             },
             (&Method::GET, "/components") => {
-                let (active, previous) = self.versions.list();
+                let (active, previous) = self.installer.versions().list();
                 let previous: Vec<Value> = previous.iter().map(|version| describe(version)).collect();
                 json(StatusCode::OK, &json!({"active": describe(&active), "previous": previous}))
             }
@@ -132,7 +67,7 @@ impl AdminApi {
                 let sha256 = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|value| value.get("sha256").and_then(Value::as_str).map(str::to_string));
-                match self.versions.rollback(sha256.as_deref()) {
+                match self.installer.versions().rollback(sha256.as_deref()) {
                     Ok(version) => json(StatusCode::OK, &describe(&version)),
                     Err(error @ RollbackError::NoPrevious) => {
                         json_error(StatusCode::CONFLICT, &error.to_string())

@@ -67,6 +67,9 @@ pub struct Config {
     /// The operator API.
     #[command(flatten)]
     pub admin: AdminConfig,
+    /// Instead of serving: a command for a running service.
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
 }
 
 /// The operator API and the versions it manages.
@@ -88,6 +91,9 @@ pub struct AdminConfig {
     #[arg(long, env = "MAX_COMPONENT_BYTES", value_name = "MAX_COMPONENT_BYTES",
           default_value_t = DEFAULT_MAX_COMPONENT_BYTES)]
     pub max_component_bytes: u64,
+    /// Directory watched for a new or changed handler.wasm (watch mode); unset, no watching.
+    #[arg(long, env = "COMPONENTS_DIR", value_name = "COMPONENTS_DIR")]
+    pub components_dir: Option<PathBuf>,
     /// Directory of compiled components, keyed by sha256 (default: $XDG_CACHE_HOME or ~/.cache, /llm-service/compiled).
     #[arg(long, env = "COMPILED_CACHE_DIR", value_name = "COMPILED_CACHE_DIR")]
     pub compiled_cache_dir: Option<PathBuf>,

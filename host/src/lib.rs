@@ -9,7 +9,9 @@
 pub mod admin;
 pub mod bindings;
 pub mod caps;
+pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod runtime;
 pub mod server;
+pub mod watch;

@@ -12,6 +12,7 @@ use llm_service::caps::backend::Backend;
 use llm_service::caps::cache::ResponseCache;
 use llm_service::caps::runtime::ServiceRuntime;
 use llm_service::caps::runtime::checks::CheckSettings;
+use llm_service::cli;
 use llm_service::config::Config;
 use llm_service::logging;
 use llm_service::runtime::compiled::{Compilation, CompiledCache};
@@ -19,8 +20,10 @@ use llm_service::runtime::engine::{EngineLimits, EpochTicker, build_engine};
 use llm_service::runtime::handler::{
     BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker,
 };
+use llm_service::runtime::installer::HandlerInstaller;
 use llm_service::runtime::versions::HandlerVersions;
 use llm_service::server::{self, Admission, Service};
+use llm_service::watch;
 
 fn main() -> ExitCode {
     let config = Config::parse_or_exit();
@@ -32,6 +35,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(command) = config.command.clone() {
+        return match runtime.block_on(cli::run(command, &config.admin)) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => {
+                eprintln!("llm-service: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -90,13 +102,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
 
+    let installer = Arc::new(HandlerInstaller::new(versions.clone(), linker, compiled, capabilities.clone()));
+    let _watch = match &config.admin.components_dir {
+        Some(dir) => Some(
+            watch::start(dir, installer.clone())
+                .with_context(|| format!("watching COMPONENTS_DIR {}", dir.display()))?,
+        ),
+        None => None,
+    };
     match &config.admin.admin_token {
         Some(token) => {
             let admin = Arc::new(AdminApi {
-                versions: versions.clone(),
-                linker,
-                compiled,
-                capabilities: capabilities.clone(),
+                installer: installer.clone(),
                 token: token.clone(),
                 max_component_bytes: config.admin.max_component_bytes,
             });

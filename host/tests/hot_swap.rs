@@ -218,3 +218,61 @@ fn a_restart_with_a_warm_compiled_cache_does_not_compile() {
     assert_eq!(line["compile_ms"], 0);
     assert_eq!(Client::new().get(&warm.url("/health")).status, 200);
 }
+
+#[test]
+fn the_component_cli_pushes_lists_and_rolls_back() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service(&ollama);
+    let admin_url = service.admin_url("");
+    let cli = |args: &[&str], token: &str| {
+        std::process::Command::new(BINARY)
+            .arg("component")
+            .args(args)
+            .env("ADMIN_URL", &admin_url)
+            .env("ADMIN_TOKEN", token)
+            .env("OLLAMA_BASE_URL", ollama.url())
+            .output()
+            .unwrap()
+    };
+    let pushed = cli(&["push", MISBEHAVE], TOKEN);
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let pushed: Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    assert_eq!(pushed["version"], 2);
+    assert_eq!(Client::new().get(&service.url("/health")).body, "/health");
+
+    let listed: Value = serde_json::from_slice(&cli(&["list"], TOKEN).stdout).unwrap();
+    assert_eq!(listed["active"]["sha256"], pushed["sha256"]);
+    assert_eq!(listed["previous"][0]["version"], 1);
+
+    assert!(cli(&["rollback"], TOKEN).status.success());
+    assert_ne!(Client::new().get(&service.url("/health")).body, "/health");
+
+    let refused = cli(&["list"], "wrong-token");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+}
+
+#[test]
+fn watch_mode_installs_a_changed_handler_and_refuses_a_broken_one() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let dir = fresh_directory();
+    std::fs::create_dir_all(&dir).unwrap();
+    let service = Service::builder(BINARY)
+        .envs(&[("OLLAMA_BASE_URL", &ollama.url()), ("COMPONENTS_DIR", dir.to_str().unwrap())])
+        .start();
+    service.wait_for_log(Duration::from_secs(5), |line| {
+        line["message"].as_str().unwrap_or("").starts_with("watching")
+    });
+    let original = version_tag(&Client::new().get(&service.url("/health")));
+
+    std::fs::write(dir.join("handler.wasm"), b"\0asm broken on purpose").unwrap();
+    service.wait_for_log(Duration::from_secs(10), |line| {
+        line["message"] == "watched handler refused; the serving version stays"
+    });
+    assert_eq!(version_tag(&Client::new().get(&service.url("/health"))), original);
+
+    std::fs::copy(MISBEHAVE, dir.join("handler.wasm.partial")).unwrap();
+    std::fs::rename(dir.join("handler.wasm.partial"), dir.join("handler.wasm")).unwrap();
+    service.wait_for_log(Duration::from_secs(10), |line| line["message"] == "watched handler installed");
+    assert_eq!(Client::new().get(&service.url("/health")).body, "/health", "misbehave serves now");
+}

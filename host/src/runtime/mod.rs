@@ -6,5 +6,6 @@
 pub mod compiled;
 pub mod engine;
 pub mod handler;
+pub mod installer;
 pub mod state;
 pub mod versions;
