@@ -276,3 +276,18 @@ fn watch_mode_installs_a_changed_handler_and_refuses_a_broken_one() {
     service.wait_for_log(Duration::from_secs(10), |line| line["message"] == "watched handler installed");
     assert_eq!(Client::new().get(&service.url("/health")).body, "/health", "misbehave serves now");
 }
+
+#[test]
+fn the_current_model_outlives_a_handler_swap() {
+    let ollama = FakeOllama::start(&[MODEL, "other:1b"]);
+    let service = service(&ollama);
+    let switched = Client::new().send("POST", &service.url("/model"), br#"{"model": "other:1b"}"#);
+    assert_eq!(switched.status, 200, "{}", switched.body);
+    assert_eq!(push(&service, MISBEHAVE).status, 200);
+    assert_eq!(push(&service, HANDLER).status, 200);
+    assert_eq!(
+        Client::new().get(&service.url("/health")).json()["model"],
+        "other:1b",
+        "the model is the host's state"
+    );
+}
