@@ -124,14 +124,13 @@ impl Service {
             Ok(response) => response,
             Err(error) => {
                 let status = error.status();
-                match &error {
+                let guest_output = match &error {
                     crate::runtime::handler::InvokeError::Trap { guest_output, .. } => {
-                        tracing::warn!(cap = "handler", %method, %path, handler_version = version.tag(), status = status.as_u16(), %error, guest_output, "request failed in the handler")
+                        Some(guest_output.as_str())
                     }
-                    _ => {
-                        tracing::warn!(cap = "handler", %method, %path, handler_version = version.tag(), status = status.as_u16(), %error, "request failed in the handler")
-                    }
-                }
+                    _ => None,
+                };
+                tracing::warn!(cap = "handler", %method, %path, handler_version = version.tag(), status = status.as_u16(), %error, guest_output, "request failed in the handler");
                 json_error(status, &error.to_string())
             }
         };

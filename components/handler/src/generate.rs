@@ -22,10 +22,6 @@ const DEFAULT_MAX_PROMPT_CHARS: usize = 32768;
 pub struct GenerateRequest {
     pub prompt: String,
     pub character_name: Option<String>,
-    // Validated; not part of the cache key (the prompt carries the
-    // conversation). The request log will read it.
-    #[allow(dead_code)]
-    pub conversation_id: Option<String>,
     pub use_cache: bool,
     pub model: Option<String>,
     pub stream: bool,
@@ -71,6 +67,9 @@ impl GenerateRequest {
                 format!("prompt has {chars} characters; the limit is {max_chars} (MAX_PROMPT_CHARS)"),
             ));
         }
+        // Checked for its type only: the prompt carries the conversation,
+        // so it is neither part of the cache key nor sent to the backend.
+        optional_string(object, "conversation_id", prefix)?;
         let mut settings = Settings::defaults();
         match object.get("settings") {
             None | Some(Value::Null) => {}
@@ -80,7 +79,6 @@ impl GenerateRequest {
         Ok(Self {
             prompt,
             character_name: optional_string(object, "character_name", prefix)?,
-            conversation_id: optional_string(object, "conversation_id", prefix)?,
             use_cache: optional_bool(object, "use_cache", prefix)?.unwrap_or(true),
             model: optional_string(object, "model", prefix)?.filter(|model| !model.trim().is_empty()),
             stream: optional_bool(object, "stream", prefix)?.unwrap_or(false),

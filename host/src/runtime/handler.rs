@@ -125,6 +125,9 @@ pub fn handler_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>>
 pub struct HandlerComponent {
     pre: ProxyPre<RequestState>,
     sha256: String,
+    /// The first 12 hex digits of `sha256`, made once: every request's log
+    /// line and `X-Handler-Version` carry it.
+    tag: Arc<str>,
     source_name: String,
     compilation: Compilation,
 }
@@ -150,12 +153,18 @@ impl HandlerComponent {
         };
         let instance_pre = linker.instantiate_pre(&component).map_err(not_a_handler)?;
         let pre = ProxyPre::new(instance_pre).map_err(not_a_handler)?;
-        Ok(Self { pre, sha256, source_name: source_name.to_string(), compilation })
+        let tag = Arc::from(&sha256[..12]);
+        Ok(Self { pre, sha256, tag, source_name: source_name.to_string(), compilation })
     }
 
     /// SHA-256 of the component's bytes, hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The short form of the sha256 used in `X-Handler-Version` and logs.
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
     /// Where the component came from.
@@ -183,7 +192,7 @@ impl HandlerComponent {
         let deadline = Instant::now() + timeout;
         let mut store = Store::new(
             self.pre.engine(),
-            RequestState::new(capabilities, request_id, Arc::from(&self.sha256[..12]), deadline, timeout),
+            RequestState::new(capabilities, request_id, self.tag.clone(), deadline, timeout),
         );
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {

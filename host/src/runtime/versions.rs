@@ -30,7 +30,7 @@ pub struct HandlerVersion {
 impl HandlerVersion {
     /// The short form of its sha256 used in `X-Handler-Version`.
     pub fn tag(&self) -> &str {
-        &self.component.sha256()[..12]
+        self.component.tag()
     }
 }
 

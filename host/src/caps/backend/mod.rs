@@ -66,11 +66,6 @@ impl Backend {
         BackendHooks { backend: self.clone(), deadline: deadline - margin }
     }
 
-    /// The generation limiter (for telemetry).
-    pub fn limiter(&self) -> &GenerationLimiter {
-        &self.limiter
-    }
-
     /// The client (for telemetry).
     pub fn client(&self) -> &BackendClient {
         &self.client

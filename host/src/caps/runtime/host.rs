@@ -51,17 +51,13 @@ impl Host for RequestRuntime {
             error_kind.as_deref(),
         );
         let character = character.as_deref().unwrap_or("default");
-        match prompt {
-            Some(prompt) => tracing::info!(
-                target: "llm_service::generate",
-                request_id = %self.request_id, handler_version = %self.handler_version, character, prompt_length, response_time = response_time_s, cache_hit,
-                tokens_generated, model, status, error_kind, prompt, "LLM Request"
-            ),
-            None => tracing::info!(
-                target: "llm_service::generate",
-                request_id = %self.request_id, handler_version = %self.handler_version, character, prompt_length, response_time = response_time_s, cache_hit,
-                tokens_generated, model, status, error_kind, "LLM Request"
-            ),
-        }
+        // `prompt` is only ever Some when the operator set LOG_PROMPTS=true;
+        // a None field is left out of the line.
+        tracing::info!(
+            target: "llm_service::generate",
+            request_id = %self.request_id, handler_version = %self.handler_version, character, prompt_length,
+            response_time = response_time_s, cache_hit, tokens_generated, model, status, error_kind,
+            prompt = prompt.as_deref(), "LLM Request"
+        );
     }
 }
