@@ -1,8 +1,9 @@
 //! Builds the guest components (`components/`, its own workspace) for
 //! wasm32-wasip2 with a nested cargo, into a target directory of their own,
 //! and tells the host crate where the artifacts are:
-//! `LLM_SERVICE_HANDLER_WASM` (the default handler, embedded in the binary)
-//! and `LLM_SERVICE_TEST_PROGRAM_<NAME>` for each test component.
+//! `LLM_SERVICE_HANDLER_WASM` (the default handler, embedded in the binary),
+//! `LLM_SERVICE_PLUGIN_<NAME>` for the example plugins and
+//! `LLM_SERVICE_TEST_PROGRAM_<NAME>` for each test component.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,11 @@ const ARTIFACTS: &[(&str, &str)] = &[
     ("misbehave", "LLM_SERVICE_TEST_PROGRAM_MISBEHAVE"),
     ("sick", "LLM_SERVICE_TEST_PROGRAM_SICK"),
     ("command", "LLM_SERVICE_TEST_PROGRAM_COMMAND"),
+    ("peter", "LLM_SERVICE_PLUGIN_PETER"),
+    ("tidy", "LLM_SERVICE_PLUGIN_TIDY"),
+    ("plugin_faulty", "LLM_SERVICE_TEST_PROGRAM_PLUGIN_FAULTY"),
+    ("plugin_outbound", "LLM_SERVICE_TEST_PROGRAM_PLUGIN_OUTBOUND"),
+    ("plugin_peter_v2", "LLM_SERVICE_TEST_PROGRAM_PLUGIN_PETER_V2"),
 ];
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
@@ -25,7 +31,7 @@ fn main() {
     let components = repo.join("components");
     println!("cargo:rerun-if-changed={}", components.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", components.join("Cargo.lock").display());
-    for dir in ["sdk", "handler", "test-programs"] {
+    for dir in ["sdk", "plugin-sdk", "handler", "plugins", "test-programs"] {
         println!("cargo:rerun-if-changed={}", components.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", repo.join("wit").display());

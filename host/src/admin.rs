@@ -8,10 +8,15 @@
 //!   serving version stays.
 //! - `GET /components`: the active version and the kept previous ones.
 //! - `POST /components/handler/rollback`, optionally `{"sha256": "..."}`.
+//! - `PUT /plugins` (body: the plugin's .wasm): loaded and checked like a
+//!   plugin in PLUGINS_DIR → the plugin; 422 with the reason if refused, 409
+//!   if another plugin serves one of its characters.
+//! - `GET /plugins`: the loaded plugins.
+//! - `DELETE /plugins/{name}`: unloads it (404 if none has that name).
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -22,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::caps::plugins::{PluginInstallError, PromptPlugin, PromptPlugins};
 use crate::runtime::compiled::Compilation;
 use crate::runtime::installer::HandlerInstaller;
 use crate::runtime::versions::{HandlerVersion, RollbackError};
@@ -33,6 +39,8 @@ pub struct AdminApi {
     pub installer: Arc<HandlerInstaller>,
     /// The bearer token.
     pub token: String,
+    /// The loaded prompt plugins.
+    pub plugins: Arc<PromptPlugins>,
     /// Largest upload accepted.
     pub max_component_bytes: u64,
 }
@@ -76,6 +84,36 @@ impl AdminApi {
                         json_error(StatusCode::NOT_FOUND, &error.to_string())
                     }
                 }
+            }
+            (&Method::PUT, "/plugins") => match self.plugins.push(body, "admin upload").await {
+                Ok(installed) => {
+                    let mut answer = describe_plugin(&installed.plugin);
+                    answer["replaced"] = json!(installed.replaced.as_ref().map(|old| old.sha256()));
+                    json(StatusCode::OK, &answer)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "plugin upload refused");
+                    let status = match error {
+                        PluginInstallError::Conflict { .. } => StatusCode::CONFLICT,
+                        PluginInstallError::Load(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    };
+                    json_error(status, &error.to_string())
+                }
+            },
+            (&Method::GET, "/plugins") => {
+                let plugins: Vec<Value> =
+                    self.plugins.list().iter().map(|plugin| describe_plugin(plugin)).collect();
+                json(StatusCode::OK, &json!({ "plugins": plugins }))
+            }
+            (&Method::DELETE, path) if path.starts_with("/plugins/") => {
+                let name = &path["/plugins/".len()..];
+                match self.plugins.remove(name) {
+                    Some(plugin) => json(StatusCode::OK, &json!({ "removed": describe_plugin(&plugin) })),
+                    None => json_error(StatusCode::NOT_FOUND, &format!("no plugin named '{name}' is loaded")),
+                }
+            }
+            (_, path) if path == "/plugins" || path.starts_with("/plugins/") => {
+                json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this admin endpoint")
             }
             (_, "/components/handler" | "/components" | "/components/handler/rollback") => {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this admin endpoint")
@@ -122,11 +160,21 @@ impl AdminApi {
     }
 }
 
-fn pushed(version: &HandlerVersion) -> Value {
-    let (compile_ms, cached) = match version.component.compilation() {
+/// `compile_ms` and `compiled_from_cache` of a load.
+fn compile_fields(compilation: Compilation) -> (u64, bool) {
+    match compilation {
         Compilation::Cached => (0, true),
         Compilation::Fresh(took) => (took.as_millis() as u64, false),
-    };
+    }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    let seconds = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
+}
+
+fn pushed(version: &HandlerVersion) -> Value {
+    let (compile_ms, cached) = compile_fields(version.component.compilation());
     json!({
         "version": version.number,
         "sha256": version.component.sha256(),
@@ -136,12 +184,25 @@ fn pushed(version: &HandlerVersion) -> Value {
 }
 
 fn describe(version: &HandlerVersion) -> Value {
-    let loaded_at = version.loaded_at.duration_since(UNIX_EPOCH).unwrap_or_default();
     json!({
         "version": version.number,
         "sha256": version.component.sha256(),
         "size": version.size,
-        "loaded_at": humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(loaded_at.as_secs())).to_string(),
+        "loaded_at": rfc3339(version.loaded_at),
         "source": version.component.source_name(),
+    })
+}
+
+fn describe_plugin(plugin: &PromptPlugin) -> Value {
+    let (compile_ms, cached) = compile_fields(plugin.compilation);
+    json!({
+        "name": plugin.manifest().name,
+        "characters": plugin.manifest().characters,
+        "sha256": plugin.sha256(),
+        "size": plugin.size,
+        "loaded_at": rfc3339(plugin.loaded_at),
+        "source": plugin.source,
+        "compile_ms": compile_ms,
+        "compiled_from_cache": cached,
     })
 }

@@ -16,10 +16,28 @@ wasmtime::component::bindgen!({
         "llm-service:host/cache.join": async | trappable,
         "llm-service:host/cache.[method]flight.land": trappable,
         "llm-service:host/cache.[method]flight.crash": trappable,
+        "llm-service:host/plugins.transform": async | trappable,
+        "llm-service:host/plugins.[method]applied-plugin.name": trappable,
+        "llm-service:host/plugins.[method]applied-plugin.sha256": trappable,
+        "llm-service:host/plugins.[method]applied-plugin.post-process": async | trappable,
     },
     with: {
         "llm-service:host/cache.flight": crate::caps::cache::Flight,
+        "llm-service:host/plugins.applied-plugin": crate::caps::plugins::AppliedPlugin,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "wasi": wasmtime_wasi::p2::bindings,
     },
 });
+
+/// The `prompt-plugin` world, as the host calls it; its types are the
+/// handler world's `prompt-types`, so values pass between them unconverted.
+pub mod plugin {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "llm-service:host/prompt-plugin",
+        exports: { default: async },
+        with: {
+            "llm-service:host/prompt-types": crate::bindings::llm_service::host::prompt_types,
+        },
+    });
+}

@@ -1,9 +1,10 @@
-//! `llm-service component push FILE | list | rollback [SHA256]`: the admin
-//! API from the command line. It talks to ADMIN_BIND:ADMIN_PORT (or
+//! `llm-service component push FILE | list | rollback [SHA256]` and
+//! `llm-service plugin push FILE | list | remove NAME`: the admin API from
+//! the command line. It talks to ADMIN_BIND:ADMIN_PORT (or
 //! `--admin-url`) with ADMIN_TOKEN, prints the API's JSON answer, and exits
 //! 0 on success, 1 when the API refused (its message on stderr).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use clap::Subcommand;
@@ -25,9 +26,35 @@ pub enum Command {
         #[arg(long, env = "ADMIN_URL", value_name = "ADMIN_URL")]
         admin_url: Option<String>,
     },
+    /// Manage the prompt plugins of a running service through its admin API.
+    Plugin {
+        /// What to do.
+        #[command(subcommand)]
+        action: PluginAction,
+        /// The admin API's base URL (default: http://ADMIN_BIND:ADMIN_PORT).
+        #[arg(long, env = "ADMIN_URL", value_name = "ADMIN_URL")]
+        admin_url: Option<String>,
+    },
 }
 
-/// Admin API calls.
+/// Admin API calls about plugins.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PluginAction {
+    /// Upload FILE as a plugin (checked, then serving; replaces a plugin of the same name).
+    Push {
+        /// The plugin .wasm.
+        file: PathBuf,
+    },
+    /// Show the loaded plugins.
+    List,
+    /// Unload the plugin called NAME.
+    Remove {
+        /// The plugin's name.
+        name: String,
+    },
+}
+
+/// Admin API calls about the handler.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ComponentAction {
     /// Upload FILE as the new handler (compiled, checked, swapped in).
@@ -46,24 +73,14 @@ pub enum ComponentAction {
 
 /// Runs `command`; returns the process exit code.
 pub async fn run(command: Command, admin: &AdminConfig) -> anyhow::Result<u8> {
-    let Command::Component { action, admin_url } = command;
     let Some(token) = &admin.admin_token else {
         anyhow::bail!("ADMIN_TOKEN is not set: the admin API needs it");
     };
-    let base = admin_url.unwrap_or_else(|| format!("http://{}:{}", admin.admin_bind, admin.admin_port));
-    let (method, path, body) = match action {
-        ComponentAction::Push { file } => {
-            let bytes = std::fs::read(&file)
-                .map_err(|error| anyhow::anyhow!("reading {}: {error}", file.display()))?;
-            ("PUT", "/components/handler", Bytes::from(bytes))
-        }
-        ComponentAction::List => ("GET", "/components", Bytes::new()),
-        ComponentAction::Rollback { sha256 } => {
-            let body =
-                sha256.map(|sha256| serde_json::json!({ "sha256": sha256 }).to_string()).unwrap_or_default();
-            ("POST", "/components/handler/rollback", Bytes::from(body))
-        }
+    let (admin_url, (method, path, body)) = match command {
+        Command::Component { action, admin_url } => (admin_url, component_call(action)?),
+        Command::Plugin { action, admin_url } => (admin_url, plugin_call(action)?),
     };
+    let base = admin_url.unwrap_or_else(|| format!("http://{}:{}", admin.admin_bind, admin.admin_port));
     let request = http::Request::builder()
         .method(method)
         .uri(format!("{}{path}", base.trim_end_matches('/')))
@@ -84,4 +101,33 @@ pub async fn run(command: Command, admin: &AdminConfig) -> anyhow::Result<u8> {
         eprintln!("llm-service: the admin API answered {status}: {text}");
         Ok(1)
     }
+}
+
+/// An admin API call: method, path, body.
+type Call = (&'static str, String, Bytes);
+
+fn read_upload(file: &Path) -> anyhow::Result<Bytes> {
+    let bytes =
+        std::fs::read(file).map_err(|error| anyhow::anyhow!("reading {}: {error}", file.display()))?;
+    Ok(Bytes::from(bytes))
+}
+
+fn component_call(action: ComponentAction) -> anyhow::Result<Call> {
+    Ok(match action {
+        ComponentAction::Push { file } => ("PUT", "/components/handler".into(), read_upload(&file)?),
+        ComponentAction::List => ("GET", "/components".into(), Bytes::new()),
+        ComponentAction::Rollback { sha256 } => {
+            let body =
+                sha256.map(|sha256| serde_json::json!({ "sha256": sha256 }).to_string()).unwrap_or_default();
+            ("POST", "/components/handler/rollback".into(), Bytes::from(body))
+        }
+    })
+}
+
+fn plugin_call(action: PluginAction) -> anyhow::Result<Call> {
+    Ok(match action {
+        PluginAction::Push { file } => ("PUT", "/plugins".into(), read_upload(&file)?),
+        PluginAction::List => ("GET", "/plugins".into(), Bytes::new()),
+        PluginAction::Remove { name } => ("DELETE", format!("/plugins/{name}"), Bytes::new()),
+    })
 }

@@ -12,6 +12,7 @@ use clap::{Args, Parser, ValueEnum};
 
 pub use crate::caps::backend::config::BackendConfig;
 pub use crate::caps::cache::config::CacheConfig;
+pub use crate::caps::plugins::config::PluginConfig;
 
 /// The seed's port.
 pub const DEFAULT_PORT: u16 = 6001;
@@ -64,6 +65,9 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub log: LogConfig,
+    /// Prompt plugins.
+    #[command(flatten)]
+    pub plugins: PluginConfig,
     /// The operator API.
     #[command(flatten)]
     pub admin: AdminConfig,

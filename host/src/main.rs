@@ -10,6 +10,7 @@ use llm_service::admin::AdminApi;
 use llm_service::caps::HostCapabilities;
 use llm_service::caps::backend::Backend;
 use llm_service::caps::cache::ResponseCache;
+use llm_service::caps::plugins::PromptPlugins;
 use llm_service::caps::runtime::ServiceRuntime;
 use llm_service::caps::runtime::checks::CheckSettings;
 use llm_service::cli;
@@ -90,8 +91,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         cache.clone(),
     );
-    let capabilities =
-        HostCapabilities { runtime, backend, cache, guest_environment: config.guest_environment().into() };
+    let plugins = Arc::new(PromptPlugins::new(
+        config.plugins.limits(),
+        config.admin.compiled_cache_dir().map(|dir| dir.join("plugins")),
+    )?);
+    let capabilities = HostCapabilities {
+        runtime,
+        backend,
+        cache,
+        plugins: plugins.clone(),
+        guest_environment: config.guest_environment().into(),
+    };
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -110,11 +120,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let _plugin_watch = match &config.plugins.plugins_dir {
+        Some(dir) => Some(
+            watch::start_plugins(dir, plugins.clone())
+                .await
+                .with_context(|| format!("watching PLUGINS_DIR {}", dir.display()))?,
+        ),
+        None => None,
+    };
     match &config.admin.admin_token {
         Some(token) => {
             let admin = Arc::new(AdminApi {
                 installer: installer.clone(),
                 token: token.clone(),
+                plugins: plugins.clone(),
                 max_component_bytes: config.admin.max_component_bytes,
             });
             let listener = tokio::net::TcpListener::bind((config.admin.admin_bind, config.admin.admin_port))

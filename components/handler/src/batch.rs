@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::backend::Backend;
 use crate::error::ApiError;
-use crate::generate::{CacheUse, GenerateRequest, answer_body, complete, report};
+use crate::generate::{CacheUse, GenerateRequest, answer_body, complete, finished, report};
 use crate::response_cache::{self, Lookup, Stored};
 
 /// Most items in one batch unless MAX_BATCH says otherwise.
@@ -42,13 +42,14 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
         .enumerate()
         .map(|(index, item)| {
             let prefix = format!("requests[{index}].");
-            let request = GenerateRequest::from_value(item, &prefix)?;
+            let mut request = GenerateRequest::from_value(item, &prefix)?;
             if request.stream {
                 return Err(ApiError::invalid(
                     &format!("{prefix}stream"),
                     "streaming is not available in a batch",
                 ));
             }
+            crate::plugin::apply(&mut request)?;
             Ok(request)
         })
         .collect();
@@ -80,12 +81,9 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
                     let (completion, model) = complete(&backend, &request, first).inspect_err(|error| {
                         report(&request, started, error.status(), None, CacheUse::Miss, Some(error.kind()));
                     })?;
-                    let stored = response_cache::stored(
-                        &request,
-                        &completion.text,
-                        &model,
-                        completion.tokens_generated,
-                    );
+                    let stored = finished(&request, completion, &model).inspect_err(|error| {
+                        report(&request, started, error.status(), None, CacheUse::Miss, Some(error.kind()));
+                    })?;
                     let cache_use = match key.filter(|_| model == primary) {
                         Some(key) => {
                             response_cache::store(&key, &stored);

@@ -13,7 +13,7 @@ use llm_service_sdk::bindings::llm_service::host::cache::{self, JoinResult, Outc
 
 use crate::backend::Backend;
 use crate::error::ApiError;
-use crate::generate::{CacheUse, GenerateRequest, Served, complete};
+use crate::generate::{CacheUse, GenerateRequest, Served, complete, finished};
 use crate::response_cache::{self, Lookup, Stored};
 
 /// Joins tried before generating without single-flight (each failed join
@@ -96,5 +96,5 @@ fn generate(backend: &Backend, request: &GenerateRequest) -> Result<Stored, ApiE
     let models = request.models();
     let first = backend.start(&request.generation(&models[0]), false);
     let (completion, model) = complete(backend, request, first)?;
-    Ok(response_cache::stored(request, &completion.text, &model, completion.tokens_generated))
+    finished(request, completion, &model)
 }

@@ -26,6 +26,10 @@ pub enum ApiError {
     Timeout,
     /// The backend answered with an error we do not pass through.
     BadGateway { message: String },
+    /// The character's prompt plugin refused the request.
+    PluginRefused { plugin: String, message: String },
+    /// The character's prompt plugin trapped, overran or misbehaved.
+    PluginFailed { plugin: String, message: String },
 }
 
 impl From<serde_json::Error> for ApiError {
@@ -50,6 +54,8 @@ impl ApiError {
             Self::Busy => "backend_busy",
             Self::Timeout => "backend_timeout",
             Self::BadGateway { .. } => "backend_error",
+            Self::PluginRefused { .. } => "plugin_refused",
+            Self::PluginFailed { .. } => "plugin_failed",
         }
     }
 
@@ -60,7 +66,8 @@ impl ApiError {
             Self::ModelNotFound { .. } => 404,
             Self::Unavailable { .. } | Self::Busy => 503,
             Self::Timeout => 504,
-            Self::BadGateway { .. } => 502,
+            Self::BadGateway { .. } | Self::PluginFailed { .. } => 502,
+            Self::PluginRefused { .. } => 422,
         }
     }
 
@@ -76,6 +83,10 @@ impl ApiError {
             Self::Busy => "too many generations are waiting for the model backend; retry shortly".into(),
             Self::Timeout => "the model backend did not answer in time".into(),
             Self::BadGateway { message } => format!("the model backend failed: {message}"),
+            Self::PluginRefused { plugin, message } => {
+                format!("plugin '{plugin}' refused the request: {message}")
+            }
+            Self::PluginFailed { plugin, message } => format!("plugin '{plugin}' failed: {message}"),
         }
     }
 
@@ -93,6 +104,9 @@ impl ApiError {
             }
             Self::ModelNotFound { model } => {
                 body.insert("model".into(), json!(model));
+            }
+            Self::PluginRefused { plugin, .. } | Self::PluginFailed { plugin, .. } => {
+                body.insert("plugin".into(), json!(plugin));
             }
             _ => {}
         }

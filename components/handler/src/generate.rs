@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 
 use crate::backend::{Backend, Completion, Generation};
 use crate::error::ApiError;
-use crate::response_cache::{Stored, now_s};
+use crate::plugin::{self, PluginUse};
+use crate::response_cache::{self, Stored, now_s};
 use crate::settings::Settings;
 
 /// Longest prompt accepted unless MAX_PROMPT_CHARS says otherwise.
@@ -28,6 +29,13 @@ pub struct GenerateRequest {
     /// Seconds to cache the answer, overriding LLM_RESPONSE_CACHE_TTL.
     pub cache_ttl_s: Option<u64>,
     pub settings: Settings,
+    /// Handed to the character's plugin; not part of the cache key (the
+    /// prompt carries the conversation).
+    pub conversation_id: Option<String>,
+    /// The system prompt, when a plugin set one.
+    pub system: Option<String>,
+    /// The plugin that transformed this request.
+    pub plugin: Option<PluginUse>,
 }
 
 impl GenerateRequest {
@@ -67,9 +75,6 @@ impl GenerateRequest {
                 format!("prompt has {chars} characters; the limit is {max_chars} (MAX_PROMPT_CHARS)"),
             ));
         }
-        // Checked for its type only: the prompt carries the conversation,
-        // so it is neither part of the cache key nor sent to the backend.
-        optional_string(object, "conversation_id", prefix)?;
         let mut settings = Settings::defaults();
         match object.get("settings") {
             None | Some(Value::Null) => {}
@@ -84,6 +89,9 @@ impl GenerateRequest {
             stream: optional_bool(object, "stream", prefix)?.unwrap_or(false),
             cache_ttl_s: cache_ttl(object, prefix)?,
             settings,
+            conversation_id: optional_string(object, "conversation_id", prefix)?,
+            system: None,
+            plugin: None,
         })
     }
 
@@ -103,7 +111,7 @@ impl GenerateRequest {
 
     /// The backend request for `model`.
     pub fn generation<'a>(&'a self, model: &'a str) -> Generation<'a> {
-        Generation { model, prompt: &self.prompt, settings: &self.settings }
+        Generation { model, system: self.system.as_deref(), prompt: &self.prompt, settings: &self.settings }
     }
 }
 
@@ -237,16 +245,27 @@ pub fn complete(
     Err(first_error.expect("at least one model was tried"))
 }
 
+/// What is stored for `completion` of `request` by `model`, after the
+/// request's plugin post-processed the text.
+pub fn finished(request: &GenerateRequest, completion: Completion, model: &str) -> Result<Stored, ApiError> {
+    let text = plugin::post_process(request, completion.text)?;
+    Ok(response_cache::stored(request, &text, model, completion.tokens_generated))
+}
+
 /// POST /generate.
 pub fn post(request: &Request) -> Reply {
     let started = Instant::now();
-    let parsed = match GenerateRequest::parse(request.body()) {
+    let mut parsed = match GenerateRequest::parse(request.body()) {
         Ok(parsed) => parsed,
         Err(error) => {
             report_rejected(&error, started);
             return error.response().into();
         }
     };
+    if let Err(error) = plugin::apply(&mut parsed) {
+        report(&parsed, started, error.status(), None, CacheUse::Miss, Some(error.kind()));
+        return error.response().into();
+    }
     let backend = Backend::from_env();
     if parsed.stream {
         return crate::stream::respond(backend, parsed, started);

@@ -11,6 +11,7 @@ mod generate;
 mod health;
 mod metrics;
 mod models;
+mod plugin;
 mod response_cache;
 mod settings;
 mod stream;

@@ -92,7 +92,7 @@ fn probe(backend: &Backend, model: &str) -> Result<(Option<Duration>, f64), ApiE
     let mut settings = Settings::defaults();
     settings.max_tokens = PROBE_TOKENS;
     settings.temperature = 0.0;
-    let generation = Generation { model, prompt: PROBE_PROMPT, settings: &settings };
+    let generation = Generation { model, system: None, prompt: PROBE_PROMPT, settings: &settings };
     let started = Instant::now();
     let mut response = backend.open_stream(&generation, backend.start(&generation, true)?)?;
     let mut first_token = None;

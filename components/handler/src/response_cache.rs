@@ -5,12 +5,14 @@
 //! changes the output: the backend protocol, the model and every setting
 //! after defaults are merged, in a fixed order with normalised numbers. So
 //! key order and spelled-out defaults never matter, and a different model or
-//! option always does. `conversation_id` is not part of the key: the prompt
-//! carries the conversation. Cache errors count as misses.
+//! option always does. A plugin's changes are in it (its prompt, system
+//! prompt and settings, see [`crate::plugin`]) and so is its sha256.
+//! `conversation_id` is not part of the key: the prompt carries the
+//! conversation. Cache errors count as misses.
 
 use llm_service_sdk::bindings::llm_service::host::cache;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::backend::Kind;
@@ -38,7 +40,7 @@ pub fn key(request: &GenerateRequest, model: &str, backend: Kind) -> String {
     format!(
         "{KEY_PREFIX}{}:{character}:{}",
         prompt_hash(&request.prompt),
-        settings_hash(&request.settings, model, backend)
+        settings_hash(request, model, backend)
     )
 }
 
@@ -48,15 +50,15 @@ pub fn prompt_hash(prompt: &str) -> String {
 }
 
 /// SHA-256 of the canonical form of what shapes the output.
-fn settings_hash(settings: &Settings, model: &str, backend: Kind) -> String {
+fn settings_hash(request: &GenerateRequest, model: &str, backend: Kind) -> String {
     // Exhaustive on purpose: a new setting must be classified here before
     // the handler compiles again.
-    let Settings { temperature, max_tokens, top_p, top_k, repeat_penalty, stop, seed } = settings;
+    let Settings { temperature, max_tokens, top_p, top_k, repeat_penalty, stop, seed } = &request.settings;
     let backend = match backend {
         Kind::Ollama => "ollama",
         Kind::OpenAi => "openai",
     };
-    let canonical = json!([
+    let mut canonical = json!([
         ["backend", backend],
         ["model", model],
         ["max_tokens", max_tokens],
@@ -67,6 +69,12 @@ fn settings_hash(settings: &Settings, model: &str, backend: Kind) -> String {
         ["top_k", top_k],
         ["top_p", canonical_number(*top_p)],
     ]);
+    // Only when present, so keys of requests without a plugin are what they
+    // were before plugins existed.
+    if let (Some(plugin), Value::Array(parts)) = (&request.plugin, &mut canonical) {
+        parts.push(json!(["plugin", plugin.sha256]));
+        parts.push(json!(["system", request.system]));
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 

@@ -7,7 +7,9 @@
 //! an error ends the stream with an `{"error": ..., "done": true}` line. A
 //! client that leaves drops the backend response, which closes the backend
 //! connection and so cancels the generation. A stream that ends cleanly is
-//! stored; a cached answer is replayed as the same NDJSON.
+//! stored; a cached answer is replayed as the same NDJSON. With a plugin
+//! that post-processes, the chunks are the model's own and the last line
+//! (and what is stored) carries the post-processed text.
 
 use std::time::Instant;
 
@@ -15,9 +17,11 @@ use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Response};
 use llm_service_sdk::outbound;
 use serde_json::{Value, json};
 
-use crate::backend::{Backend, StreamEvent};
+use crate::backend::{Backend, Completion, StreamEvent};
 use crate::error::ApiError;
-use crate::generate::{CacheUse, GenerateRequest, answer_body, report, with_cache_headers, worth_a_fallback};
+use crate::generate::{
+    CacheUse, GenerateRequest, answer_body, finished, report, with_cache_headers, worth_a_fallback,
+};
 use crate::response_cache::{self, Lookup, Stored};
 
 /// Answers `request` as NDJSON.
@@ -110,8 +114,18 @@ fn relay(
                 }
             }
             Ok(StreamEvent::Done { tokens_generated }) => {
-                let stored =
-                    response_cache::stored(request, &text, model, tokens_generated.unwrap_or(chunks));
+                let completion = Completion {
+                    text: std::mem::take(&mut text),
+                    model: model.to_string(),
+                    tokens_generated: tokens_generated.unwrap_or(chunks),
+                };
+                let stored = match finished(request, completion, model) {
+                    Ok(stored) => stored,
+                    Err(error) => {
+                        end_with_error(writer, request, started, &error);
+                        return;
+                    }
+                };
                 let cache_use = match &store_under {
                     Some(key) => {
                         response_cache::store(key, &stored);
@@ -125,15 +139,20 @@ fn relay(
                 return;
             }
             Err(error) => {
-                // The status line said 200; the kind says what went wrong.
-                report(request, started, 200, None, CacheUse::Miss, Some(error.kind()));
-                let mut last = error.body();
-                last.insert("done".into(), json!(true));
-                let _ = write_line(writer, &Value::Object(last));
+                end_with_error(writer, request, started, &error);
                 return;
             }
         }
     }
+}
+
+/// Ends a stream whose status line said 200 with an error line; the
+/// reported kind says what went wrong.
+fn end_with_error(writer: &mut BodyWriter, request: &GenerateRequest, started: Instant, error: &ApiError) {
+    report(request, started, 200, None, CacheUse::Miss, Some(error.kind()));
+    let mut last = error.body();
+    last.insert("done".into(), json!(true));
+    let _ = write_line(writer, &Value::Object(last));
 }
 
 /// A cached answer as the same NDJSON a live one gives.

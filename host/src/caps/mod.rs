@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod plugins;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct HostCapabilities {
     pub cache: Arc<cache::ResponseCache>,
     /// Outbound HTTP to the backend.
     pub backend: Arc<backend::Backend>,
+    /// The loaded prompt plugins.
+    pub plugins: Arc<plugins::PromptPlugins>,
     /// The component's environment (its configuration; see `config::GenerationConfig`).
     pub guest_environment: Arc<[(String, String)]>,
 }

@@ -118,6 +118,7 @@ pub fn handler_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>>
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     caps::runtime::add_to_linker(&mut linker, |state| &mut state.runtime)?;
     caps::cache::add_to_linker(&mut linker, RequestState::cache_view)?;
+    caps::plugins::add_to_linker(&mut linker, RequestState::plugins_view)?;
     Ok(linker)
 }
 

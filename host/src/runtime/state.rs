@@ -4,7 +4,8 @@
 //! Isolation: a guest sees no host files, no sockets, no stdin, and of the
 //! environment only its own configuration; its stdout/stderr go to a small
 //! in-memory buffer that is logged when the guest fails. Outbound HTTP goes
-//! through the backend capability and reaches only the configured backend.
+//! through the backend capability and reaches only the configured backend;
+//! prompt plugins are called through the plugins capability.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::caps::HostCapabilities;
 use crate::caps::backend::BackendHooks;
 use crate::caps::cache::{CacheView, ResponseCache};
+use crate::caps::plugins::{PluginsView, PromptPlugins};
 use crate::caps::runtime::RequestRuntime;
 
 /// Guest output kept per request: enough for a panic message.
@@ -32,6 +34,8 @@ pub struct RequestState {
     /// `llm-service:host/runtime`.
     pub runtime: RequestRuntime,
     cache: Arc<ResponseCache>,
+    plugins: Arc<PromptPlugins>,
+    deadline: Instant,
 }
 
 impl RequestState {
@@ -57,12 +61,19 @@ impl RequestState {
             output,
             runtime: capabilities.runtime.for_request(request_id, handler_version),
             cache: capabilities.cache.clone(),
+            plugins: capabilities.plugins.clone(),
+            deadline,
         }
     }
 
     /// What the cache functions see of this store.
     pub fn cache_view(&mut self) -> CacheView<'_> {
         CacheView { cache: &self.cache, table: &mut self.table }
+    }
+
+    /// What the plugin functions see of this store.
+    pub fn plugins_view(&mut self) -> PluginsView<'_> {
+        PluginsView { plugins: &self.plugins, table: &mut self.table, deadline: self.deadline }
     }
 
     /// What the guest wrote to stdout and stderr (a panic message, say).

@@ -14,6 +14,8 @@ use crate::settings::Settings;
 #[derive(Debug, Clone)]
 pub struct Generation<'a> {
     pub model: &'a str,
+    /// The system prompt a plugin set.
+    pub system: Option<&'a str>,
     pub prompt: &'a str,
     pub settings: &'a Settings,
 }

@@ -6,18 +6,22 @@ use super::{Completion, Generation, StreamEvent};
 use crate::error::ApiError;
 
 /// The path and body asking Ollama for `generation`: every setting is an
-/// option under its own name, but `max_tokens` is Ollama's `num_predict`.
+/// option under its own name, but `max_tokens` is Ollama's `num_predict`;
+/// a system prompt is Ollama's `system`.
 pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
     let mut options = generation.settings.to_json();
     if let Some(max_tokens) = options.remove("max_tokens") {
         options.insert("num_predict".into(), max_tokens);
     }
-    let body = json!({
+    let mut body = json!({
         "model": generation.model,
         "prompt": generation.prompt,
         "stream": stream,
         "options": options,
     });
+    if let Some(system) = generation.system {
+        body["system"] = json!(system);
+    }
     ("/api/generate", body)
 }
 
@@ -63,7 +67,7 @@ mod tests {
     #[test]
     fn max_tokens_travels_as_num_predict() {
         let settings = Settings::defaults();
-        let generation = Generation { model: "m", prompt: "p", settings: &settings };
+        let generation = Generation { model: "m", system: None, prompt: "p", settings: &settings };
         let (path, body) = request(&generation, false);
         assert_eq!(path, "/api/generate");
         assert_eq!(body["options"]["num_predict"], 500);

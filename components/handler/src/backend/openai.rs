@@ -11,7 +11,12 @@ use crate::error::ApiError;
 pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
     let mut body = generation.settings.to_json();
     body.insert("model".into(), json!(generation.model));
-    body.insert("messages".into(), json!([{"role": "user", "content": generation.prompt}]));
+    let mut messages = Vec::new();
+    if let Some(system) = generation.system {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    messages.push(json!({"role": "user", "content": generation.prompt}));
+    body.insert("messages".into(), Value::Array(messages));
     body.insert("stream".into(), json!(stream));
     if stream {
         body.insert("stream_options".into(), json!({"include_usage": true}));
