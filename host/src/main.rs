@@ -93,6 +93,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     let plugins = Arc::new(PromptPlugins::new(
         config.plugins.limits(),
+        config.server.max_in_flight,
         config.admin.compiled_cache_dir().map(|dir| dir.join("plugins")),
     )?);
     let capabilities = HostCapabilities {

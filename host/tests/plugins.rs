@@ -275,7 +275,7 @@ fn plugins_are_pushed_listed_and_removed_from_the_command_line() {
 }
 
 #[test]
-fn a_plugin_with_a_loaded_name_replaces_it() {
+fn a_plugin_replaces_its_namesake_and_never_takes_anothers_character() {
     let ollama = FakeOllama::start(&[MODEL]);
     let (service, _dir) = service_with_plugins(&ollama, &[("peter.wasm", PETER)], &[]);
     // Same name: a new version replaces the old.
@@ -285,4 +285,18 @@ fn a_plugin_with_a_loaded_name_replaces_it() {
     let listed = admin(&service, "GET", "/plugins", b"").json();
     assert_eq!(listed["plugins"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["plugins"][0]["sha256"], sha256_of(PETER_V2));
+
+    // Another name for a character that is served: refused, naming both.
+    assert_eq!(push(&service, FAULTY).status, 200);
+    let conflict = push(&service, TIDY);
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    let error = conflict.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("'narrator' is already served by plugin 'faulty'"), "{error}");
+    let names: Vec<Value> = admin(&service, "GET", "/plugins", b"").json()["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|plugin| plugin["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("faulty"), json!("peter")]);
 }

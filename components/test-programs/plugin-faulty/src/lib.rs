@@ -1,4 +1,4 @@
-//! Test plugin serving "faulty": behaves when the prompt says nothing
+//! Test plugin serving "faulty" (and "narrator"): behaves when the prompt says nothing
 //! special, and otherwise fails the way the prompt asks (`trap`, `loop`,
 //! `sleep`, `hog` memory, `refuse`, `bad-settings`), each a way a real
 //! plugin can go wrong. The prompt's first word is `version-N` in tests
@@ -10,7 +10,8 @@ struct Faulty;
 
 impl Plugin for Faulty {
     const NAME: &'static str = "faulty";
-    const CHARACTERS: &'static [&'static str] = &["faulty"];
+    // "narrator" too, which `tidy` serves: tests see the two conflict.
+    const CHARACTERS: &'static [&'static str] = &["faulty", "narrator"];
 
     fn transform(request: &mut PromptRequest) -> Result<(), String> {
         let prompt = request.generation.prompt.clone();

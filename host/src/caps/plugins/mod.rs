@@ -2,9 +2,10 @@
 //! authors write to shape one character's generations.
 //!
 //! Guarantees:
-//! - Isolation: plugins run on an engine of their own, each call in a fresh
-//!   instance with its own store, under [`PluginLimits`] (deadline by epoch
-//!   interruption and wall clock, memory by a store limiter). A plugin is
+//! - Isolation: plugins run on an engine of their own (pooled, its memory
+//!   slots sized to PLUGIN_MAX_MEMORY), each call in a fresh instance with
+//!   its own store, under [`PluginLimits`] (deadline by epoch interruption
+//!   and wall clock, memory by the pool and a store limiter). A plugin is
 //!   linked with WASI only, with nothing granted: no environment, no
 //!   preopened directory, every socket address refused, no `wasi:http`. A
 //!   plugin importing anything else is refused at load.
@@ -28,14 +29,13 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine};
 
 pub use self::config::{PluginConfig, PluginLimits};
 pub use self::host::{AppliedPlugin, PluginsView, add_to_linker};
 pub use self::plugin::{PluginCallError, PluginLoadError, PromptPlugin};
 use self::plugin::{PluginState, plugin_linker};
 use crate::runtime::compiled::CompiledCache;
-use crate::runtime::engine::EpochTicker;
+use crate::runtime::engine::{EngineLimits, EpochTicker, build_engine};
 
 /// Why a plugin was not installed.
 #[derive(Debug, thiserror::Error)]
@@ -74,11 +74,18 @@ pub struct PromptPlugins {
 }
 
 impl PromptPlugins {
-    /// No plugins yet; compiled plugins are cached under `compiled_dir`.
-    pub fn new(limits: PluginLimits, compiled_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+    /// No plugins yet. `max_instances` sizes the instance pool (a request
+    /// runs at most one plugin call at a time); compiled plugins are cached
+    /// under `compiled_dir`.
+    pub fn new(
+        limits: PluginLimits,
+        max_instances: u32,
+        compiled_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        // Pooled like the handler's: an instance per call is only cheap when
+        // its memory comes from a pool rather than fresh mappings.
+        let engine =
+            build_engine(EngineLimits { max_instances, max_instance_memory: limits.max_memory as u64 })?;
         Ok(Self {
             linker: plugin_linker(&engine)?,
             compiled: CompiledCache::new(compiled_dir),
