@@ -8,13 +8,9 @@ cd "$(dirname "$0")/.."
 # (cargo does not add a missing target by itself).
 rustup toolchain install
 
-# redis-server, the KeyDB stand-in the cache tests start and kill themselves.
-if ! command -v redis-server >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-fi
+# redis-server, the KeyDB stand-in the cache tests and the bench's smoke
+# run start and kill themselves.
+./scripts/redis-server.sh
 
 # The real small model (llama.cpp's server + SmolLM2-135M) for end-to-end tests.
 LLM_SERVICE_TEST_PYTHON="$(./scripts/python-env.sh)"
@@ -23,5 +19,6 @@ export LLM_SERVICE_TEST_PYTHON
 # Guest crates' own unit tests, run natively (they never call the host there).
 cargo test --manifest-path components/Cargo.toml --workspace --locked
 
-# The host: unit tests, then integration tests against the real binary.
+# The host: unit tests, then integration tests against the real binary;
+# the bench's smoke run (a few seconds, every row, no speed asserted).
 cargo test --workspace --locked

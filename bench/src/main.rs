@@ -1,0 +1,117 @@
+//! `llm-service-bench`: runs every scenario against the release binary and
+//! prints one table, each throughput row with its ratio to row 1 (a native
+//! hyper server answering the same bytes) measured in the same run.
+
+mod load;
+mod native;
+mod scenarios;
+mod service;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use scenarios::{Plan, Row};
+
+/// Benchmarks llm-service against a native baseline.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The llm-service binary to measure.
+    #[arg(long, default_value = "target/release/llm-service")]
+    service: PathBuf,
+    /// The handler the hot-swap row uploads (default: the build's, beside the binary).
+    #[arg(long)]
+    handler: Option<PathBuf>,
+    /// Seconds each throughput row is measured.
+    #[arg(long, default_value_t = 15.0)]
+    seconds: f64,
+    /// Connections of the fixed-concurrency rows.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Requests per second of the added-latency row.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// A few seconds in all: checks that every row runs, measures nothing worth keeping.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    fn plan(&self) -> Plan {
+        let handler = self.handler.clone().unwrap_or_else(|| {
+            let target = self.service.parent().and_then(|profile| profile.parent()).unwrap_or(&self.service);
+            target.join("wasm-components/wasm32-wasip2/release/handler.wasm")
+        });
+        let smoke = self.smoke;
+        Plan {
+            binary: self.service.clone(),
+            handler,
+            duration: if smoke { Duration::from_millis(500) } else { Duration::from_secs_f64(self.seconds) },
+            warmup: if smoke { Duration::from_millis(100) } else { Duration::from_secs(2) },
+            connections: self.connections,
+            rate: self.rate,
+            burst: 100,
+            swaps: if smoke { 2 } else { 20 },
+            starts: if smoke { 1 } else { 5 },
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let plan = args.plan();
+    anyhow::ensure!(
+        plan.binary.exists(),
+        "no llm-service binary at {} (build it: cargo build --release)",
+        plan.binary.display()
+    );
+    let work = service::scratch_directory("work")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut rows = Vec::new();
+    eprintln!("bench: rows 1-3 (native, /health, L1 hit)");
+    rows.extend(scenarios::fast_paths(&plan, &work, &runtime)?);
+    eprintln!("bench: row 4 (KeyDB hit)");
+    rows.push(scenarios::keydb_hit(&plan, &work, &runtime)?);
+    eprintln!("bench: row 5 (added latency)");
+    rows.push(scenarios::added_latency(&plan, &work, &runtime)?);
+    eprintln!("bench: row 6 (single-flight)");
+    rows.push(scenarios::single_flight(&plan, &work, &runtime)?);
+    eprintln!("bench: row 7 (hot swap under load)");
+    rows.push(scenarios::hot_swap(&plan, &work, &runtime)?);
+    eprintln!("bench: row 8 (cold start)");
+    rows.push(scenarios::cold_start(&plan, &work)?);
+    println!("{}", table(&rows, &plan));
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// The rows as a Markdown table; throughput ratios are to row 1.
+fn table(rows: &[Row], plan: &Plan) -> String {
+    let ceiling = rows.first().and_then(|row| row.throughput).unwrap_or(f64::NAN);
+    let number = |value: Option<f64>, decimals: usize| {
+        value.map_or("—".to_string(), |value| format!("{value:.decimals$}"))
+    };
+    let mut out = format!(
+        "{} connections, {:.1} s per throughput row, {} req/s for row 5\n\n",
+        plan.connections,
+        plan.duration.as_secs_f64(),
+        plan.rate
+    );
+    out.push_str("| # | scenario | req/s | ratio to row 1 | p50 ms | p99 ms | notes |\n|---|---|---|---|---|---|---|\n");
+    for (index, row) in rows.iter().enumerate() {
+        let ratio = row.throughput.map(|throughput| throughput / ceiling);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            index + 1,
+            row.scenario,
+            number(row.throughput, 0),
+            number(ratio, 2),
+            number(row.p50_ms, 2),
+            number(row.p99_ms, 2),
+            row.notes
+        ));
+    }
+    out
+}
