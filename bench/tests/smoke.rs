@@ -44,7 +44,11 @@ fn every_row_runs_in_a_smoke_run() {
         assert!(cells[3].parse::<f64>().is_ok_and(|rate| rate > 0.0), "{}", rows[index]);
         assert!(cells[4].parse::<f64>().is_ok(), "{}", rows[index]);
     }
-    assert!(rows[3].contains("keys in KeyDB"), "KeyDB row (scripts/test.sh installs redis-server): {}", rows[3]);
+    assert!(
+        rows[3].contains("keys in KeyDB"),
+        "KeyDB row (scripts/test.sh installs redis-server): {}",
+        rows[3]
+    );
     assert!(rows[4].contains("added by the gateway"), "{}", rows[4]);
     assert!(rows[5].contains("1 backend call(s) for 100 answers"), "single-flight: {}", rows[5]);
     assert!(rows[6].contains("2 of 2 swaps"), "{}", rows[6]);

@@ -2,8 +2,9 @@
 //!
 //! [`HandlerComponent::load`] compiles a component once, checks that it
 //! exports `wasi:http/incoming-handler` and pre-instantiates it.
-//! [`HandlerComponent::serve`] runs one request in a fresh instance (nothing
-//! is shared between requests but the compiled code) under a deadline: a
+//! [`HandlerComponent::serve`] runs one request in an instance (fresh, or
+//! kept from the same connection's previous request: [`super::reuse`] says
+//! what that shares) under a deadline: a
 //! computing guest yields its worker every epoch tick and is interrupted at
 //! the deadline; a guest stuck in a host call is dropped by a wall-clock
 //! timeout. Every failure is a value of [`InvokeError`] for that request only.
@@ -25,6 +26,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::compiled::{Compilation, CompiledCache};
 use super::engine::EPOCH_TICK;
+use super::reuse::InstanceSlot;
 use super::state::RequestState;
 use crate::caps;
 use crate::caps::HostCapabilities;
@@ -125,7 +127,7 @@ pub fn handler_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>>
 /// A compiled, pre-instantiated handler.
 pub struct HandlerComponent {
     pre: ProxyPre<RequestState>,
-    sha256: String,
+    sha256: Arc<str>,
     /// The first 12 hex digits of `sha256`, made once: every request's log
     /// line and `X-Handler-Version` carry it.
     tag: Arc<str>,
@@ -155,7 +157,7 @@ impl HandlerComponent {
         let instance_pre = linker.instantiate_pre(&component).map_err(not_a_handler)?;
         let pre = ProxyPre::new(instance_pre).map_err(not_a_handler)?;
         let tag = Arc::from(&sha256[..12]);
-        Ok(Self { pre, sha256, tag, source_name: source_name.to_string(), compilation })
+        Ok(Self { pre, sha256: Arc::from(sha256), tag, source_name: source_name.to_string(), compilation })
     }
 
     /// SHA-256 of the component's bytes, hex.
@@ -179,9 +181,12 @@ impl HandlerComponent {
         self.compilation
     }
 
-    /// Runs `request` in a fresh instance. `guard` is held until the instance
-    /// is gone (after the response body is complete), so admission counts
-    /// live instances, not just requests waiting for headers.
+    /// Runs `request` in the instance `slot` kept from its connection's
+    /// previous request, or a fresh one, and offers the instance back to
+    /// `slot` if it answered cleanly (see [`super::reuse`]). `guard` is held
+    /// until the instance is done (after the response body is complete), so
+    /// admission counts working instances, not just requests waiting for
+    /// headers.
     pub async fn serve(
         &self,
         request: hyper::Request<Full<Bytes>>,
@@ -189,12 +194,20 @@ impl HandlerComponent {
         request_id: Arc<str>,
         timeout: Duration,
         guard: impl Send + 'static,
+        slot: &InstanceSlot,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
         let deadline = Instant::now() + timeout;
-        let mut store = Store::new(
-            self.pre.engine(),
-            RequestState::new(capabilities, request_id, self.tag.clone(), deadline, timeout),
-        );
+        let (lease, kept) = slot.claim(&self.sha256).await;
+        let (mut store, kept, uses) = match kept {
+            Some((mut store, proxy, uses)) => {
+                store.data_mut().renew(capabilities, request_id, self.tag.clone(), deadline, timeout);
+                (store, Some(proxy), uses)
+            }
+            None => {
+                let state = RequestState::new(capabilities, request_id, self.tag.clone(), deadline, timeout);
+                (Store::new(self.pre.engine(), state), None, 0)
+            }
+        };
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
@@ -219,25 +232,33 @@ impl HandlerComponent {
             })
             .map_err(|error| InvokeError::BadRequest { reason: format!("{error:#}") })?;
 
-        let pre = self.pre.clone();
-        let sha256 = self.sha256.clone();
+        let (pre, sha256) = (self.pre.clone(), self.sha256.clone());
         // Until the response is handed over, a client that goes away (hyper
         // drops this future) takes the instance, and its backend call, along.
         let mut task = AbortOnDrop(Some(tokio::spawn(async move {
             let _guard = guard;
-            let proxy = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|error| InvokeError::Instantiate { reason: format!("{error:#}") })?;
+            let proxy = match kept {
+                Some(proxy) => proxy,
+                None => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|error| InvokeError::Instantiate { reason: format!("{error:#}") })?,
+            };
             let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await;
-            let result = result.map_err(|error| classify_trap(&error, timeout, store.data().guest_output()));
-            if let Err(error) = &result
-                && responded.load(Ordering::Acquire)
-            {
-                // The client already has its status line; the body ends early.
-                tracing::warn!(cap = "handler", %sha256, %error, "handler failed while streaming its response");
+            match result {
+                Ok(()) => {
+                    lease.keep(sha256, store, proxy, uses + 1);
+                    Ok(())
+                }
+                Err(error) => {
+                    let error = classify_trap(&error, timeout, store.data().guest_output());
+                    if responded.load(Ordering::Acquire) {
+                        // The client already has its status line; the body ends early.
+                        tracing::warn!(cap = "handler", %sha256, %error, "handler failed while streaming its response");
+                    }
+                    Err(error)
+                }
             }
-            result
         })));
 
         // The epoch deadline normally fires first; this catches a guest

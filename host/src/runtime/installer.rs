@@ -14,6 +14,7 @@ use wasmtime::component::Linker;
 
 use super::compiled::CompiledCache;
 use super::handler::HandlerComponent;
+use super::reuse::InstanceSlot;
 use super::state::RequestState;
 use super::versions::{HandlerVersion, HandlerVersions};
 use crate::caps::HostCapabilities;
@@ -80,7 +81,14 @@ impl HandlerInstaller {
             .map_err(|error| PushError::Smoke { reason: error.to_string() })?;
         let answer = tokio::time::timeout(SMOKE_DEADLINE, async {
             let response = component
-                .serve(request, &self.capabilities, Arc::from("smoke-check"), SMOKE_DEADLINE, ())
+                .serve(
+                    request,
+                    &self.capabilities,
+                    Arc::from("smoke-check"),
+                    SMOKE_DEADLINE,
+                    (),
+                    &InstanceSlot::disabled(),
+                )
                 .await
                 .map_err(|error| error.to_string())?;
             let status = response.status();

@@ -66,6 +66,22 @@ impl RequestState {
         }
     }
 
+    /// Points a kept instance's state at its next request: what is per
+    /// request (id, deadline, outbound budget, version tag) is renewed; the
+    /// WASI context, the table and the output buffer stay with the instance.
+    pub fn renew(
+        &mut self,
+        capabilities: &HostCapabilities,
+        request_id: Arc<str>,
+        handler_version: Arc<str>,
+        deadline: Instant,
+        timeout: Duration,
+    ) {
+        self.hooks = capabilities.backend.hooks(deadline, timeout);
+        self.runtime = capabilities.runtime.for_request(request_id, handler_version);
+        self.deadline = deadline;
+    }
+
     /// What the cache functions see of this store.
     pub fn cache_view(&mut self) -> CacheView<'_> {
         CacheView { cache: &self.cache, table: &mut self.table }

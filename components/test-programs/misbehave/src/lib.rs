@@ -1,8 +1,12 @@
 //! A handler that misbehaves on request, so tests can check that the host
 //! contains it: `/loop` never returns, `/trap` panics, `/grow` allocates past
 //! any sane memory limit, `/sleep?ms=N` answers after N milliseconds,
-//! `/fetch?url=U` tries outbound HTTP to U and reports what happened, and
-//! anything else answers 200 with the path.
+//! `/fetch?url=U` tries outbound HTTP to U and reports what happened,
+//! `/count` answers how many requests this instance has served (instance
+//! reuse shows), `/print` writes to stdout, and anything else answers 200
+//! with the path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use llm_service_sdk::Handler;
 use llm_service_sdk::http::{Reply, Request, Response};
@@ -16,8 +20,17 @@ impl Handler for Misbehave {
     }
 }
 
+/// Requests this instance has served.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
 fn respond(request: &Request) -> Response {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     match request.path() {
+        "/count" => Response::text(200, &served.to_string()),
+        "/print" => {
+            println!("misbehave: printing on purpose");
+            Response::text(200, "printed")
+        }
         "/loop" => spin_forever(),
         "/trap" => panic!("misbehave: trapping on purpose"),
         "/grow" => {
