@@ -99,7 +99,22 @@ impl InstanceSlot {
     /// one of the component `sha256` (waiting for the previous request's
     /// instance to finish, if it still is).
     pub async fn claim(&self, sha256: &str) -> (SlotLease, Option<(Store<RequestState>, Proxy, u32)>) {
-        let waited = tokio::time::timeout(HANDOVER_WAIT, async {
+        // Usually the previous instance settled long ago: no timer for that.
+        let kept = match self.try_claim() {
+            Some(kept) => kept,
+            None => self.wait_for_handover().await,
+        };
+        let lease = SlotLease { slot: self.clone(), settled: false };
+        let instance = kept.and_then(|IdleInstance { sha256: of, store, proxy, uses, .. }| {
+            (&*of == sha256).then_some((store, proxy, uses))
+        });
+        (lease, instance)
+    }
+
+    /// What the previous request's instance settles to, waiting at most
+    /// [`HANDOVER_WAIT`] (after that, nothing: a fresh instance serves).
+    async fn wait_for_handover(&self) -> Option<IdleInstance> {
+        let settled = tokio::time::timeout(HANDOVER_WAIT, async {
             loop {
                 let handed_over = self.handed_over.notified();
                 let mut handed_over = std::pin::pin!(handed_over);
@@ -111,12 +126,7 @@ impl InstanceSlot {
             }
         })
         .await;
-        let lease = SlotLease { slot: self.clone(), settled: false };
-        let instance =
-            waited.ok().flatten().and_then(|IdleInstance { sha256: of, store, proxy, uses, .. }| {
-                (&*of == sha256).then_some((store, proxy, uses))
-            });
-        (lease, instance)
+        settled.ok().flatten()
     }
 
     /// `None` while the previous instance is finishing; else what was kept.
