@@ -171,21 +171,26 @@ pub async fn fixed_concurrency(
     total
 }
 
-/// Starts `rate` requests per second for `duration` (after `warmup`), each
-/// timed from when it was due.
-pub async fn fixed_rate(target: &Target, rate: u32, warmup: Duration, duration: Duration) -> Report {
+/// Starts `rate` requests per second for `duration` (after `warmup`),
+/// taking the `targets` in turn, each request timed from when it was due;
+/// one report per target. Interleaving puts every target under the same
+/// conditions at the same moments, so their difference is theirs alone.
+pub async fn fixed_rate(targets: &[Target], rate: u32, warmup: Duration, duration: Duration) -> Vec<Report> {
     let client: Client<_, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build_http();
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let report = Arc::new(Mutex::new(Report::new()));
+    let reports: Vec<_> = targets.iter().map(|_| Arc::new(Mutex::new(Report::new()))).collect();
     let begin = Instant::now();
     let start = begin + warmup;
     let end = start + duration;
     let mut tasks = Vec::new();
     let mut due = begin;
-    while due < end {
+    for turn in (0..targets.len()).cycle() {
+        if due >= end {
+            break;
+        }
         tokio::time::sleep_until(due.into()).await;
-        let (client, target, report) = (client.clone(), target.clone(), report.clone());
+        let (client, target, report) = (client.clone(), targets[turn].clone(), reports[turn].clone());
         let measured = due >= start;
         tasks.push(tokio::spawn(async move {
             let status = match client.request(target.request()).await {
@@ -204,9 +209,13 @@ pub async fn fixed_rate(target: &Target, rate: u32, warmup: Duration, duration: 
     for task in tasks {
         let _ = task.await;
     }
-    let mut report = report.lock().await.clone();
-    report.elapsed = duration;
-    report
+    let mut out = Vec::new();
+    for report in reports {
+        let mut report = report.lock().await.clone();
+        report.elapsed = duration;
+        out.push(report);
+    }
+    out
 }
 
 /// Sends `count` copies of `target` at once, each on its own connection.

@@ -160,7 +160,7 @@ pub fn keydb_hit(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> anyh
 }
 
 /// Row 5: what the gateway adds to a generation, at a fixed rate, against
-/// the fake Ollama (20 ms per answer) called directly.
+/// the fake Ollama (20 ms per answer) called directly, the two interleaved.
 pub fn added_latency(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> anyhow::Result<Row> {
     let ollama = FakeOllama::start(&[MODEL]);
     ollama.set_latency(Duration::from_millis(20));
@@ -180,10 +180,10 @@ pub fn added_latency(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> 
     let direct_body = direct_body.ok_or_else(|| anyhow::anyhow!("the fake Ollama saw no generation"))?;
     let direct =
         Target::post(ollama.url().trim_start_matches("http://").parse()?, "/api/generate", &direct_body);
-    let (gateway, baseline) = runtime.block_on(async {
-        let gateway = load::fixed_rate(&through, plan.rate, plan.warmup, plan.duration).await;
-        (gateway, load::fixed_rate(&direct, plan.rate, plan.warmup, plan.duration).await)
-    });
+    // Both at `rate` in all, taken in turn: each gets half, at the same moments.
+    let mut reports =
+        runtime.block_on(load::fixed_rate(&[through, direct], plan.rate * 2, plan.warmup, plan.duration));
+    let (baseline, gateway) = (reports.remove(1), reports.remove(0));
     let added = |quantile: f64| gateway.latency_ms(quantile) - baseline.latency_ms(quantile);
     let notes = format!(
         "{} req/s; added by the gateway: p50 {:.2} ms, p99 {:.2} ms (direct: p50 {:.2}, p99 {:.2})",
