@@ -12,7 +12,9 @@
 //! instance, and a failing guest's message must be its own), after
 //! [`MAX_USES`] requests (bounding what a leaking guest can accumulate),
 //! when the handler version changed, or when [`MAX_IDLE`] instances are
-//! already kept (idle connections must not hold the instance pool).
+//! already kept (idle connections must not hold the instance pool). An idle
+//! instance of a replaced handler keeps that version's code alive until its
+//! connection's next request or close drops it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
