@@ -1,7 +1,7 @@
 //! The scenarios, one table row each, in the order. Each starts
 //! what it needs (the service, a fake Ollama, redis-server) and stops it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -78,13 +78,25 @@ fn cached_request() -> serde_json::Value {
     json!({"prompt": "Benchmark: say hello to the lighthouse keeper.", "character_name": "peter"})
 }
 
-fn settings(ollama: &FakeOllama, compiled: &std::path::Path) -> Vec<(&'static str, String)> {
+fn settings(ollama: &FakeOllama, compiled: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("OLLAMA_BASE_URL", ollama.url()),
         ("COMPILED_CACHE_DIR", compiled.display().to_string()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ("MAX_CONCURRENT_REQUESTS", "256".into()),
     ]
+}
+
+/// The service for a row, sharing the run's compiled-component cache, its
+/// log in `work/{name}.log`.
+fn start_service(
+    plan: &Plan,
+    ollama: &FakeOllama,
+    work: &Path,
+    name: &str,
+) -> anyhow::Result<ServiceProcess> {
+    let settings = settings(ollama, &work.join("compiled"));
+    ServiceProcess::start(&plan.binary, &settings, &work.join(format!("{name}.log")))
 }
 
 /// Sends one request and returns the answer's head and body.
@@ -100,13 +112,9 @@ async fn once(target: &Target) -> anyhow::Result<(http::response::Parts, Bytes)>
 
 /// Rows 1 to 3: the native ceiling, /health and the L1 cache hit, on one
 /// service.
-pub fn fast_paths(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> anyhow::Result<Vec<Row>> {
+pub fn fast_paths(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<Vec<Row>> {
     let ollama = FakeOllama::start(&[MODEL]);
-    let service = ServiceProcess::start(
-        &plan.binary,
-        &settings(&ollama, &work.join("compiled")),
-        &work.join("fast.log"),
-    )?;
+    let service = start_service(plan, &ollama, work, "fast")?;
     let hit = Target::post(service.addr, "/generate", &cached_request());
     let (native_report, health, hits, body) = runtime.block_on(async {
         once(&hit).await?;
@@ -135,7 +143,7 @@ pub fn fast_paths(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> any
 }
 
 /// Row 4: the cache hit with the in-process tier off, every hit from KeyDB.
-pub fn keydb_hit(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> anyhow::Result<Row> {
+pub fn keydb_hit(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<Row> {
     let scenario = "/generate cache hit from KeyDB (L1 off)";
     if std::process::Command::new("redis-server").arg("--version").output().is_err() {
         return Ok(Row {
@@ -161,14 +169,10 @@ pub fn keydb_hit(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> anyh
 
 /// Row 5: what the gateway adds to a generation, at a fixed rate, against
 /// the fake Ollama (20 ms per answer) called directly, the two interleaved.
-pub fn added_latency(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> anyhow::Result<Row> {
+pub fn added_latency(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<Row> {
     let ollama = FakeOllama::start(&[MODEL]);
     ollama.set_latency(Duration::from_millis(20));
-    let service = ServiceProcess::start(
-        &plan.binary,
-        &settings(&ollama, &work.join("compiled")),
-        &work.join("latency.log"),
-    )?;
+    let service = start_service(plan, &ollama, work, "latency")?;
     let prompt = "Benchmark: a miss every time";
     let through = Target::post(
         service.addr,
@@ -199,14 +203,10 @@ pub fn added_latency(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> 
 }
 
 /// Row 6: identical misses at once → how many reach the backend.
-pub fn single_flight(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> anyhow::Result<Row> {
+pub fn single_flight(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<Row> {
     let ollama = FakeOllama::start(&[MODEL]);
     ollama.set_latency(Duration::from_millis(300));
-    let service = ServiceProcess::start(
-        &plan.binary,
-        &settings(&ollama, &work.join("compiled")),
-        &work.join("flight.log"),
-    )?;
+    let service = start_service(plan, &ollama, work, "flight")?;
     let target = Target::post(service.addr, "/generate", &json!({"prompt": "Benchmark: one flight for all"}));
     let report = runtime.block_on(load::burst(&target, plan.burst));
     let calls = ollama.generate_hits();
@@ -221,7 +221,7 @@ pub fn single_flight(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> 
 
 /// Two handler builds that behave the same but differ in bytes: the
 /// second carries a custom section, so each push is a real swap.
-fn handler_versions(handler: &std::path::Path) -> anyhow::Result<[Bytes; 2]> {
+fn handler_versions(handler: &Path) -> anyhow::Result<[Bytes; 2]> {
     let first = std::fs::read(handler)?;
     let mut second = first.clone();
     let name = b"llm-service-bench";
@@ -232,13 +232,9 @@ fn handler_versions(handler: &std::path::Path) -> anyhow::Result<[Bytes; 2]> {
 }
 
 /// Row 7: the cache hit under load while the handler is swapped.
-pub fn hot_swap(plan: &Plan, work: &std::path::Path, runtime: &Runtime) -> anyhow::Result<Row> {
+pub fn hot_swap(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<Row> {
     let ollama = FakeOllama::start(&[MODEL]);
-    let service = ServiceProcess::start(
-        &plan.binary,
-        &settings(&ollama, &work.join("compiled")),
-        &work.join("swap.log"),
-    )?;
+    let service = start_service(plan, &ollama, work, "swap")?;
     let hit = Target::post(service.addr, "/generate", &cached_request());
     runtime.block_on(once(&hit))?;
     let versions = handler_versions(&plan.handler)?;
@@ -277,7 +273,7 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 /// Row 8: process start → first 200 on /health, without and with the
 /// compiled-component cache.
-pub fn cold_start(plan: &Plan, work: &std::path::Path) -> anyhow::Result<Row> {
+pub fn cold_start(plan: &Plan, work: &Path) -> anyhow::Result<Row> {
     let ollama = FakeOllama::start(&[MODEL]);
     let warm_dir = work.join("cold-start-warm");
     let mut cold = Vec::new();

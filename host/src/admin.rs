@@ -28,7 +28,6 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::caps::plugins::{PluginInstallError, PromptPlugin, PromptPlugins};
-use crate::runtime::compiled::Compilation;
 use crate::runtime::installer::HandlerInstaller;
 use crate::runtime::versions::{HandlerVersion, RollbackError};
 use crate::server::{json_error, json_response as json};
@@ -160,21 +159,13 @@ impl AdminApi {
     }
 }
 
-/// `compile_ms` and `compiled_from_cache` of a load.
-fn compile_fields(compilation: Compilation) -> (u64, bool) {
-    match compilation {
-        Compilation::Cached => (0, true),
-        Compilation::Fresh(took) => (took.as_millis() as u64, false),
-    }
-}
-
 fn rfc3339(at: SystemTime) -> String {
     let seconds = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
 }
 
 fn pushed(version: &HandlerVersion) -> Value {
-    let (compile_ms, cached) = compile_fields(version.component.compilation());
+    let (compile_ms, cached) = version.component.compilation().report();
     json!({
         "version": version.number,
         "sha256": version.component.sha256(),
@@ -194,7 +185,7 @@ fn describe(version: &HandlerVersion) -> Value {
 }
 
 fn describe_plugin(plugin: &PromptPlugin) -> Value {
-    let (compile_ms, cached) = compile_fields(plugin.compilation);
+    let (compile_ms, cached) = plugin.compilation.report();
     json!({
         "name": plugin.manifest().name,
         "characters": plugin.manifest().characters,

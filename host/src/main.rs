@@ -16,12 +16,13 @@ use llm_service::caps::runtime::checks::CheckSettings;
 use llm_service::cli;
 use llm_service::config::Config;
 use llm_service::logging;
-use llm_service::runtime::compiled::{Compilation, CompiledCache};
+use llm_service::runtime::compiled::CompiledCache;
 use llm_service::runtime::engine::{EngineLimits, EpochTicker, build_engine};
 use llm_service::runtime::handler::{
     BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker,
 };
 use llm_service::runtime::installer::HandlerInstaller;
+use llm_service::runtime::reuse;
 use llm_service::runtime::versions::HandlerVersions;
 use llm_service::server::{self, Admission, Service};
 use llm_service::watch;
@@ -55,8 +56,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    // A slot per admitted request, plus the instances kept idle for reuse.
     let engine = build_engine(EngineLimits {
-        max_instances: config.server.max_in_flight,
+        max_instances: config.server.max_in_flight.saturating_add(reuse::MAX_IDLE as u32),
         max_instance_memory: config.runtime.max_instance_memory,
     })?;
     let _ticker = EpochTicker::start(&engine).context("starting the epoch ticker")?;
@@ -72,10 +74,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         None => (BUILTIN_HANDLER.to_vec(), format!("{BUILTIN_HANDLER_PATH} (built in)")),
     };
     let handler = HandlerComponent::load(&linker, &compiled, &bytes, &source_name)?;
-    let (compile_ms, compiled_from_cache) = match handler.compilation() {
-        Compilation::Cached => (0, true),
-        Compilation::Fresh(took) => (took.as_millis() as u64, false),
-    };
+    let (compile_ms, compiled_from_cache) = handler.compilation().report();
     let (component, sha256) = (handler.source_name().to_string(), handler.sha256().to_string());
     let versions = Arc::new(HandlerVersions::new(handler, bytes.len(), config.admin.keep_versions));
 

@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use notify::{RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::caps::plugins::PromptPlugins;
+use crate::runtime::compiled::sha256_hex;
 use crate::runtime::installer::HandlerInstaller;
 
 /// The file watched in COMPONENTS_DIR.
@@ -71,10 +71,6 @@ async fn settled_contents(file: &Path) -> Option<Bytes> {
             return tokio::fs::read(file).await.ok().map(Bytes::from);
         }
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Starts watching `dir` for `handler.wasm`.

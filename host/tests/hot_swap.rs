@@ -22,13 +22,7 @@ fn service(ollama: &FakeOllama) -> Service {
 }
 
 fn admin(service: &Service, method: &str, path: &str, body: &[u8]) -> Reply {
-    let authorization = format!("Bearer {TOKEN}");
-    Client::new().send_with_headers(
-        method,
-        &service.admin_url(path),
-        &[("authorization", &authorization)],
-        body,
-    )
+    service.admin(TOKEN, method, path, body)
 }
 
 fn push(service: &Service, path: &str) -> Reply {

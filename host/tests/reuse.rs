@@ -33,12 +33,7 @@ fn a_kept_instance_of_a_replaced_handler_is_not_used() {
     assert_eq!(client.get(&service.url("/count")).body, "1");
     assert_eq!(client.get(&service.url("/count")).body, "2");
 
-    let pushed = client.send_with_headers(
-        "PUT",
-        &service.admin_url("/components/handler"),
-        &[("authorization", "Bearer reuse")],
-        &std::fs::read(HANDLER).unwrap(),
-    );
+    let pushed = service.admin("reuse", "PUT", "/components/handler", &std::fs::read(HANDLER).unwrap());
     assert_eq!(pushed.status, 200, "{}", pushed.body);
     let sha256 = pushed.json()["sha256"].as_str().unwrap().to_string();
 

@@ -21,6 +21,22 @@ pub enum Compilation {
     Fresh(Duration),
 }
 
+impl Compilation {
+    /// What logs and the admin API report: `(compile_ms, compiled_from_cache)`.
+    pub fn report(self) -> (u64, bool) {
+        match self {
+            Self::Cached => (0, true),
+            Self::Fresh(took) => (u64::try_from(took.as_millis()).unwrap_or(u64::MAX), false),
+        }
+    }
+}
+
+/// SHA-256 of `bytes`, hex: what names a component here (cache files,
+/// versions, plugins, watched files).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
 /// The cache directory (or none).
 #[derive(Debug, Clone)]
 pub struct CompiledCache {

@@ -37,20 +37,16 @@ const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 /// What sizes the engine.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineLimits {
-    /// Instances alive at once (the admission limit).
+    /// Instances alive at once: working ones and any kept idle.
     pub max_instances: u32,
     /// Linear memory one instance may grow to, in bytes.
     pub max_instance_memory: u64,
 }
 
 /// Builds the engine: Cranelift, pooling allocator, epoch interruption.
-/// The pool holds `max_instances` working instances, the idle ones kept for
-/// reuse and a few spare.
+/// The pool holds `max_instances` plus a few spare.
 pub fn build_engine(limits: EngineLimits) -> wasmtime::Result<Engine> {
-    let slots = limits
-        .max_instances
-        .saturating_add(super::reuse::MAX_IDLE as u32)
-        .saturating_add(SPARE_INSTANCE_SLOTS);
+    let slots = limits.max_instances.saturating_add(SPARE_INSTANCE_SLOTS);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))

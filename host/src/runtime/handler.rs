@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
@@ -24,7 +23,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::compiled::{Compilation, CompiledCache};
+use super::compiled::{Compilation, CompiledCache, sha256_hex};
 use super::engine::EPOCH_TICK;
 use super::reuse::InstanceSlot;
 use super::state::RequestState;
@@ -144,7 +143,7 @@ impl HandlerComponent {
         bytes: &[u8],
         source_name: &str,
     ) -> Result<Self, LoadError> {
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = sha256_hex(bytes);
         let (component, compilation) =
             compiled.component(linker.engine(), bytes, &sha256).map_err(|error| LoadError::Compile {
                 source_name: source_name.to_string(),

@@ -89,6 +89,17 @@ impl Service {
         format!("http://{}{path}", line["addr"].as_str().expect("addr field"))
     }
 
+    /// Calls the admin API with `Authorization: Bearer token`.
+    pub fn admin(&self, token: &str, method: &str, path: &str, body: &[u8]) -> Reply {
+        let authorization = format!("Bearer {token}");
+        Client::new().send_with_headers(
+            method,
+            &self.admin_url(path),
+            &[("authorization", &authorization)],
+            body,
+        )
+    }
+
     /// The address the service listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

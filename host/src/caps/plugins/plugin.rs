@@ -16,7 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::config::PluginLimits;
 use crate::bindings::llm_service::host::prompt_types::{Generation, PromptRequest, Settings};
 use crate::bindings::plugin::PromptPluginPre;
-use crate::runtime::compiled::{Compilation, CompiledCache};
+use crate::runtime::compiled::{Compilation, CompiledCache, sha256_hex};
 use crate::runtime::engine::EPOCH_TICK;
 
 /// Guest output kept per call: enough for a panic message.
@@ -143,7 +143,7 @@ impl PromptPlugin {
         bytes: &[u8],
         source: &str,
     ) -> Result<(PromptPluginPre<PluginState>, String, Compilation), PluginLoadError> {
-        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let sha256 = sha256_hex(bytes);
         let (component, compilation) =
             compiled.component(linker.engine(), bytes, &sha256).map_err(|error| {
                 PluginLoadError::Compile { source_name: source.to_string(), reason: format!("{error:#}") }
@@ -168,9 +168,10 @@ impl PromptPlugin {
         source: &str,
     ) -> Result<Self, PluginLoadError> {
         let refused = |reason: String| PluginLoadError::Refused { source_name: source.to_string(), reason };
-        let unchecked = Manifest { name: "(loading)".into(), characters: Vec::new() };
-        let mut plugin = Self {
-            manifest: unchecked,
+        let manifest = describe(&pre, limits).await.map_err(|error| refused(format!("describe {error}")))?;
+        validate(&manifest).map_err(refused)?;
+        let plugin = Self {
+            manifest,
             sha256,
             pre,
             limits,
@@ -179,8 +180,6 @@ impl PromptPlugin {
             size,
             compilation,
         };
-        plugin.manifest = plugin.describe().await.map_err(|error| refused(format!("describe {error}")))?;
-        validate(&plugin.manifest).map_err(refused)?;
         let sample = sample_request(&plugin.manifest.characters[0]);
         let deadline = Instant::now() + limits.timeout;
         match plugin.transform(&sample, deadline).await {
@@ -234,29 +233,41 @@ impl PromptPlugin {
         settle(result, &store, self.limits.timeout)?.map_err(PluginCallError::Refused)
     }
 
-    async fn describe(&self) -> Result<Manifest, PluginCallError> {
-        let (mut store, deadline) = self.store(Instant::now() + self.limits.timeout);
-        let result = within(deadline, async {
-            let plugin = self.pre.instantiate_async(&mut store).await?;
-            plugin.llm_service_host_prompt().call_describe(&mut store).await
-        })
-        .await;
-        let manifest = settle(result, &store, self.limits.timeout)?;
-        Ok(Manifest { name: manifest.name, characters: manifest.characters })
-    }
-
-    /// A store for one call that must end by the earlier of `deadline` and
-    /// the plugin timeout from now; and that moment.
     fn store(&self, deadline: Instant) -> (Store<PluginState>, Instant) {
-        let deadline = deadline.min(Instant::now() + self.limits.timeout);
-        let mut store = Store::new(self.pre.engine(), PluginState::new(&self.limits));
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
-        (store, deadline)
+        call_store(&self.pre, self.limits, deadline)
     }
+}
+
+/// Asks the plugin who it is.
+async fn describe(
+    pre: &PromptPluginPre<PluginState>,
+    limits: PluginLimits,
+) -> Result<Manifest, PluginCallError> {
+    let (mut store, deadline) = call_store(pre, limits, Instant::now() + limits.timeout);
+    let result = within(deadline, async {
+        let plugin = pre.instantiate_async(&mut store).await?;
+        plugin.llm_service_host_prompt().call_describe(&mut store).await
+    })
+    .await;
+    let manifest = settle(result, &store, limits.timeout)?;
+    Ok(Manifest { name: manifest.name, characters: manifest.characters })
+}
+
+/// A store for one call that must end by the earlier of `deadline` and the
+/// plugin timeout from now; and that moment.
+fn call_store(
+    pre: &PromptPluginPre<PluginState>,
+    limits: PluginLimits,
+    deadline: Instant,
+) -> (Store<PluginState>, Instant) {
+    let deadline = deadline.min(Instant::now() + limits.timeout);
+    let mut store = Store::new(pre.engine(), PluginState::new(&limits));
+    store.limiter(|state| &mut state.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+    });
+    (store, deadline)
 }
 
 /// Runs `call`, giving up a little after `deadline`: the epoch interrupt
