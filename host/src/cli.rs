@@ -4,72 +4,15 @@
 //! `--admin-url`) with ADMIN_TOKEN, prints the API's JSON answer, and exits
 //! 0 on success, 1 when the API refused (its message on stderr).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
-use clap::Subcommand;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::commands::{Command, ComponentAction, PluginAction};
 use crate::config::AdminConfig;
-
-/// What the binary does besides serving.
-#[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// Manage the handler component of a running service through its admin API.
-    Component {
-        /// What to do.
-        #[command(subcommand)]
-        action: ComponentAction,
-        /// The admin API's base URL (default: http://ADMIN_BIND:ADMIN_PORT).
-        #[arg(long, env = "ADMIN_URL", value_name = "ADMIN_URL")]
-        admin_url: Option<String>,
-    },
-    /// Manage the prompt plugins of a running service through its admin API.
-    Plugin {
-        /// What to do.
-        #[command(subcommand)]
-        action: PluginAction,
-        /// The admin API's base URL (default: http://ADMIN_BIND:ADMIN_PORT).
-        #[arg(long, env = "ADMIN_URL", value_name = "ADMIN_URL")]
-        admin_url: Option<String>,
-    },
-}
-
-/// Admin API calls about plugins.
-#[derive(Debug, Clone, Subcommand)]
-pub enum PluginAction {
-    /// Upload FILE as a plugin (checked, then serving; replaces a plugin of the same name).
-    Push {
-        /// The plugin .wasm.
-        file: PathBuf,
-    },
-    /// Show the loaded plugins.
-    List,
-    /// Unload the plugin called NAME.
-    Remove {
-        /// The plugin's name.
-        name: String,
-    },
-}
-
-/// Admin API calls about the handler.
-#[derive(Debug, Clone, Subcommand)]
-pub enum ComponentAction {
-    /// Upload FILE as the new handler (compiled, checked, swapped in).
-    Push {
-        /// The handler .wasm.
-        file: PathBuf,
-    },
-    /// Show the active handler version and the kept previous ones.
-    List,
-    /// Serve the previous version again, or the kept one with this sha256 (or prefix).
-    Rollback {
-        /// The version to return to.
-        sha256: Option<String>,
-    },
-}
 
 /// Runs `command`; returns the process exit code.
 pub async fn run(command: Command, admin: &AdminConfig) -> anyhow::Result<u8> {

@@ -10,9 +10,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 
+use crate::bindings::llm_service::host::runtime::{
+    BackendKind as WitBackendKind, DefaultSettings, HandlerSettings,
+};
+use crate::caps::backend::config::BackendKind;
+
 pub use crate::caps::backend::config::BackendConfig;
 pub use crate::caps::cache::config::CacheConfig;
 pub use crate::caps::plugins::config::PluginConfig;
+pub use crate::handler_settings::GenerationConfig;
 
 /// The seed's port.
 pub const DEFAULT_PORT: u16 = 6001;
@@ -73,7 +79,7 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Instead of serving: a command for a running service.
     #[command(subcommand)]
-    pub command: Option<crate::cli::Command>,
+    pub command: Option<crate::commands::Command>,
 }
 
 /// The operator API and the versions it manages.
@@ -140,103 +146,6 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
 }
 
-/// Overrides of the handler's generation policy. Unset, the handler's own
-/// defaults (the seed's DEFAULT_GENERATION_SETTINGS) apply; set, they are
-/// validated here and handed to the component as its environment.
-#[derive(Debug, Clone, Args)]
-pub struct GenerationConfig {
-    /// Default max_tokens (1-8192; the seed's is 500).
-    #[arg(long, env = "DEFAULT_MAX_TOKENS", value_name = "DEFAULT_MAX_TOKENS",
-          value_parser = clap::value_parser!(u32).range(1..=8192))]
-    pub default_max_tokens: Option<u32>,
-    /// Default temperature (0-2; the seed's is 0.8).
-    #[arg(long, env = "DEFAULT_TEMPERATURE", value_name = "DEFAULT_TEMPERATURE", value_parser = parse_temperature)]
-    pub default_temperature: Option<f64>,
-    /// Default top_p (above 0, at most 1; the seed's is 0.9).
-    #[arg(long, env = "DEFAULT_TOP_P", value_name = "DEFAULT_TOP_P", value_parser = parse_top_p)]
-    pub default_top_p: Option<f64>,
-    /// Default top_k (1 or more; the seed's is 40).
-    #[arg(long, env = "DEFAULT_TOP_K", value_name = "DEFAULT_TOP_K",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub default_top_k: Option<u32>,
-    /// Default repeat_penalty (above 0; the seed's is 1.1).
-    #[arg(long, env = "DEFAULT_REPEAT_PENALTY", value_name = "DEFAULT_REPEAT_PENALTY", value_parser = parse_positive)]
-    pub default_repeat_penalty: Option<f64>,
-    /// Default stop sequences, a JSON array of strings (the seed's is ["Human:", "Assistant:", "\n\n\n"]).
-    #[arg(long, env = "DEFAULT_STOP", value_name = "DEFAULT_STOP", value_parser = parse_stop)]
-    pub default_stop: Option<String>,
-    /// Longest prompt accepted, in characters (default 32768).
-    #[arg(long, env = "MAX_PROMPT_CHARS", value_name = "MAX_PROMPT_CHARS",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_prompt_chars: Option<u32>,
-    /// Models tried in order when the requested one is missing or fails, comma-separated.
-    #[arg(long, env = "FALLBACK_MODELS", value_name = "FALLBACK_MODELS")]
-    pub fallback_models: Option<String>,
-    /// Most items in one POST /generate/batch (default 32).
-    #[arg(long, env = "MAX_BATCH", value_name = "MAX_BATCH", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub max_batch: Option<u32>,
-}
-
-impl GenerationConfig {
-    /// The variables set, as the component's environment.
-    pub fn guest_environment(&self) -> Vec<(String, String)> {
-        let mut environment = Vec::new();
-        let mut put = |key: &str, value: Option<String>| {
-            if let Some(value) = value {
-                environment.push((key.to_string(), value));
-            }
-        };
-        put("DEFAULT_MAX_TOKENS", self.default_max_tokens.map(|v| v.to_string()));
-        put("DEFAULT_TEMPERATURE", self.default_temperature.map(|v| v.to_string()));
-        put("DEFAULT_TOP_P", self.default_top_p.map(|v| v.to_string()));
-        put("DEFAULT_TOP_K", self.default_top_k.map(|v| v.to_string()));
-        put("DEFAULT_REPEAT_PENALTY", self.default_repeat_penalty.map(|v| v.to_string()));
-        put("DEFAULT_STOP", self.default_stop.clone());
-        put("MAX_PROMPT_CHARS", self.max_prompt_chars.map(|v| v.to_string()));
-        put("FALLBACK_MODELS", self.fallback_models.clone());
-        put("MAX_BATCH", self.max_batch.map(|v| v.to_string()));
-        environment
-    }
-}
-
-fn parse_f64(value: &str) -> Result<f64, String> {
-    let number: f64 = value.trim().parse().map_err(|_| "not a number".to_string())?;
-    if !number.is_finite() {
-        return Err("not a finite number".into());
-    }
-    Ok(number)
-}
-
-fn parse_temperature(value: &str) -> Result<f64, String> {
-    let number = parse_f64(value)?;
-    if !(0.0..=2.0).contains(&number) {
-        return Err("must be between 0 and 2".into());
-    }
-    Ok(number)
-}
-
-fn parse_top_p(value: &str) -> Result<f64, String> {
-    let number = parse_f64(value)?;
-    if !(number > 0.0 && number <= 1.0) {
-        return Err("must be above 0 and at most 1".into());
-    }
-    Ok(number)
-}
-
-fn parse_positive(value: &str) -> Result<f64, String> {
-    let number = parse_f64(value)?;
-    if number <= 0.0 {
-        return Err("must be above 0".into());
-    }
-    Ok(number)
-}
-
-fn parse_stop(value: &str) -> Result<String, String> {
-    let stop: Vec<String> = serde_json::from_str(value)
-        .map_err(|_| "must be a JSON array of strings, like [\"Human:\"]".to_string())?;
-    Ok(serde_json::to_string(&stop).unwrap_or_default())
-}
-
 /// The component runtime.
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeConfig {
@@ -247,6 +156,11 @@ pub struct RuntimeConfig {
     #[arg(long, env = "MAX_INSTANCE_MEMORY", value_name = "MAX_INSTANCE_MEMORY",
           default_value_t = DEFAULT_MAX_INSTANCE_MEMORY, value_parser = clap::value_parser!(u64).range(1024 * 1024..=4 << 30))]
     pub max_instance_memory: u64,
+    /// Count each request's calls from the handler into the host and log them
+    /// (target `llm_service::host_calls`, level debug): a measurement aid, off by default.
+    #[arg(long, env = "COUNT_HOST_CALLS", value_name = "COUNT_HOST_CALLS", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub count_host_calls: bool,
 }
 
 /// Log output.
@@ -302,6 +216,33 @@ impl Config {
         environment
     }
 
+    /// The record `runtime.handler-settings` answers.
+    pub fn handler_settings(&self) -> HandlerSettings {
+        let config = self;
+        let generation = &config.generation;
+        HandlerSettings {
+            backend_kind: match config.backend.backend_kind {
+                BackendKind::Ollama => WitBackendKind::Ollama,
+                BackendKind::Openai => WitBackendKind::Openai,
+            },
+            backend_url: config.backend.base_url().to_string().trim_end_matches('/').to_string(),
+            defaults: DefaultSettings {
+                temperature: generation.default_temperature,
+                max_tokens: generation.default_max_tokens,
+                top_p: generation.default_top_p,
+                top_k: generation.default_top_k,
+                repeat_penalty: generation.default_repeat_penalty,
+                stop: generation.stop(),
+            },
+            max_prompt_chars: generation.max_prompt_chars,
+            max_batch: generation.max_batch,
+            fallback_models: generation.fallback_models(),
+            cache_ttl_s: config.cache.cache_ttl_s,
+            stale_if_error_s: config.cache.stale_if_error_s,
+            log_prompts: config.log.log_prompts,
+        }
+    }
+
     /// How long a request may run in the component.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.server.request_timeout_s)
@@ -342,5 +283,32 @@ mod tests {
     #[test]
     fn a_zero_timeout_is_refused() {
         assert!(parse(&["--request-timeout-s", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_record_carries_the_seed_defaults() {
+        let settings = parse(&[]).unwrap().handler_settings();
+        assert_eq!(settings.defaults.temperature, 0.8);
+        assert_eq!(settings.defaults.max_tokens, 500);
+        assert_eq!(settings.defaults.stop, ["Human:", "Assistant:", "\n\n\n"]);
+        assert_eq!(settings.max_batch, 32);
+        assert!(settings.fallback_models.is_empty());
+    }
+
+    #[test]
+    fn overrides_and_fallbacks_reach_the_record() {
+        let config =
+            parse(&["--default-stop", "[\"END\"]", "--fallback-models", " a, ,b ", "--default-top-k", "7"])
+                .unwrap();
+        let settings = config.handler_settings();
+        assert_eq!(settings.defaults.stop, ["END"]);
+        assert_eq!(settings.fallback_models, ["a", "b"]);
+        assert_eq!(settings.defaults.top_k, 7);
+    }
+
+    #[test]
+    fn a_bad_stop_list_is_refused() {
+        assert!(parse(&["--default-stop", "nope"]).is_err());
+        assert!(parse(&["--default-stop", "[\"a\",\"b\",\"c\",\"d\",\"e\"]"]).is_err());
     }
 }

@@ -11,13 +11,13 @@ use llm_service::caps::HostCapabilities;
 use llm_service::caps::backend::Backend;
 use llm_service::caps::cache::ResponseCache;
 use llm_service::caps::plugins::PromptPlugins;
-use llm_service::caps::runtime::ServiceRuntime;
-use llm_service::caps::runtime::checks::CheckSettings;
+use llm_service::caps::telemetry::Telemetry;
+use llm_service::caps::telemetry::checks::CheckSettings;
 use llm_service::cli;
 use llm_service::config::Config;
+use llm_service::guest::compiled::CompiledCache;
+use llm_service::guest::engine::{EngineLimits, EpochTicker, build_engine};
 use llm_service::logging;
-use llm_service::runtime::compiled::CompiledCache;
-use llm_service::runtime::engine::{EngineLimits, EpochTicker, build_engine};
 use llm_service::runtime::handler::{
     BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker,
 };
@@ -61,7 +61,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_instances: config.server.max_in_flight.saturating_add(reuse::MAX_IDLE as u32),
         max_instance_memory: config.runtime.max_instance_memory,
     })?;
-    let _ticker = EpochTicker::start(&engine).context("starting the epoch ticker")?;
     let linker = handler_linker(&engine)?;
     let compiled = CompiledCache::new(config.admin.compiled_cache_dir());
 
@@ -80,8 +79,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let cache = Arc::new(ResponseCache::new(&config.cache)?);
     let backend = Arc::new(Backend::new(&config.backend));
-    let runtime = ServiceRuntime::new(&config.backend.ollama_model, backend.clone(), cache.clone());
-    let _checks = runtime.checks().start(
+    let telemetry = Telemetry::new(
+        &config.backend.ollama_model,
+        backend.clone(),
+        cache.clone(),
+        config.handler_settings(),
+    );
+    let _checks = telemetry.checks().start(
         CheckSettings {
             interval: Duration::from_secs_f64(config.backend.health_check_interval_s),
             slow_after: Duration::from_millis(config.backend.slow_threshold_ms),
@@ -95,12 +99,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.server.max_in_flight,
         config.admin.compiled_cache_dir().map(|dir| dir.join("plugins")),
     )?);
+    let _ticker = EpochTicker::start(&[&engine, plugins.engine()]).context("starting the epoch ticker")?;
     let capabilities = HostCapabilities {
-        runtime,
+        telemetry,
         backend,
         cache,
         plugins: plugins.clone(),
         guest_environment: config.guest_environment().into(),
+        count_host_calls: config.runtime.count_host_calls,
     };
 
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -97,7 +97,7 @@ impl Service {
         slot: &InstanceSlot,
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
-        let metrics = self.capabilities.runtime.metrics();
+        let metrics = self.capabilities.telemetry.metrics();
         let _in_flight = metrics.enter();
         let path = request.uri().path().to_string();
         let request_id = request_id(&request);

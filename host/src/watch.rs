@@ -20,7 +20,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::caps::plugins::PromptPlugins;
-use crate::runtime::compiled::sha256_hex;
+use crate::guest::compiled::sha256_hex;
 use crate::runtime::installer::HandlerInstaller;
 
 /// The file watched in COMPONENTS_DIR.

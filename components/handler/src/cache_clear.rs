@@ -6,7 +6,7 @@ use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::response_cache::KEY_PREFIX;
+use crate::key::KEY_PREFIX;
 
 /// POST /cache/clear.
 pub fn post(request: &Request) -> Reply {

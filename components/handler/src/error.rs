@@ -9,6 +9,16 @@ const RETRY_AFTER_UNAVAILABLE_S: &str = "5";
 /// Seconds a client told "busy" should wait: queue slots free quickly.
 const RETRY_AFTER_BUSY_S: &str = "1";
 
+/// A failure as a flight hands it on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parts {
+    pub status: u16,
+    pub kind: &'static str,
+    pub detail: String,
+    pub subject: Option<String>,
+    pub retry_after_s: Option<u32>,
+}
+
 /// A failure to tell the client about.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
@@ -114,31 +124,58 @@ impl ApiError {
     }
 
     /// Whether a stale answer may stand in for this failure (STALE_IF_ERROR):
-    /// the backend failed, timed out or is overloaded.
+    /// the backend failed, timed out or is overloaded, or the plugin failed
+    /// (not when it refused: that is its answer). Leader and followers of a
+    /// flight both judge by this.
     pub fn allows_stale(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Busy | Self::Timeout | Self::BadGateway { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. }
+                | Self::Busy
+                | Self::Timeout
+                | Self::BadGateway { .. }
+                | Self::PluginFailed { .. }
+        )
     }
 
-    /// The error as bytes for another request's use (a crashed flight).
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.encoded()).unwrap_or_default()
-    }
-
-    fn encoded(&self) -> Value {
-        json!({"status": self.status(), "body": self.body(), "retry_after": self.retry_after()})
-    }
-
-    /// Rebuilds the response of an error [`encode`](Self::encode)d by
-    /// another request; `None` if the bytes are not one.
-    pub fn decode_response(bytes: &[u8]) -> Option<(u16, Response)> {
-        let value: Value = serde_json::from_slice(bytes).ok()?;
-        let status = u16::try_from(value.get("status")?.as_u64()?).ok()?;
-        let response = Response::json(status, value.get("body")?);
-        let response = match value.get("retry_after").and_then(Value::as_str) {
-            Some(seconds) => response.with_header("retry-after", seconds),
-            None => response,
+    /// The failure as its parts: status, kind, the message without the
+    /// status's own wording, and what it is about.
+    pub fn parts(&self) -> Parts {
+        let (detail, subject) = match self {
+            Self::Invalid { field, message } => (message.clone(), Some(field.clone())),
+            Self::MalformedJson { message, .. } => (message.clone(), None),
+            Self::ModelNotFound { model } => (String::new(), Some(model.clone())),
+            Self::Unavailable { message } | Self::BadGateway { message } => (message.clone(), None),
+            Self::Busy | Self::Timeout => (String::new(), None),
+            Self::PluginRefused { plugin, message } | Self::PluginFailed { plugin, message } => {
+                (message.clone(), Some(plugin.clone()))
+            }
         };
-        Some((status, response))
+        Parts {
+            status: self.status(),
+            kind: self.kind(),
+            detail,
+            subject,
+            retry_after_s: self.retry_after().and_then(|seconds| seconds.parse().ok()),
+        }
+    }
+
+    /// The failure [`parts`](Self::parts) describe (another request's, in a
+    /// flight); `None` for a kind this handler does not know.
+    pub fn from_parts(kind: &str, detail: String, subject: Option<String>) -> Option<Self> {
+        let subject = || subject.clone().unwrap_or_default();
+        Some(match kind {
+            "invalid_request" => Self::Invalid { field: subject(), message: detail },
+            "malformed_json" => Self::MalformedJson { line: 0, column: 0, message: detail },
+            "model_not_found" => Self::ModelNotFound { model: subject() },
+            "backend_unavailable" => Self::Unavailable { message: detail },
+            "backend_busy" => Self::Busy,
+            "backend_timeout" => Self::Timeout,
+            "backend_error" => Self::BadGateway { message: detail },
+            "plugin_refused" => Self::PluginRefused { plugin: subject(), message: detail },
+            "plugin_failed" => Self::PluginFailed { plugin: subject(), message: detail },
+            _ => return None,
+        })
     }
 
     fn retry_after(&self) -> Option<&'static str> {
@@ -155,6 +192,28 @@ impl ApiError {
         match self.retry_after() {
             Some(seconds) => response.with_header("retry-after", seconds),
             None => response,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_that_crosses_a_flight_comes_back_the_same() {
+        for error in [
+            ApiError::invalid("settings.top_k", "bad"),
+            ApiError::ModelNotFound { model: "m".into() },
+            ApiError::Unavailable { message: "refused".into() },
+            ApiError::Busy,
+            ApiError::Timeout,
+            ApiError::BadGateway { message: "status 500".into() },
+            ApiError::PluginRefused { plugin: "p".into(), message: "no".into() },
+            ApiError::PluginFailed { plugin: "p".into(), message: "trap".into() },
+        ] {
+            let Parts { kind, detail, subject, .. } = error.parts();
+            assert_eq!(ApiError::from_parts(kind, detail, subject), Some(error.clone()));
         }
     }
 }

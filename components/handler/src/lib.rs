@@ -5,16 +5,21 @@
 mod backend;
 mod batch;
 mod cache_clear;
-mod cached;
+mod config;
 mod error;
 mod generate;
 mod health;
+mod key;
 mod metrics;
 mod models;
+mod pipeline;
 mod plugin;
-mod response_cache;
+mod render;
+mod report;
+mod request;
 mod settings;
-mod stream;
+mod stored;
+mod wasm_host;
 
 use llm_service_sdk::Handler;
 use llm_service_sdk::http::{Reply, Request, Response};

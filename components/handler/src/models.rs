@@ -16,10 +16,10 @@ use llm_service_sdk::runtime;
 use serde_json::{Value, json};
 
 use crate::backend::{Backend, Generation, ModelInfo, StreamEvent};
+use crate::config::Config;
 use crate::error::ApiError;
+use crate::key::KEY_PREFIX;
 use crate::metrics::memory;
-use crate::response_cache::KEY_PREFIX;
-use crate::settings::Settings;
 
 /// Tokens asked of the model when validating it.
 const PROBE_TOKENS: u32 = 16;
@@ -31,7 +31,7 @@ const SLOWEST_FIRST_TOKEN_S: f64 = 2.0;
 
 /// GET /models.
 pub fn list(_request: &Request) -> Reply {
-    match Backend::from_env().list_models() {
+    match Config::get().backend.list_models() {
         Ok(models) => {
             let models: Vec<Value> = models.iter().map(describe).collect();
             Response::json(200, &json!({"models": models, "current": runtime::current_model()})).into()
@@ -44,7 +44,7 @@ pub fn list(_request: &Request) -> Reply {
 pub fn switch(request: &Request) -> Reply {
     let outcome = model_field(request.body(), true).and_then(|model| {
         let model = model.expect("required");
-        let backend = Backend::from_env();
+        let backend = &Config::get().backend;
         backend.find_model(&model)?.ok_or(ApiError::ModelNotFound { model: model.clone() })?;
         let previous = runtime::set_current_model(&model);
         // Answers of the old model must not stand in for the new one.
@@ -61,7 +61,7 @@ pub fn switch(request: &Request) -> Reply {
 pub fn validate(request: &Request) -> Reply {
     let outcome = model_field(request.body(), false).and_then(|model| {
         let model = model.unwrap_or_else(runtime::current_model);
-        let backend = Backend::from_env();
+        let backend = &Config::get().backend;
         let found = backend.find_model(&model)?;
         let validated_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let Some(info) = found else {
@@ -70,7 +70,7 @@ pub fn validate(request: &Request) -> Reply {
                 "performance_score": 0.0, "last_validation": validated_at,
             }));
         };
-        let (first_token, tokens_per_s) = probe(&backend, &info.name)?;
+        let (first_token, tokens_per_s) = probe(backend, &info.name)?;
         Ok(json!({
             "model_available": true,
             "model_name": info.name,
@@ -89,12 +89,12 @@ pub fn validate(request: &Request) -> Reply {
 
 /// One short streamed generation: time to the first token, tokens per second after it.
 fn probe(backend: &Backend, model: &str) -> Result<(Option<Duration>, f64), ApiError> {
-    let mut settings = Settings::defaults();
+    let mut settings = Config::get().defaults.clone();
     settings.max_tokens = PROBE_TOKENS;
     settings.temperature = 0.0;
     let generation = Generation { model, system: None, prompt: PROBE_PROMPT, settings: &settings };
     let started = Instant::now();
-    let mut response = backend.open_stream(&generation, backend.start(&generation, true)?)?;
+    let mut response = backend.open_stream(model, backend.start(&generation, true)?)?;
     let mut first_token = None;
     let mut chunks = 0u64;
     let mut tokens = None;

@@ -1,10 +1,10 @@
-//! Prompt plugins as the handler uses them. The plugin serving a request's
-//! character (the host knows which) transforms the generation before the
-//! cache is asked, so everything it changes, and its sha256, are part of
-//! the cache key: a new plugin version never serves the old one's answers.
-//! It post-processes the answer's text before the text is stored, so a hit
-//! costs no post-processing. What a plugin returns is checked like a
-//! request: settings out of range fail the request (502, naming it).
+//! Prompt plugins as the handler uses them. The plugin version serving a
+//! request's character is pinned when the request arrives (its sha256 is
+//! part of the cache key, see [`crate::key`]); it transforms the request
+//! only when the answer must be generated, and post-processes the text
+//! before it is stored, so a hit costs no plugin call. What a plugin
+//! returns is checked like a request: settings out of range fail the
+//! request (502, naming the plugin).
 
 use std::rc::Rc;
 
@@ -15,22 +15,8 @@ use llm_service_sdk::bindings::llm_service::host::prompt_types as wit;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
-use crate::generate::GenerateRequest;
+use crate::request::{GenerateRequest, Prepared, PromptPlugin};
 use crate::settings::Settings;
-
-/// The plugin a request was transformed by.
-#[derive(Clone)]
-pub struct PluginUse {
-    pub name: String,
-    pub sha256: String,
-    applied: Rc<AppliedPlugin>,
-}
-
-impl std::fmt::Debug for PluginUse {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("PluginUse").field("name", &self.name).field("sha256", &self.sha256).finish()
-    }
-}
 
 impl From<PluginFailure> for ApiError {
     fn from(failure: PluginFailure) -> Self {
@@ -41,41 +27,64 @@ impl From<PluginFailure> for ApiError {
     }
 }
 
-/// Lets the plugin serving `request`'s character (if any) transform it.
-pub fn apply(request: &mut GenerateRequest) -> Result<(), ApiError> {
-    let Some(character) = request.character_name.clone() else { return Ok(()) };
-    let Some((applied, generation)) = plugins::transform(&prompt_request(request, &character))? else {
-        return Ok(());
-    };
-    let name = applied.name();
-    let failed = |message: String| ApiError::PluginFailed { plugin: name.clone(), message };
-    if generation.prompt.trim().is_empty() {
-        return Err(failed("it returned an empty prompt".into()));
+/// A plugin version pinned for one request.
+struct Pinned {
+    name: String,
+    sha256: String,
+    applied: AppliedPlugin,
+}
+
+/// Pins the plugin serving `request`'s character, if one does.
+pub fn pin(request: &mut GenerateRequest) {
+    let Some(character) = &request.character_name else { return };
+    if let Some((applied, info)) = plugins::serving(character) {
+        request.plugin = Some(Rc::new(Pinned { name: info.name, sha256: info.sha256, applied }));
     }
-    request.settings = checked_settings(&generation.settings).map_err(|error| failed(error.message()))?;
-    request.prompt = generation.prompt;
-    request.system = generation.system.filter(|system| !system.trim().is_empty());
-    request.plugin = Some(PluginUse { sha256: applied.sha256(), name, applied: Rc::new(applied) });
-    Ok(())
 }
 
-/// The answer's text after the request's plugin (if any) post-processed it.
-pub fn post_process(request: &GenerateRequest, text: String) -> Result<String, ApiError> {
-    let (Some(plugin), Some(character)) = (&request.plugin, &request.character_name) else {
-        return Ok(text);
-    };
-    Ok(plugin.applied.post_process(&prompt_request(request, character), &text)?)
+impl PromptPlugin for Pinned {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn transform(&self, request: &GenerateRequest) -> Result<Prepared, ApiError> {
+        let unchanged =
+            Prepared { system: None, prompt: request.prompt.clone(), settings: request.settings.clone() };
+        let generation = self.applied.transform(&prompt_request(request, &unchanged))?;
+        let failed = |message: String| ApiError::PluginFailed { plugin: self.name.clone(), message };
+        if generation.prompt.trim().is_empty() {
+            return Err(failed("it returned an empty prompt".into()));
+        }
+        Ok(Prepared {
+            settings: checked_settings(&generation.settings).map_err(|error| failed(error.message()))?,
+            prompt: generation.prompt,
+            system: generation.system.filter(|system| !system.trim().is_empty()),
+        })
+    }
+
+    fn post_process(
+        &self,
+        request: &GenerateRequest,
+        prepared: &Prepared,
+        text: String,
+    ) -> Result<String, ApiError> {
+        Ok(self.applied.post_process(&prompt_request(request, prepared), &text)?)
+    }
 }
 
-/// The request as a plugin sees it.
-fn prompt_request(request: &GenerateRequest, character: &str) -> wit::PromptRequest {
-    let Settings { temperature, max_tokens, top_p, top_k, repeat_penalty, stop, seed } = &request.settings;
+/// The request as a plugin sees it, with `prepared` as its generation.
+fn prompt_request(request: &GenerateRequest, prepared: &Prepared) -> wit::PromptRequest {
+    let Settings { temperature, max_tokens, top_p, top_k, repeat_penalty, stop, seed } = &prepared.settings;
     wit::PromptRequest {
-        character: character.to_string(),
+        character: request.character_name.clone().unwrap_or_default(),
         conversation_id: request.conversation_id.clone(),
         generation: wit::Generation {
-            system: request.system.clone(),
-            prompt: request.prompt.clone(),
+            system: prepared.system.clone(),
+            prompt: prepared.prompt.clone(),
             settings: wit::Settings {
                 temperature: *temperature,
                 max_tokens: *max_tokens,
@@ -99,11 +108,19 @@ fn checked_settings(settings: &wit::Settings) -> Result<Settings, ApiError> {
     values.insert("top_k".into(), json!(top_k));
     values.insert("repeat_penalty".into(), json!(repeat_penalty));
     values.insert("stop".into(), json!(stop));
+    // Every field is set from the plugin's values; the start only has to be valid.
+    let mut checked = Settings {
+        temperature: 0.0,
+        max_tokens: 1,
+        top_p: 1.0,
+        top_k: 1,
+        repeat_penalty: 1.0,
+        stop: Vec::new(),
+        seed: None,
+    };
     if let Some(seed) = seed {
         values.insert("seed".into(), Value::from(*seed));
     }
-    let mut checked = Settings::defaults();
-    checked.seed = None;
     checked.merge(&values, "settings")?;
     Ok(checked)
 }

@@ -1,6 +1,7 @@
-//! Generation settings: the seed's DEFAULT_GENERATION_SETTINGS, overridden
-//! by the operator's DEFAULT_* environment, overridden by the request.
-//! Every value is range-checked; unknown names are refused.
+//! Generation settings: the operator's defaults (the host's handler
+//! settings: the seed's DEFAULT_GENERATION_SETTINGS unless DEFAULT_* say
+//! otherwise), overridden by the request. Every value is range-checked;
+//! unknown names are refused.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -26,32 +27,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The seed's defaults, with the operator's DEFAULT_* overrides (the
-    /// host validated them at start-up).
-    pub fn defaults() -> Self {
-        let env = |name: &str| std::env::var(name).ok();
-        let seed = Self {
-            temperature: 0.8,
-            max_tokens: 500,
-            top_p: 0.9,
-            top_k: 40,
-            repeat_penalty: 1.1,
-            stop: vec!["Human:".into(), "Assistant:".into(), "\n\n\n".into()],
-            seed: None,
-        };
-        Self {
-            temperature: env("DEFAULT_TEMPERATURE").and_then(|v| v.parse().ok()).unwrap_or(seed.temperature),
-            max_tokens: env("DEFAULT_MAX_TOKENS").and_then(|v| v.parse().ok()).unwrap_or(seed.max_tokens),
-            top_p: env("DEFAULT_TOP_P").and_then(|v| v.parse().ok()).unwrap_or(seed.top_p),
-            top_k: env("DEFAULT_TOP_K").and_then(|v| v.parse().ok()).unwrap_or(seed.top_k),
-            repeat_penalty: env("DEFAULT_REPEAT_PENALTY")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(seed.repeat_penalty),
-            stop: env("DEFAULT_STOP").and_then(|v| serde_json::from_str(&v).ok()).unwrap_or(seed.stop),
-            seed: None,
-        }
-    }
-
     /// The settings as a JSON object under their request names (`seed` only
     /// when set): what both backend protocols start from.
     pub fn to_json(&self) -> Map<String, Value> {
@@ -127,13 +102,26 @@ fn stop_list(value: &Value, field: &str) -> Result<Vec<String>, ApiError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use serde_json::json;
 
     use super::*;
 
+    /// Settings as a test starts from (any valid values).
+    pub fn example() -> Settings {
+        Settings {
+            temperature: 0.8,
+            max_tokens: 500,
+            top_p: 0.9,
+            top_k: 40,
+            repeat_penalty: 1.1,
+            stop: vec!["Human:".into()],
+            seed: None,
+        }
+    }
+
     fn merged(overrides: Value) -> Result<Settings, ApiError> {
-        let mut settings = Settings::defaults();
+        let mut settings = example();
         settings.merge(overrides.as_object().unwrap(), "settings").map(|()| settings)
     }
 

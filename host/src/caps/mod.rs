@@ -5,7 +5,7 @@
 pub mod backend;
 pub mod cache;
 pub mod plugins;
-pub mod runtime;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -13,8 +13,8 @@ use std::sync::Arc;
 /// shared state of each capability, built once at start-up.
 #[derive(Clone)]
 pub struct HostCapabilities {
-    /// `llm-service:host/runtime`.
-    pub runtime: runtime::ServiceRuntime,
+    /// What only the host knows (`llm-service:host/runtime`).
+    pub telemetry: telemetry::Telemetry,
     /// The response cache.
     pub cache: Arc<cache::ResponseCache>,
     /// Outbound HTTP to the backend.
@@ -23,4 +23,6 @@ pub struct HostCapabilities {
     pub plugins: Arc<plugins::PromptPlugins>,
     /// The component's environment (its configuration; see `config::GenerationConfig`).
     pub guest_environment: Arc<[(String, String)]>,
+    /// COUNT_HOST_CALLS: count and log each request's calls into the host.
+    pub count_host_calls: bool,
 }

@@ -17,18 +17,18 @@ use bytes::Bytes;
 use http_body_util::Full;
 use tokio::sync::oneshot;
 use wasmtime::component::Linker;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Engine, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::compiled::{Compilation, CompiledCache, sha256_hex};
-use super::engine::EPOCH_TICK;
 use super::reuse::InstanceSlot;
 use super::state::RequestState;
 use crate::caps;
 use crate::caps::HostCapabilities;
+use crate::guest::call::{self, GuestFailure};
+use crate::guest::compiled::{Compilation, CompiledCache, sha256_hex};
 
 /// The default handler, built from `components/handler` by the build script.
 pub const BUILTIN_HANDLER: &[u8] = include_bytes!(env!("LLM_SERVICE_HANDLER_WASM"));
@@ -117,7 +117,7 @@ pub fn handler_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>>
     let mut linker = Linker::<RequestState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    caps::runtime::add_to_linker(&mut linker, |state| &mut state.runtime)?;
+    caps::telemetry::add_to_linker(&mut linker, |state| &mut state.telemetry)?;
     caps::cache::add_to_linker(&mut linker, RequestState::cache_view)?;
     caps::plugins::add_to_linker(&mut linker, RequestState::plugins_view)?;
     Ok(linker)
@@ -204,13 +204,19 @@ impl HandlerComponent {
             }
             None => {
                 let state = RequestState::new(capabilities, request_id, self.tag.clone(), deadline, timeout);
-                (Store::new(self.pre.engine(), state), None, 0)
+                let mut store = Store::new(self.pre.engine(), state);
+                if capabilities.count_host_calls {
+                    store.call_hook(|mut store, hook| {
+                        if matches!(hook, CallHook::CallingHost) {
+                            store.data_mut().host_calls += 1;
+                        }
+                        Ok(())
+                    });
+                }
+                (store, None, 0)
             }
         };
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
+        call::arm_deadline(&mut store, deadline);
 
         let (sender, receiver) = oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
@@ -244,6 +250,9 @@ impl HandlerComponent {
                     .map_err(|error| InvokeError::Instantiate { reason: format!("{error:#}") })?,
             };
             let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await;
+            if store.data().host_calls > 0 {
+                tracing::debug!(target: "llm_service::host_calls", host_calls = store.data().host_calls, "handler call finished");
+            }
             match result {
                 Ok(()) => {
                     lease.keep(sha256, store, proxy, uses + 1);
@@ -262,7 +271,7 @@ impl HandlerComponent {
 
         // The epoch deadline normally fires first; this catches a guest
         // parked in a host call, where epochs are not checked.
-        match tokio::time::timeout(timeout + 2 * EPOCH_TICK, receiver).await {
+        match call::within(deadline, receiver).await.ok_or(()) {
             Ok(Ok(Ok(response))) => {
                 task.detach();
                 Ok(response)
@@ -276,16 +285,16 @@ impl HandlerComponent {
                     guest_output: String::new(),
                 }),
             },
-            Err(_elapsed) => Err(InvokeError::Timeout { after: timeout }),
+            Err(()) => Err(InvokeError::Timeout { after: timeout }),
         }
     }
 }
 
 fn classify_trap(error: &wasmtime::Error, timeout: Duration, guest_output: String) -> InvokeError {
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return InvokeError::Timeout { after: timeout };
+    match call::classify(error) {
+        GuestFailure::Timeout => InvokeError::Timeout { after: timeout },
+        GuestFailure::Trap(reason) => InvokeError::Trap { reason, guest_output },
     }
-    InvokeError::Trap { reason: format!("{error:#}"), guest_output }
 }
 
 /// A task aborted when dropped, unless detached first.

@@ -12,12 +12,12 @@ use http::{StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use wasmtime::component::Linker;
 
-use super::compiled::CompiledCache;
 use super::handler::HandlerComponent;
 use super::reuse::InstanceSlot;
 use super::state::RequestState;
 use super::versions::{HandlerVersion, HandlerVersions};
 use crate::caps::HostCapabilities;
+use crate::guest::compiled::CompiledCache;
 
 /// How long a new handler's smoke-check `GET /health` may take.
 const SMOKE_DEADLINE: Duration = Duration::from_secs(5);

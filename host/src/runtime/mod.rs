@@ -1,11 +1,10 @@
-//! The component runtime: one wasmtime [`Engine`](wasmtime::Engine) with the
-//! pooling allocator and epoch interruption ([`engine`]), the per-request
-//! store state ([`state`]) and the loaded handler ([`handler`]) that turns an
-//! HTTP request into an instance (fresh, or kept from the connection's
-//! previous request, see [`reuse`]) and its response.
+//! The handler's runtime: the per-request store state ([`state`]) and the
+//! loaded handler ([`handler`]) that turns an HTTP request into an instance
+//! (fresh, or kept from the connection's previous request, see [`reuse`])
+//! and its response; its versions ([`versions`]) and how a new one is
+//! installed ([`installer`]). What it shares with the plugins (engines,
+//! compiled cache, guest calls) is in [`crate::guest`].
 
-pub mod compiled;
-pub mod engine;
 pub mod handler;
 pub mod installer;
 pub mod reuse;

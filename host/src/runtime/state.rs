@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -19,10 +18,8 @@ use crate::caps::HostCapabilities;
 use crate::caps::backend::BackendHooks;
 use crate::caps::cache::{CacheView, ResponseCache};
 use crate::caps::plugins::{PluginsView, PromptPlugins};
-use crate::caps::runtime::RequestRuntime;
-
-/// Guest output kept per request: enough for a panic message.
-const GUEST_OUTPUT_CAPACITY: usize = 4096;
+use crate::caps::telemetry::RequestTelemetry;
+use crate::guest::call::GuestOutput;
 
 /// Per-request store data.
 pub struct RequestState {
@@ -30,12 +27,14 @@ pub struct RequestState {
     http: WasiHttpCtx,
     hooks: BackendHooks,
     table: ResourceTable,
-    output: MemoryOutputPipe,
+    output: GuestOutput,
     /// `llm-service:host/runtime`.
-    pub runtime: RequestRuntime,
+    pub telemetry: RequestTelemetry,
     cache: Arc<ResponseCache>,
     plugins: Arc<PromptPlugins>,
     deadline: Instant,
+    /// Calls into the host this request made (COUNT_HOST_CALLS).
+    pub host_calls: u32,
 }
 
 impl RequestState {
@@ -47,10 +46,10 @@ impl RequestState {
         deadline: Instant,
         timeout: Duration,
     ) -> Self {
-        let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
+        let output = GuestOutput::default();
         let wasi = WasiCtx::builder()
-            .stdout(output.clone())
-            .stderr(output.clone())
+            .stdout(output.pipe())
+            .stderr(output.pipe())
             .envs(&capabilities.guest_environment)
             .build();
         Self {
@@ -59,10 +58,11 @@ impl RequestState {
             hooks: capabilities.backend.hooks(deadline, timeout),
             table: ResourceTable::new(),
             output,
-            runtime: capabilities.runtime.for_request(request_id, handler_version),
+            telemetry: capabilities.telemetry.for_request(request_id, handler_version),
             cache: capabilities.cache.clone(),
             plugins: capabilities.plugins.clone(),
             deadline,
+            host_calls: 0,
         }
     }
 
@@ -78,13 +78,14 @@ impl RequestState {
         timeout: Duration,
     ) {
         self.hooks = capabilities.backend.hooks(deadline, timeout);
-        self.runtime = capabilities.runtime.for_request(request_id, handler_version);
+        self.telemetry = capabilities.telemetry.for_request(request_id, handler_version);
         self.deadline = deadline;
+        self.host_calls = 0;
     }
 
     /// What the cache functions see of this store.
     pub fn cache_view(&mut self) -> CacheView<'_> {
-        CacheView { cache: &self.cache, table: &mut self.table }
+        CacheView { cache: &self.cache, table: &mut self.table, deadline: self.deadline }
     }
 
     /// What the plugin functions see of this store.
@@ -94,7 +95,7 @@ impl RequestState {
 
     /// What the guest wrote to stdout and stderr (a panic message, say).
     pub fn guest_output(&self) -> String {
-        String::from_utf8_lossy(&self.output.contents()).trim().to_string()
+        self.output.text()
     }
 }
 

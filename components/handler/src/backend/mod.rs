@@ -1,6 +1,6 @@
 //! The backend protocols: how a generation is asked of a model server and
-//! how its answers (whole or streamed) are read. BACKEND_KIND picks one;
-//! BACKEND_BASE_URL says where it is (the host allows nothing else).
+//! how its answers (whole or streamed) are read. The host's settings say
+//! which protocol and where (the host allows nothing else).
 
 mod ollama;
 mod openai;
@@ -54,13 +54,8 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// From BACKEND_KIND and BACKEND_BASE_URL (set by the host).
-    pub fn from_env() -> Self {
-        let kind = match std::env::var("BACKEND_KIND").as_deref() {
-            Ok("openai") => Kind::OpenAi,
-            _ => Kind::Ollama,
-        };
-        let base_url = std::env::var("BACKEND_BASE_URL").unwrap_or_else(|_| "http://localhost:11434".into());
+    /// The backend speaking `kind` at `base_url`.
+    pub fn new(kind: Kind, base_url: &str) -> Self {
         Self { kind, base_url: base_url.trim_end_matches('/').to_string() }
     }
 
@@ -79,33 +74,29 @@ impl Backend {
         outbound::start("POST", &url, Some(body.to_string().as_bytes())).map_err(map_outbound)
     }
 
-    /// Waits for and reads a whole (non-streamed) answer.
-    pub fn finish(&self, generation: &Generation, pending: Pending) -> Result<Completion, ApiError> {
+    /// Waits for and reads a whole (non-streamed) answer from `model`.
+    pub fn finish(&self, model: &str, pending: Pending) -> Result<Completion, ApiError> {
         let response = pending.wait().map_err(map_outbound)?;
         let status = response.status();
         let body = response.read_all().map_err(map_outbound)?;
         if status != 200 {
-            return Err(error_from_status(status, &body, generation.model));
+            return Err(error_from_status(status, &body, model));
         }
         let parsed: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|error| ApiError::BadGateway { message: format!("unreadable answer: {error}") })?;
         match self.kind {
-            Kind::Ollama => ollama::completion(&parsed, generation.model),
-            Kind::OpenAi => openai::completion(&parsed, generation.model),
+            Kind::Ollama => ollama::completion(&parsed, model),
+            Kind::OpenAi => openai::completion(&parsed, model),
         }
     }
 
     /// Waits for the head of a streamed answer; errors come before any text.
-    pub fn open_stream(
-        &self,
-        generation: &Generation,
-        pending: Pending,
-    ) -> Result<outbound::Response, ApiError> {
+    pub fn open_stream(&self, model: &str, pending: Pending) -> Result<outbound::Response, ApiError> {
         let response = pending.wait().map_err(map_outbound)?;
         if response.status() != 200 {
             let status = response.status();
             let body = response.read_all().map_err(map_outbound)?;
-            return Err(error_from_status(status, &body, generation.model));
+            return Err(error_from_status(status, &body, model));
         }
         Ok(response)
     }

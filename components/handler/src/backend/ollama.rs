@@ -62,11 +62,10 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
 
     #[test]
     fn max_tokens_travels_as_num_predict() {
-        let settings = Settings::defaults();
+        let settings = crate::settings::tests::example();
         let generation = Generation { model: "m", system: None, prompt: "p", settings: &settings };
         let (path, body) = request(&generation, false);
         assert_eq!(path, "/api/generate");

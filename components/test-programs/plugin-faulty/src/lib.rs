@@ -1,7 +1,8 @@
 //! Test plugin serving "faulty" (and "narrator"): behaves when the prompt says nothing
 //! special, and otherwise fails the way the prompt asks (`trap`, `loop`,
 //! `sleep`, `hog` memory, `refuse`, `bad-settings`), each a way a real
-//! plugin can go wrong. The prompt's first word is `version-N` in tests
+//! plugin can go wrong; an answer containing `fail-post` fails its
+//! post-processing. The prompt's first word is `version-N` in tests
 //! that tell versions apart.
 
 use llm_service_plugin::{Plugin, PromptRequest, export_plugin};
@@ -33,6 +34,13 @@ impl Plugin for Faulty {
             _ => request.generation.system = Some(format!("faulty sees: {prompt}")),
         }
         Ok(())
+    }
+
+    fn post_process(_request: &PromptRequest, text: String) -> Result<String, String> {
+        if text.contains("fail-post") {
+            return Err("faulty was asked to fail post-processing".into());
+        }
+        Ok(text)
     }
 }
 

@@ -1,16 +1,20 @@
-//! The generated `cache` traits, answered by [`ResponseCache`]; flights are
-//! resources in the request's table.
+//! The generated `cache` traits, answered by [`ResponseCache`]; flights
+//! (led or followed) are resources in the request's table.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use super::flight::{self, FlightLease, Join, Outcome};
-use super::{CacheError, CacheStatus, ResponseCache};
+use super::flight::{Crash, End, Event, FlightLease, Follower, Join};
+use super::stamped::{Stamped, now_ms};
+use super::{CacheError, CacheStatus, Found, ResponseCache};
 use crate::bindings::llm_service::host::cache::CacheStatus as Status;
-use crate::bindings::llm_service::host::cache::{self, Entry, Error, Host, HostFlight, JoinResult};
+use crate::bindings::llm_service::host::cache::{
+    self, Cached, Entry, Error, Failure, FlightEvent, Host, HostFlight, HostFollow, HostLead, JoinResult,
+    LookupResult,
+};
 
 /// What a request's store lends the cache functions.
 pub struct CacheView<'a> {
@@ -18,6 +22,8 @@ pub struct CacheView<'a> {
     pub cache: &'a Arc<ResponseCache>,
     /// The request's resource table (flights live there).
     pub table: &'a mut ResourceTable,
+    /// The request's deadline: no wait outlasts it.
+    pub deadline: Instant,
 }
 
 struct CacheData;
@@ -73,15 +79,94 @@ impl Host for CacheView<'_> {
     async fn join(&mut self, key: String, wait_ms: u32) -> wasmtime::Result<JoinResult> {
         match self.cache.flights().join(&key) {
             Join::Lead(lease) => Ok(JoinResult::Lead(self.table.push(Flight(Some(lease)))?)),
-            Join::Follow(watch) => {
-                let outcome = flight::follow(watch, Duration::from_millis(u64::from(wait_ms))).await;
-                Ok(JoinResult::Followed(match outcome {
-                    Outcome::Landed(value) => cache::Outcome::Landed(value.to_vec()),
-                    Outcome::Crashed(error) => cache::Outcome::Crashed(error.to_vec()),
-                    Outcome::Abandoned => cache::Outcome::Abandoned,
+            Join::Follow(mut follower) => {
+                let waited = Instant::now() + Duration::from_millis(u64::from(wait_ms));
+                // A typed failure means nothing to a handler of the first
+                // protocol: it tries again, as after an abandoned flight.
+                Ok(JoinResult::Followed(match follower.end(waited.min(self.deadline)).await {
+                    End::Landed(value) => cache::Outcome::Landed(value.to_vec()),
+                    End::Crashed(Crash::Encoded(error)) => cache::Outcome::Crashed(error.to_vec()),
+                    End::Crashed(Crash::Typed(_)) | End::Abandoned => cache::Outcome::Abandoned,
                 }))
             }
         }
+    }
+
+    async fn lookup(&mut self, key: String, stale_s: u64) -> wasmtime::Result<LookupResult> {
+        let lookup = self.cache.lookup(&key, Duration::from_secs(stale_s)).await;
+        let now = now_ms();
+        let cached = |stamped: Stamped| Cached { age_s: stamped.age_s(now), value: stamped.value.to_vec() };
+        let found = match lookup.found {
+            Found::Fresh(stamped) => cache::Found::Fresh(cached(stamped)),
+            Found::Lead(lease) => cache::Found::Lead(self.table.push(Lead { lease: Some(lease), key })?),
+            Found::Follow(follower) => cache::Found::Follow(self.table.push(Follow(follower))?),
+        };
+        Ok(LookupResult { found, stale: lookup.stale.map(cached) })
+    }
+}
+
+/// A `lead` resource: the lease of a flight this request computes.
+pub struct Lead {
+    lease: Option<FlightLease>,
+    key: String,
+}
+
+impl HostLead for CacheView<'_> {
+    fn publish(&mut self, lead: Resource<Lead>, chunk: Vec<u8>) -> wasmtime::Result<()> {
+        if let Some(lease) = &self.table.get(&lead)?.lease {
+            lease.publish(Bytes::from(chunk));
+        }
+        Ok(())
+    }
+
+    async fn land(
+        &mut self,
+        lead: Resource<Lead>,
+        value: Vec<u8>,
+        fresh_s: u64,
+        stale_s: u64,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let lead = self.table.get_mut(&lead)?;
+        // A second land or crash finds the lease gone and does nothing.
+        let Some(lease) = lead.lease.take() else { return Ok(Ok(())) };
+        let (fresh, stale) = (Duration::from_secs(fresh_s), Duration::from_secs(stale_s));
+        let key = lead.key.clone();
+        Ok(self.cache.land(lease, &key, Bytes::from(value), fresh, stale).await.map_err(Error::from))
+    }
+
+    fn crash(&mut self, lead: Resource<Lead>, failure: Failure) -> wasmtime::Result<()> {
+        if let Some(lease) = self.table.get_mut(&lead)?.lease.take() {
+            lease.finish(End::Crashed(Crash::Typed(failure)));
+        }
+        Ok(())
+    }
+
+    fn drop(&mut self, lead: Resource<Lead>) -> wasmtime::Result<()> {
+        // Dropping an unfinished lease abandons the flight.
+        self.table.delete(lead)?;
+        Ok(())
+    }
+}
+
+/// A `follow` resource: waiting on another request's flight.
+pub struct Follow(Follower);
+
+impl HostFollow for CacheView<'_> {
+    async fn next(&mut self, follow: Resource<Follow>) -> wasmtime::Result<FlightEvent> {
+        let deadline = self.deadline;
+        let event = self.table.get_mut(&follow)?.0.next(deadline).await;
+        Ok(match event {
+            Event::Chunk(chunk) => FlightEvent::Chunk(chunk.to_vec()),
+            Event::End(End::Landed(value)) => FlightEvent::Landed(value.to_vec()),
+            Event::End(End::Crashed(Crash::Typed(failure))) => FlightEvent::Crashed(failure),
+            // An opaque failure from a handler of the first protocol: try again.
+            Event::End(End::Crashed(Crash::Encoded(_)) | End::Abandoned) => FlightEvent::Abandoned,
+        })
+    }
+
+    fn drop(&mut self, follow: Resource<Follow>) -> wasmtime::Result<()> {
+        self.table.delete(follow)?;
+        Ok(())
     }
 }
 
@@ -89,22 +174,22 @@ impl Host for CacheView<'_> {
 pub struct Flight(Option<FlightLease>);
 
 impl Flight {
-    fn finish(&mut self, outcome: Outcome) {
+    fn finish(&mut self, end: End) {
         // A second land or crash finds the lease gone and does nothing.
         if let Some(lease) = self.0.take() {
-            lease.finish(outcome);
+            lease.finish(end);
         }
     }
 }
 
 impl HostFlight for CacheView<'_> {
     fn land(&mut self, flight: Resource<Flight>, value: Vec<u8>) -> wasmtime::Result<()> {
-        self.table.get_mut(&flight)?.finish(Outcome::Landed(Bytes::from(value)));
+        self.table.get_mut(&flight)?.finish(End::Landed(Bytes::from(value)));
         Ok(())
     }
 
     fn crash(&mut self, flight: Resource<Flight>, error: Vec<u8>) -> wasmtime::Result<()> {
-        self.table.get_mut(&flight)?.finish(Outcome::Crashed(Bytes::from(error)));
+        self.table.get_mut(&flight)?.finish(End::Crashed(Crash::Encoded(Bytes::from(error))));
         Ok(())
     }
 

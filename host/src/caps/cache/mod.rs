@@ -7,12 +7,19 @@
 //! counted, logged once per outage (a warning when it starts, a note when
 //! it ends), and the connection manager reconnects by itself. Identical
 //! work in flight is shared through [`flight`].
+//!
+//! The cache protocol is the host's: [`ResponseCache::lookup`] answers a
+//! fresh value, or the flight to lead or follow (plus any stale value),
+//! judging freshness by the host's clock ([`stamped`]);
+//! [`ResponseCache::land`] stores and wakes every follower in one call.
+//! "No KeyDB" is the [`NoSharedTier`], not a special case.
 
 pub mod config;
 pub mod flight;
 mod host;
 pub mod memory;
 pub mod redis;
+pub mod stamped;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,10 +30,11 @@ use bytes::Bytes;
 
 pub use self::config::CacheConfig;
 pub use self::flight::FlightLease;
-use self::flight::FlightTable;
-pub use self::host::{CacheView, Flight, add_to_linker};
+use self::flight::{FlightTable, Follower, Join};
+pub use self::host::{CacheView, Flight, Follow, Lead, add_to_linker};
 use self::memory::MemoryTier;
 use self::redis::RedisTier;
+use self::stamped::{Stamped, now_ms};
 
 /// Longest key accepted.
 const MAX_KEY_BYTES: usize = 1024;
@@ -67,10 +75,81 @@ pub enum CacheStatus {
     Disconnected,
 }
 
+/// A shared tier's failure, as text: callers only log and count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierError(pub String);
+
+impl From<::redis::RedisError> for TierError {
+    fn from(error: ::redis::RedisError) -> Self {
+        Self(error.to_string())
+    }
+}
+
+/// The tier behind the process's own: KeyDB, or none.
+#[async_trait::async_trait]
+pub trait SharedTier: Send + Sync {
+    /// The bytes under `key` and their remaining lifetime.
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, TierError>;
+    /// Stores `value` under `key` for `ttl` (at least a second).
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), TierError>;
+    /// Removes `key`; whether it was there.
+    async fn delete(&self, key: &str) -> Result<bool, TierError>;
+    /// Removes the keys that start with `prefix` and contain `containing`;
+    /// the keys removed.
+    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError>;
+    /// Whether the tier answers.
+    async fn ping(&self) -> Result<(), TierError>;
+    /// Its name in logs; "none" marks the absent tier.
+    fn name(&self) -> &'static str;
+}
+
+/// No shared tier (no REDIS_URL): every call succeeds and finds nothing.
+pub struct NoSharedTier;
+
+#[async_trait::async_trait]
+impl SharedTier for NoSharedTier {
+    async fn get(&self, _key: &str) -> Result<Option<(Bytes, Duration)>, TierError> {
+        Ok(None)
+    }
+    async fn set(&self, _key: &str, _value: &[u8], _ttl: Duration) -> Result<(), TierError> {
+        Ok(())
+    }
+    async fn delete(&self, _key: &str) -> Result<bool, TierError> {
+        Ok(false)
+    }
+    async fn clear(&self, _prefix: &str, _containing: Option<&str>) -> Result<Vec<String>, TierError> {
+        Ok(Vec::new())
+    }
+    async fn ping(&self) -> Result<(), TierError> {
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        "none"
+    }
+}
+
+/// Where a generation's answer comes from (see [`ResponseCache::lookup`]).
+pub enum Found {
+    /// A fresh value.
+    Fresh(Stamped),
+    /// Nobody computes it: the caller does.
+    Lead(FlightLease),
+    /// Somebody does: follow.
+    Follow(Follower),
+}
+
+/// What [`ResponseCache::lookup`] found.
+pub struct Lookup {
+    /// Where the answer comes from.
+    pub found: Found,
+    /// An expired value still within the caller's stale window.
+    pub stale: Option<Stamped>,
+}
+
 /// The cache, shared by every request.
 pub struct ResponseCache {
     memory: MemoryTier,
-    shared: Option<RedisTier>,
+    shared: Box<dyn SharedTier>,
     flights: Arc<FlightTable>,
     max_value_bytes: u64,
     shared_up: AtomicBool,
@@ -80,12 +159,12 @@ pub struct ResponseCache {
 impl ResponseCache {
     /// Builds both tiers from `config`; KeyDB is connected lazily.
     pub fn new(config: &CacheConfig) -> Result<Self, CacheError> {
-        let shared = match &config.redis_url {
-            Some(url) => Some(
+        let shared: Box<dyn SharedTier> = match &config.redis_url {
+            Some(url) => Box::new(
                 RedisTier::new(url, config.redis_timeout())
                     .map_err(|error| CacheError::Unavailable { reason: error.to_string() })?,
             ),
-            None => None,
+            None => Box::new(NoSharedTier),
         };
         Ok(Self {
             memory: MemoryTier::new(config.cache_max_size),
@@ -100,53 +179,123 @@ impl ResponseCache {
     /// Pings KeyDB (if configured) and records the result, so the status
     /// follows KeyDB even while no request uses the cache.
     pub async fn ping(&self) {
-        if let Some(shared) = &self.shared {
-            let result = shared.ping().await;
-            let _ = self.note(result.map_err(|error| error.to_string()));
-        }
+        let result = self.shared.ping().await;
+        let _ = self.note(result);
     }
 
-    /// The live value under `key` and its remaining lifetime.
-    pub async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, CacheError> {
+    /// The stamped value under `key` in either tier, whatever its
+    /// freshness; a KeyDB hit is copied into the process.
+    async fn read(&self, key: &str) -> Result<Option<Stamped>, CacheError> {
         check_key(key)?;
         let now = Instant::now();
         if let Some(entry) = self.memory.get(key) {
-            return Ok(Some((entry.value.clone(), entry.expires_at.saturating_duration_since(now))));
+            let left = entry.expires_at.saturating_duration_since(now);
+            return Ok(Some(Stamped::decode(entry.value.clone(), left)));
         }
-        let Some(shared) = &self.shared else { return Ok(None) };
-        let found = self.note(shared.get(key).await.map_err(|error| error.to_string()))?;
-        if let Some((value, ttl)) = &found {
-            self.memory.set(key, value.clone(), now + *ttl);
-        }
-        Ok(found)
+        let found = self.note(self.shared.get(key).await)?;
+        Ok(found.map(|(bytes, left)| {
+            self.memory.set(key, bytes.clone(), now + left);
+            Stamped::decode(bytes, left)
+        }))
     }
 
-    /// Stores `value` under `key` for `ttl` in both tiers.
+    /// One lookup for a generation: a fresh value from either tier, or else
+    /// the key's flight to lead or follow, with any value that expired less
+    /// than `stale_window` ago. A leader re-reads the process tier after
+    /// joining, so a flight that landed between the read and the join is a
+    /// hit, not a second generation. Cache errors count as misses.
+    pub async fn lookup(&self, key: &str, stale_window: Duration) -> Lookup {
+        let found = self.read(key).await.ok().flatten();
+        let now = now_ms();
+        let stale = match found {
+            Some(stamped) if stamped.is_fresh(now) => {
+                return Lookup { found: Found::Fresh(stamped), stale: None };
+            }
+            Some(stamped) => stamped.within_stale_window(now, stale_window).then_some(stamped),
+            None => None,
+        };
+        let found = match self.flights.join(key) {
+            Join::Follow(follower) => Found::Follow(follower),
+            Join::Lead(lease) => match self.memory_fresh(key) {
+                Some(stamped) => {
+                    lease.finish(flight::End::Landed(stamped.value.clone()));
+                    Found::Fresh(stamped)
+                }
+                None => Found::Lead(lease),
+            },
+        };
+        Lookup { found, stale }
+    }
+
+    fn memory_fresh(&self, key: &str) -> Option<Stamped> {
+        let entry = self.memory.get(key)?;
+        let left = entry.expires_at.saturating_duration_since(Instant::now());
+        Some(Stamped::decode(entry.value.clone(), left)).filter(|stamped| stamped.is_fresh(now_ms()))
+    }
+
+    /// Stores `value` under `key` (fresh for `fresh`, kept `stale` longer;
+    /// nothing is stored when `fresh` is zero) and ends `lease` with it:
+    /// the process tier first, then the followers wake, then KeyDB, so a
+    /// request arriving at any point finds the value or the flight.
+    pub async fn land(
+        &self,
+        lease: FlightLease,
+        key: &str,
+        value: Bytes,
+        fresh: Duration,
+        stale: Duration,
+    ) -> Result<(), CacheError> {
+        if fresh.is_zero() {
+            lease.finish(flight::End::Landed(value));
+            return Ok(());
+        }
+        let checked = self.check_value(key, &value);
+        let stamped = Stamped::now(value.clone(), fresh);
+        let (bytes, keep) = (stamped.encode(), (fresh + stale).max(Duration::from_secs(1)));
+        if checked.is_ok() {
+            self.memory.set(key, bytes.clone(), Instant::now() + keep);
+        }
+        lease.finish(flight::End::Landed(value));
+        checked?;
+        self.note(self.shared.set(key, &bytes, keep).await)
+    }
+
+    /// The live value under `key` and its remaining lifetime (the first
+    /// 0.1 protocol: freshness is the caller's).
+    pub async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, CacheError> {
+        let found = self.read(key).await?;
+        let now = now_ms();
+        Ok(found.filter(|stamped| stamped.is_fresh(now)).map(|stamped| {
+            let left = Duration::from_millis(stamped.fresh_until_ms.saturating_sub(now));
+            (stamped.value, left)
+        }))
+    }
+
+    /// Stores `value` under `key` for `ttl` in both tiers (the first 0.1
+    /// protocol: fresh for its whole life).
     pub async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
+        self.check_value(key, &value)?;
+        let ttl = ttl.max(Duration::from_secs(1));
+        let bytes = Stamped::now(value, ttl).encode();
+        self.memory.set(key, bytes.clone(), Instant::now() + ttl);
+        self.note(self.shared.set(key, &bytes, ttl).await)
+    }
+
+    fn check_value(&self, key: &str, value: &[u8]) -> Result<(), CacheError> {
         check_key(key)?;
         let bytes = value.len() as u64;
         if bytes > self.max_value_bytes {
             return Err(CacheError::TooLarge { bytes, limit: self.max_value_bytes });
         }
-        let ttl = ttl.max(Duration::from_secs(1));
-        self.memory.set(key, value.clone(), Instant::now() + ttl);
-        match &self.shared {
-            Some(shared) => self.note(shared.set(key, &value, ttl).await.map_err(|error| error.to_string())),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Removes `key` from both tiers; whether it was in either.
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         check_key(key)?;
         let in_memory = self.memory.delete(key);
-        match &self.shared {
-            Some(shared) => {
-                let shared_had = self.note(shared.delete(key).await.map_err(|error| error.to_string()))?;
-                Ok(in_memory || shared_had)
-            }
-            None => Ok(in_memory),
-        }
+        let shared_had = self.note(self.shared.delete(key).await)?;
+        Ok(in_memory || shared_had)
     }
 
     /// Removes the keys starting with `prefix` (and containing `containing`)
@@ -158,26 +307,24 @@ impl ResponseCache {
         let matches =
             |key: &str| key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix));
         let mut removed: HashSet<String> = HashSet::new();
-        let memory_count = self.memory.clear(|key| {
+        self.memory.clear(|key| {
             let hit = matches(key);
             if hit {
                 removed.insert(key.to_string());
             }
             hit
         });
-        let Some(shared) = &self.shared else { return Ok(memory_count) };
-        let shared_keys =
-            self.note(shared.clear(prefix, containing).await.map_err(|error| error.to_string()))?;
+        let shared_keys = self.note(self.shared.clear(prefix, containing).await)?;
         removed.extend(shared_keys);
         Ok(removed.len() as u64)
     }
 
     /// Where values live right now (from the last KeyDB call).
     pub fn status(&self) -> CacheStatus {
-        match (&self.shared, self.shared_up.load(Ordering::Relaxed)) {
-            (None, _) => CacheStatus::InProcess,
-            (Some(_), true) => CacheStatus::Connected,
-            (Some(_), false) => CacheStatus::Disconnected,
+        match (self.shared.name(), self.shared_up.load(Ordering::Relaxed)) {
+            ("none", _) => CacheStatus::InProcess,
+            (_, true) => CacheStatus::Connected,
+            (_, false) => CacheStatus::Disconnected,
         }
     }
 
@@ -192,7 +339,7 @@ impl ResponseCache {
     }
 
     /// Records a KeyDB call's result: counts failures and logs outages once.
-    fn note<T>(&self, result: Result<T, String>) -> Result<T, CacheError> {
+    fn note<T>(&self, result: Result<T, TierError>) -> Result<T, CacheError> {
         match result {
             Ok(value) => {
                 if !self.shared_up.swap(true, Ordering::AcqRel) {
@@ -200,7 +347,7 @@ impl ResponseCache {
                 }
                 Ok(value)
             }
-            Err(reason) => {
+            Err(TierError(reason)) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 if self.shared_up.swap(false, Ordering::AcqRel) {
                     tracing::warn!(cap = "cache", error = %reason, "shared cache unavailable; serving without it until it returns");

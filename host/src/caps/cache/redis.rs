@@ -10,6 +10,8 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
+use super::{SharedTier, TierError};
+
 /// Keys asked for per SCAN step: large enough to be quick, small enough not
 /// to hold KeyDB up.
 const SCAN_COUNT: usize = 500;
@@ -32,9 +34,15 @@ impl RedisTier {
         let connection = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self { connection })
     }
+}
 
-    /// The value under `key` and its remaining lifetime.
-    pub async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, RedisError> {
+#[async_trait::async_trait]
+impl SharedTier for RedisTier {
+    fn name(&self) -> &'static str {
+        "keydb"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, TierError> {
         let mut connection = self.connection.clone();
         let (value, ttl_ms): (Option<Vec<u8>>, i64) =
             redis::pipe().get(key).cmd("PTTL").arg(key).query_async(&mut connection).await?;
@@ -45,22 +53,18 @@ impl RedisTier {
             .map(|value| (Bytes::from(value), Duration::from_millis(ttl_ms as u64))))
     }
 
-    /// Stores `value` under `key` for `ttl`.
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), RedisError> {
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), TierError> {
         let mut connection = self.connection.clone();
-        connection.set_ex(key, value, ttl.as_secs().max(1)).await
+        Ok(connection.set_ex(key, value, ttl.as_secs().max(1)).await?)
     }
 
-    /// Removes `key`; whether it was there.
-    pub async fn delete(&self, key: &str) -> Result<bool, RedisError> {
+    async fn delete(&self, key: &str) -> Result<bool, TierError> {
         let mut connection = self.connection.clone();
         let removed: u64 = connection.unlink(key).await?;
         Ok(removed > 0)
     }
 
-    /// Removes the keys that start with `prefix` and contain `containing`;
-    /// the keys removed.
-    pub async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, RedisError> {
+    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {
         let mut connection = self.connection.clone();
         let pattern = match containing {
             Some(infix) => format!("{}*{}*", glob_escape(prefix), glob_escape(infix)),
@@ -93,10 +97,10 @@ impl RedisTier {
         }
     }
 
-    /// Whether KeyDB answers.
-    pub async fn ping(&self) -> Result<(), RedisError> {
+    async fn ping(&self) -> Result<(), TierError> {
         let mut connection = self.connection.clone();
-        redis::cmd("PING").query_async::<String>(&mut connection).await.map(drop)
+        redis::cmd("PING").query_async::<String>(&mut connection).await?;
+        Ok(())
     }
 }
 

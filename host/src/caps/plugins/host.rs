@@ -9,7 +9,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::{PluginCallError, PromptPlugin, PromptPlugins};
 use crate::bindings::llm_service::host::plugins::{
-    self, Host, HostAppliedPlugin, PluginError, PluginFailure,
+    self, Host, HostAppliedPlugin, PluginError, PluginFailure, PluginInfo,
 };
 use crate::bindings::llm_service::host::prompt_types::{self, Generation, PromptRequest};
 
@@ -66,6 +66,15 @@ impl Host for PluginsView<'_> {
             Err(error) => Ok(Err(failure(&plugin, error))),
         }
     }
+
+    fn serving(
+        &mut self,
+        character: String,
+    ) -> wasmtime::Result<Option<(Resource<AppliedPlugin>, PluginInfo)>> {
+        let Some(plugin) = self.plugins.serving(&character) else { return Ok(None) };
+        let info = PluginInfo { name: plugin.manifest().name.clone(), sha256: plugin.sha256().to_string() };
+        Ok(Some((self.table.push(AppliedPlugin(plugin))?, info)))
+    }
 }
 
 impl HostAppliedPlugin for PluginsView<'_> {
@@ -85,6 +94,15 @@ impl HostAppliedPlugin for PluginsView<'_> {
     ) -> wasmtime::Result<Result<String, PluginFailure>> {
         let plugin = self.table.get(&applied)?.0.clone();
         Ok(plugin.post_process(&request, text, self.deadline).await.map_err(|error| failure(&plugin, error)))
+    }
+
+    async fn transform(
+        &mut self,
+        applied: Resource<AppliedPlugin>,
+        request: PromptRequest,
+    ) -> wasmtime::Result<Result<Generation, PluginFailure>> {
+        let plugin = self.table.get(&applied)?.0.clone();
+        Ok(plugin.transform(&request, self.deadline).await.map_err(|error| failure(&plugin, error)))
     }
 
     fn drop(&mut self, applied: Resource<AppliedPlugin>) -> wasmtime::Result<()> {

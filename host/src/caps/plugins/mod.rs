@@ -34,8 +34,8 @@ pub use self::config::{PluginConfig, PluginLimits};
 pub use self::host::{AppliedPlugin, PluginsView, add_to_linker};
 pub use self::plugin::{PluginCallError, PluginLoadError, PromptPlugin};
 use self::plugin::{PluginState, plugin_linker};
-use crate::runtime::compiled::CompiledCache;
-use crate::runtime::engine::{EngineLimits, EpochTicker, build_engine};
+use crate::guest::compiled::CompiledCache;
+use crate::guest::engine::{EngineLimits, build_engine};
 
 /// Why a plugin was not installed.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,6 @@ pub struct PromptPlugins {
     loaded: ArcSwap<Vec<Arc<PromptPlugin>>>,
     /// Serialises changes so a check-then-swap sees no other change.
     changing: Mutex<()>,
-    _ticker: EpochTicker,
 }
 
 impl PromptPlugins {
@@ -92,8 +91,12 @@ impl PromptPlugins {
             limits,
             loaded: ArcSwap::from_pointee(Vec::new()),
             changing: Mutex::new(()),
-            _ticker: EpochTicker::start(&engine)?,
         })
+    }
+
+    /// The plugins' engine (its epoch needs the service's ticker).
+    pub fn engine(&self) -> &wasmtime::Engine {
+        self.linker.engine()
     }
 
     /// What every plugin call runs under.

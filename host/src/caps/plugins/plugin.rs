@@ -9,18 +9,15 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::config::PluginLimits;
 use crate::bindings::llm_service::host::prompt_types::{Generation, PromptRequest, Settings};
 use crate::bindings::plugin::PromptPluginPre;
-use crate::runtime::compiled::{Compilation, CompiledCache, sha256_hex};
-use crate::runtime::engine::EPOCH_TICK;
+use crate::guest::call::{self, GuestFailure, GuestOutput};
+use crate::guest::compiled::{Compilation, CompiledCache, sha256_hex};
 
-/// Guest output kept per call: enough for a panic message.
-const GUEST_OUTPUT_CAPACITY: usize = 4096;
 /// Longest plugin name; names go in logs, metrics and URLs.
 const MAX_NAME_CHARS: usize = 64;
 
@@ -31,15 +28,15 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
-    output: MemoryOutputPipe,
+    output: GuestOutput,
 }
 
 impl PluginState {
     fn new(limits: &PluginLimits) -> Self {
-        let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAPACITY);
+        let output = GuestOutput::default();
         let wasi = WasiCtx::builder()
-            .stdout(output.clone())
-            .stderr(output.clone())
+            .stdout(output.pipe())
+            .stderr(output.pipe())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -107,6 +104,9 @@ pub enum PluginCallError {
     /// It trapped (a panic, memory over the limit).
     #[error("trapped: {0}")]
     Trap(String),
+    /// Its post-process returned an error: the answer cannot be given (502).
+    #[error("post-processing failed: {0}")]
+    PostProcess(String),
 }
 
 /// Who a plugin says it is.
@@ -187,7 +187,7 @@ impl PromptPlugin {
             Err(error) => return Err(refused(format!("transform of a sample request {error}"))),
         }
         match plugin.post_process(&sample, "Hello.".into(), Instant::now() + limits.timeout).await {
-            Ok(_) | Err(PluginCallError::Refused(_)) => Ok(plugin),
+            Ok(_) | Err(PluginCallError::PostProcess(_)) => Ok(plugin),
             Err(error) => Err(refused(format!("post-process of a sample text {error}"))),
         }
     }
@@ -230,7 +230,7 @@ impl PromptPlugin {
             plugin.llm_service_host_prompt().call_post_process(&mut store, request, &text).await
         })
         .await;
-        settle(result, &store, self.limits.timeout)?.map_err(PluginCallError::Refused)
+        settle(result, &store, self.limits.timeout)?.map_err(PluginCallError::PostProcess)
     }
 
     fn store(&self, deadline: Instant) -> (Store<PluginState>, Instant) {
@@ -260,13 +260,10 @@ fn call_store(
     limits: PluginLimits,
     deadline: Instant,
 ) -> (Store<PluginState>, Instant) {
-    let deadline = deadline.min(Instant::now() + limits.timeout);
+    let deadline = call::deadline_within(deadline, limits.timeout);
     let mut store = Store::new(pre.engine(), PluginState::new(&limits));
     store.limiter(|state| &mut state.limits);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-    });
+    call::arm_deadline(&mut store, deadline);
     (store, deadline)
 }
 
@@ -276,7 +273,7 @@ async fn within<T>(
     deadline: Instant,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> Option<wasmtime::Result<T>> {
-    tokio::time::timeout_at((deadline + 2 * EPOCH_TICK).into(), call).await.ok()
+    call::within(deadline, call).await
 }
 
 /// A call's outcome as the caller sees it.
@@ -285,17 +282,20 @@ fn settle<T>(
     store: &Store<PluginState>,
     timeout: Duration,
 ) -> Result<T, PluginCallError> {
-    match result {
-        Some(Ok(value)) => Ok(value),
-        None => Err(PluginCallError::Timeout(timeout)),
-        Some(Err(error)) if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-            Err(PluginCallError::Timeout(timeout))
-        }
-        Some(Err(error)) => {
-            let output = String::from_utf8_lossy(&store.data().output.contents()).trim().to_string();
-            let reason =
-                if output.is_empty() { format!("{error:#}") } else { format!("{error:#}; output: {output}") };
-            Err(PluginCallError::Trap(reason))
+    let error = match result {
+        Some(Ok(value)) => return Ok(value),
+        None => return Err(PluginCallError::Timeout(timeout)),
+        Some(Err(error)) => error,
+    };
+    match call::classify(&error) {
+        GuestFailure::Timeout => Err(PluginCallError::Timeout(timeout)),
+        GuestFailure::Trap(reason) => {
+            let output = store.data().output.text();
+            Err(PluginCallError::Trap(if output.is_empty() {
+                reason
+            } else {
+                format!("{reason}; output: {output}")
+            }))
         }
     }
 }

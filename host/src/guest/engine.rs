@@ -1,8 +1,9 @@
-//! The one [`Engine`] every component runs on, and its epoch ticker.
+//! How an [`Engine`] is built (the handler's and the plugins'), and the one
+//! epoch ticker they share.
 //!
 //! Guarantees: instance memory never grows past the configured limit (the
 //! pooling allocator refuses); the pool holds at least one instance slot per
-//! admitted request; one shared thread advances the epoch, so interrupting a
+//! admitted request; one shared thread advances every engine's epoch, so interrupting a
 //! runaway guest costs nothing per request (a per-request ticker thread cost
 //! `wasmtime serve` 100x throughput, wasmtime#11814).
 
@@ -66,26 +67,25 @@ pub fn build_engine(limits: EngineLimits) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// The thread that advances `engine`'s epoch every [`EPOCH_TICK`]; stopped
-/// and joined on drop.
+/// The one thread that advances every engine's epoch each [`EPOCH_TICK`];
+/// stopped and joined on drop.
 pub struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    /// Starts ticking `engine`.
-    pub fn start(engine: &Engine) -> std::io::Result<Self> {
+    /// Starts ticking `engines` (the handler's and the plugins').
+    pub fn start(engines: &[&Engine]) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let engine = engine.weak();
+        let engines: Vec<_> = engines.iter().map(|engine| engine.weak()).collect();
         let thread = std::thread::Builder::new().name("epoch-ticker".into()).spawn({
             let stop = stop.clone();
             move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    match engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+                    for engine in engines.iter().filter_map(|engine| engine.upgrade()) {
+                        engine.increment_epoch();
                     }
                 }
             }

@@ -1,4 +1,6 @@
-//! `llm-service:host/runtime`: what only the host knows about the service,
+//! The telemetry capability (the WIT interface `llm-service:host/runtime`,
+//! a name 0.1 keeps): what only the host knows about the service (counters,
+//! latency, background checks, the current model, the handler's settings),
 //! and what handlers report about each generation.
 //!
 //! The state (current model, counters, background check results) lives in
@@ -17,13 +19,13 @@ use wasmtime::component::{HasSelf, Linker};
 
 use self::checks::HealthChecks;
 use self::metrics::Metrics;
-use crate::bindings::llm_service::host::runtime::{self, NamedCount, ServiceStats as Stats};
+use crate::bindings::llm_service::host::runtime::{self, HandlerSettings, NamedCount, ServiceStats as Stats};
 use crate::caps::backend::Backend;
 use crate::caps::cache::ResponseCache;
 
 /// Service-wide facts, shared by every request.
 #[derive(Clone)]
-pub struct ServiceRuntime {
+pub struct Telemetry {
     shared: Arc<Shared>,
 }
 
@@ -34,11 +36,17 @@ struct Shared {
     started: Instant,
     backend: Arc<Backend>,
     cache: Arc<ResponseCache>,
+    handler_settings: HandlerSettings,
 }
 
-impl ServiceRuntime {
-    /// Starts with `model` as the current model.
-    pub fn new(model: &str, backend: Arc<Backend>, cache: Arc<ResponseCache>) -> Self {
+impl Telemetry {
+    /// Starts with `model` as the current model; handlers get `handler_settings`.
+    pub fn new(
+        model: &str,
+        backend: Arc<Backend>,
+        cache: Arc<ResponseCache>,
+        handler_settings: HandlerSettings,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 current_model: RwLock::new(Arc::from(model)),
@@ -47,6 +55,7 @@ impl ServiceRuntime {
                 started: Instant::now(),
                 backend,
                 cache,
+                handler_settings,
             }),
         }
     }
@@ -63,6 +72,11 @@ impl ServiceRuntime {
         let previous = std::mem::replace(&mut *current, Arc::from(model));
         tracing::info!(cap = "runtime", %previous, current = model, "current model switched");
         previous
+    }
+
+    /// The handler's settings, as validated at start-up.
+    pub fn handler_settings(&self) -> &HandlerSettings {
+        &self.shared.handler_settings
     }
 
     /// The counters.
@@ -108,14 +122,14 @@ impl ServiceRuntime {
 
     /// The per-request view for a request with `request_id`, served by
     /// the handler version tagged `handler_version`.
-    pub fn for_request(&self, request_id: Arc<str>, handler_version: Arc<str>) -> RequestRuntime {
-        RequestRuntime { service: self.clone(), request_id, handler_version }
+    pub fn for_request(&self, request_id: Arc<str>, handler_version: Arc<str>) -> RequestTelemetry {
+        RequestTelemetry { service: self.clone(), request_id, handler_version }
     }
 }
 
 /// One request's view: the service plus what its log lines name.
-pub struct RequestRuntime {
-    service: ServiceRuntime,
+pub struct RequestTelemetry {
+    service: Telemetry,
     request_id: Arc<str>,
     handler_version: Arc<str>,
 }
@@ -123,7 +137,7 @@ pub struct RequestRuntime {
 /// Adds the interface to `linker`; `get` finds the view in a store's data.
 pub fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut RequestRuntime,
+    get: fn(&mut T) -> &mut RequestTelemetry,
 ) -> wasmtime::Result<()> {
-    runtime::add_to_linker::<T, HasSelf<RequestRuntime>>(linker, get)
+    runtime::add_to_linker::<T, HasSelf<RequestTelemetry>>(linker, get)
 }

@@ -1,12 +1,12 @@
-//! The generated `Host` trait, answered from [`ServiceRuntime`].
+//! The generated `Host` trait, answered from [`Telemetry`].
 
-use super::RequestRuntime;
+use super::RequestTelemetry;
 use super::checks::DependencyStatus as Checked;
 use crate::bindings::llm_service::host::runtime::{
-    DependencyStatus, GenerationReport, Host, ServiceStats as Stats,
+    DependencyStatus, GenerationReport, HandlerSettings, Host, ServiceStats as Stats,
 };
 
-impl Host for RequestRuntime {
+impl Host for RequestTelemetry {
     fn current_model(&mut self) -> String {
         self.service.current_model().to_string()
     }
@@ -22,6 +22,10 @@ impl Host for RequestRuntime {
             Checked::Slow => DependencyStatus::Slow,
             Checked::Down => DependencyStatus::Down,
         }
+    }
+
+    fn settings(&mut self) -> HandlerSettings {
+        self.service.handler_settings().clone()
     }
 
     fn stats(&mut self) -> Stats {

@@ -4,10 +4,10 @@
 
 use std::fmt::Write;
 
-use super::ServiceRuntime;
+use super::Telemetry;
 
 /// Renders every metric.
-pub fn render(runtime: &ServiceRuntime) -> String {
+pub fn render(runtime: &Telemetry) -> String {
     let metrics = runtime.metrics();
     let mut out = String::new();
     let stats = runtime.stats();

@@ -1,0 +1,31 @@
+//! What the cache holds for a generation: the answer in a neutral form,
+//! rendered afresh (as JSON, an NDJSON line or a batch item) each time it
+//! is served. Its freshness and age are the host's to judge.
+
+use serde::{Deserialize, Serialize};
+
+/// A finished answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    pub response: String,
+    /// The model that answered.
+    pub model: String,
+    pub tokens_generated: u64,
+    /// The temperature it was generated at.
+    pub temperature: f64,
+    /// SHA-256 of the client's prompt.
+    pub prompt_hash: String,
+}
+
+impl Stored {
+    /// The bytes stored and handed to followers.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads stored bytes; `None` if they are not an answer (another
+    /// handler's format, say), which counts as a miss.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
