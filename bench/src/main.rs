@@ -24,6 +24,9 @@ struct Args {
     /// The handler the hot-swap row uploads (default: the build's, beside the binary).
     #[arg(long)]
     handler: Option<PathBuf>,
+    /// The prompt plugin the plugin row loads (default: the build's `peter`, beside the binary).
+    #[arg(long)]
+    plugin: Option<PathBuf>,
     /// Seconds each throughput row is measured.
     #[arg(long, default_value_t = 15.0)]
     seconds: f64,
@@ -40,14 +43,15 @@ struct Args {
 
 impl Args {
     fn plan(&self) -> Plan {
-        let handler = self.handler.clone().unwrap_or_else(|| {
-            let target = self.service.parent().and_then(|profile| profile.parent()).unwrap_or(&self.service);
-            target.join("wasm-components/wasm32-wasip2/release/handler.wasm")
-        });
+        let target = self.service.parent().and_then(|profile| profile.parent()).unwrap_or(&self.service);
+        let built = |name: &str| target.join("wasm-components/wasm32-wasip2/release").join(name);
+        let handler = self.handler.clone().unwrap_or_else(|| built("handler.wasm"));
+        let plugin = self.plugin.clone().unwrap_or_else(|| built("peter.wasm"));
         let smoke = self.smoke;
         Plan {
             binary: self.service.clone(),
             handler,
+            plugin,
             duration: if smoke { Duration::from_millis(500) } else { Duration::from_secs_f64(self.seconds) },
             warmup: if smoke { Duration::from_millis(100) } else { Duration::from_secs(2) },
             connections: self.connections,
@@ -82,6 +86,9 @@ fn main() -> anyhow::Result<()> {
     rows.push(scenarios::hot_swap(&plan, &work, &runtime)?);
     eprintln!("bench: row 8 (cold start)");
     rows.push(scenarios::cold_start(&plan, &work)?);
+    eprintln!("bench: row 9 (L1 hit through a prompt plugin)");
+    let without_plugin = rows[2].throughput;
+    rows.push(scenarios::plugin_hit(&plan, &work, &runtime, without_plugin)?);
     println!("{}", table(&rows, &plan));
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

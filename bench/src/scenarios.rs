@@ -29,6 +29,8 @@ pub struct Plan {
     pub binary: PathBuf,
     /// The handler component the hot-swap row uploads.
     pub handler: PathBuf,
+    /// The prompt plugin (serving "peter") the plugin row loads.
+    pub plugin: PathBuf,
     /// Measured time per throughput row.
     pub duration: Duration,
     /// Unmeasured time before it.
@@ -306,4 +308,35 @@ pub fn cold_start(plan: &Plan, work: &Path) -> anyhow::Result<Row> {
             warm.as_secs_f64() * 1000.0
         ),
     })
+}
+
+/// Row 9: row 3's hit with a prompt plugin serving its character; the
+/// notes say what the plugin costs against `without_plugin` (row 3).
+pub fn plugin_hit(
+    plan: &Plan,
+    work: &Path,
+    runtime: &Runtime,
+    without_plugin: Option<f64>,
+) -> anyhow::Result<Row> {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let plugins = scratch_directory("plugins")?;
+    std::fs::copy(&plan.plugin, plugins.join("peter.wasm"))?;
+    let mut settings = settings(&ollama, &work.join("compiled"));
+    settings.push(("PLUGINS_DIR", plugins.display().to_string()));
+    let service = ServiceProcess::start(&plan.binary, &settings, &work.join("plugin.log"))?;
+    let hit = Target::post(service.addr, "/generate", &cached_request());
+    let report = runtime.block_on(async {
+        once(&hit).await?;
+        let (head, _) = once(&hit).await?;
+        let cached = head.headers.get("x-cache").is_some_and(|value| value == "HIT");
+        anyhow::ensure!(cached, "the warm-up request through the plugin was not cached");
+        anyhow::Ok(load::fixed_concurrency(&hit, plan.connections, plan.warmup, plan.duration).await)
+    })?;
+    anyhow::ensure!(
+        ollama.generate_requests().iter().any(|sent| sent["system"].is_string()),
+        "the plugin never ran"
+    );
+    let cost = without_plugin
+        .map_or(String::new(), |plain| format!("{:.2}x the cost of row 3", plain / report.throughput()));
+    Ok(Row::from_report("/generate cache hit (L1) through a prompt plugin", &report, cost))
 }

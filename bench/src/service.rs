@@ -33,6 +33,13 @@ impl ServiceProcess {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin_port));
         let mut command = Command::new(binary);
+        // Only what the row sets: a shell's BACKEND_BASE_URL must not steer the bench.
+        command.env_clear();
+        for inherited in llm_service_test_support::INHERITED_VARIABLES {
+            if let Some(value) = std::env::var_os(inherited) {
+                command.env(inherited, value);
+            }
+        }
         command
             .env("LLM_SERVICE_PORT", port.to_string())
             .env("LLM_SERVICE_BIND", "127.0.0.1")

@@ -52,6 +52,7 @@ struct State {
     models: Mutex<Vec<String>>,
     latency: Mutex<Duration>,
     token_delay: Mutex<Duration>,
+    reply: Mutex<Option<String>>,
     faults: Mutex<VecDeque<Fault>>,
     recorded: Mutex<Vec<Recorded>>,
     generating: AtomicUsize,
@@ -87,6 +88,12 @@ impl FakeOllama {
     /// Waits this long before answering any generation.
     pub fn set_latency(&self, latency: Duration) {
         *self.state.latency.lock().unwrap() = latency;
+    }
+
+    /// Answers every generation with `reply`'s words instead of the
+    /// prompt's (`None`: the prompt's again).
+    pub fn set_reply(&self, reply: Option<&str>) {
+        *self.state.reply.lock().unwrap() = reply.map(str::to_string);
     }
 
     /// Waits this long between streamed tokens (and per token when whole).
@@ -204,6 +211,9 @@ async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<
 async fn generate(state: Arc<State>, body: Value, models: Vec<String>) -> Result<Reply, DropConnection> {
     let open = Open::new(state.clone());
     let fault = state.faults.lock().unwrap().pop_front();
+    // A failing answer takes as long as a good one would to start.
+    let latency = *state.latency.lock().unwrap();
+    tokio::time::sleep(latency).await;
     match fault {
         Some(Fault::Status(status)) => {
             return Ok(json_reply(status, json!({"error": format!("fault: status {status}")})));
@@ -212,16 +222,14 @@ async fn generate(state: Arc<State>, body: Value, models: Vec<String>) -> Result
         Some(Fault::Hang) => std::future::pending::<()>().await,
         None => {}
     }
-    let latency = *state.latency.lock().unwrap();
-    tokio::time::sleep(latency).await;
     let model = body["model"].as_str().unwrap_or_default().to_string();
     if !models.contains(&model) {
         return Ok(json_reply(404, json!({"error": format!("model '{model}' not found")})));
     }
     let limit = body["options"]["num_predict"].as_u64().unwrap_or(128) as usize;
-    let tokens: Vec<String> = body["prompt"]
-        .as_str()
-        .unwrap_or_default()
+    let reply = state.reply.lock().unwrap().clone();
+    let text = reply.unwrap_or_else(|| body["prompt"].as_str().unwrap_or_default().to_string());
+    let tokens: Vec<String> = text
         .split_whitespace()
         .take(limit)
         .enumerate()

@@ -5,6 +5,7 @@
 //! always for an event under a deadline, never a sleep.
 
 pub mod fake_ollama;
+pub mod ndjson;
 pub mod redis_server;
 pub mod small_model;
 
@@ -18,26 +19,10 @@ use std::time::{Duration, Instant};
 /// How long the service may take to compile its component and listen.
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Environment variables the service reads (plus RUST_LOG); cleared so the
-/// caller's shell cannot leak settings into a test.
-pub const SERVICE_VARIABLES: &[&str] = &[
-    "LLM_SERVICE_PORT",
-    "LLM_SERVICE_BIND",
-    "OLLAMA_BASE_URL",
-    "OLLAMA_MODEL",
-    "REDIS_URL",
-    "LLM_RESPONSE_CACHE_TTL",
-    "MAX_CONCURRENT_REQUESTS",
-    "REQUEST_TIMEOUT",
-    "CACHE_MAX_SIZE",
-    "MAX_BODY_BYTES",
-    "MAX_IN_FLIGHT",
-    "MAX_INSTANCE_MEMORY",
-    "SHUTDOWN_GRACE_PERIOD",
-    "LLM_SERVICE_COMPONENT",
-    "LOG_FORMAT",
-    "RUST_LOG",
-];
+/// The only variables a test's service inherits from the shell running the
+/// tests; everything else it gets is what the test sets, so a developer's
+/// BACKEND_BASE_URL or ADMIN_TOKEN never reaches a test.
+pub const INHERITED_VARIABLES: &[&str] = &["PATH", "HOME", "RUST_LOG"];
 
 /// The log lines a running service has written (stderr, JSON).
 #[derive(Default)]
@@ -62,8 +47,11 @@ impl Service {
     /// A builder for the binary at `binary` (pass `env!("CARGO_BIN_EXE_llm-service")`).
     pub fn builder(binary: impl AsRef<Path>) -> ServiceBuilder {
         let mut command = Command::new(binary.as_ref());
-        for variable in SERVICE_VARIABLES {
-            command.env_remove(variable);
+        command.env_clear();
+        for variable in INHERITED_VARIABLES {
+            if let Some(value) = std::env::var_os(variable) {
+                command.env(variable, value);
+            }
         }
         command
             .env("LLM_SERVICE_PORT", "0")
