@@ -16,6 +16,7 @@ const ARTIFACTS: &[(&str, &str)] = &[
     ("misbehave", "LLM_SERVICE_TEST_PROGRAM_MISBEHAVE"),
     ("sick", "LLM_SERVICE_TEST_PROGRAM_SICK"),
     ("command", "LLM_SERVICE_TEST_PROGRAM_COMMAND"),
+    ("first_protocol", "LLM_SERVICE_TEST_PROGRAM_FIRST_PROTOCOL"),
     ("peter", "LLM_SERVICE_PLUGIN_PETER"),
     ("tidy", "LLM_SERVICE_PLUGIN_TIDY"),
     ("plugin_faulty", "LLM_SERVICE_TEST_PROGRAM_PLUGIN_FAULTY"),
