@@ -15,6 +15,7 @@ pub mod config;
 pub mod guest;
 pub mod handler_settings;
 pub mod logging;
+pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod watch;

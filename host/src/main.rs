@@ -77,13 +77,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (component, sha256) = (handler.source_name().to_string(), handler.sha256().to_string());
     let versions = Arc::new(HandlerVersions::new(handler, bytes.len(), config.admin.keep_versions));
 
-    let cache = Arc::new(ResponseCache::new(&config.cache)?);
-    let backend = Arc::new(Backend::new(&config.backend));
+    // One registry: each capability registers its own metrics in it.
+    let registry = prometheus::Registry::new();
+    let cache = Arc::new(ResponseCache::new(&config.cache, &registry)?);
+    let backend = Arc::new(Backend::new(&config.backend, &registry));
     let telemetry = Telemetry::new(
         &config.backend.ollama_model,
         backend.clone(),
         cache.clone(),
         config.handler_settings(),
+        &registry,
     );
     let _checks = telemetry.checks().start(
         CheckSettings {

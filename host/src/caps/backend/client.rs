@@ -8,7 +8,6 @@
 //! statuses are returned as they are.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -51,12 +50,17 @@ pub struct ClientSettings {
 pub struct BackendClient {
     client: Client<HttpConnector<AllowlistResolver>, Full<Bytes>>,
     settings: ClientSettings,
-    retries: AtomicU64,
+    retries: prometheus::IntCounter,
 }
 
 impl BackendClient {
-    /// A client that connects only through `resolver`.
-    pub fn new(resolver: AllowlistResolver, settings: ClientSettings) -> Self {
+    /// A client that connects only through `resolver`, counting its retries
+    /// in `retries`.
+    pub fn new(
+        resolver: AllowlistResolver,
+        settings: ClientSettings,
+        retries: prometheus::IntCounter,
+    ) -> Self {
         let mut connector = HttpConnector::new_with_resolver(resolver);
         connector.set_connect_timeout(Some(settings.connect_timeout));
         connector.set_nodelay(true);
@@ -64,12 +68,12 @@ impl BackendClient {
             .pool_max_idle_per_host(settings.max_idle_connections)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
-        Self { client, settings, retries: AtomicU64::new(0) }
+        Self { client, settings, retries }
     }
 
     /// Retries made since start.
     pub fn retries_total(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
+        self.retries.get()
     }
 
     /// Sends `parts` + `body`, retrying as the module says. The answer's body
@@ -99,7 +103,7 @@ impl BackendClient {
                 return Ok(response.map(|body| GuardedBody::new(body, timeout, permit)));
             }
             attempt += 1;
-            self.retries.fetch_add(1, Ordering::Relaxed);
+            self.retries.inc();
             let reason = match &outcome {
                 Ok(response) => format!("status {}", response.status().as_u16()),
                 Err(error) => error.to_string(),

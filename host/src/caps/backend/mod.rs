@@ -29,6 +29,7 @@ use self::client::ClientSettings;
 use self::config::BackendConfig;
 pub use self::limiter::GenerationLimiter;
 use self::limiter::LimitError;
+use crate::registry::counter;
 
 /// Time left to the component after its backend calls' deadline.
 const RESPONSE_MARGIN: Duration = Duration::from_millis(250);
@@ -42,8 +43,9 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Parses the policy and builds the pooled client from `config`.
-    pub fn new(config: &BackendConfig) -> Self {
+    /// Parses the policy and builds the pooled client from `config`; its
+    /// retry count joins the service's metrics in `registry`.
+    pub fn new(config: &BackendConfig, registry: &prometheus::Registry) -> Self {
         let allowlist = Arc::new(Allowlist::for_base_url(config.base_url()));
         let client = BackendClient::new(
             AllowlistResolver::new(allowlist.clone()),
@@ -53,6 +55,7 @@ impl Backend {
                 read_timeout: Duration::from_secs(config.read_timeout_s),
                 retry_attempts: config.retry_attempts,
             },
+            counter(registry, "llm_service_backend_retries_total", "Backend requests retried."),
         );
         let limiter = GenerationLimiter::new(config.max_concurrent_requests, config.max_queued_generations);
         Self { allowlist, client, limiter }

@@ -23,7 +23,7 @@ pub mod stamped;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,6 +35,7 @@ pub use self::host::{CacheView, Flight, Follow, Lead, add_to_linker};
 use self::memory::MemoryTier;
 use self::redis::RedisTier;
 use self::stamped::{Stamped, now_ms};
+use crate::registry::counter;
 
 /// Longest key accepted.
 const MAX_KEY_BYTES: usize = 1024;
@@ -153,12 +154,13 @@ pub struct ResponseCache {
     flights: Arc<FlightTable>,
     max_value_bytes: u64,
     shared_up: AtomicBool,
-    errors: AtomicU64,
+    errors: prometheus::IntCounter,
 }
 
 impl ResponseCache {
-    /// Builds both tiers from `config`; KeyDB is connected lazily.
-    pub fn new(config: &CacheConfig) -> Result<Self, CacheError> {
+    /// Builds both tiers from `config`; KeyDB is connected lazily. Its
+    /// error count joins the service's metrics in `registry`.
+    pub fn new(config: &CacheConfig, registry: &prometheus::Registry) -> Result<Self, CacheError> {
         let shared: Box<dyn SharedTier> = match &config.redis_url {
             Some(url) => Box::new(
                 RedisTier::new(url, config.redis_timeout())
@@ -172,7 +174,7 @@ impl ResponseCache {
             flights: Arc::default(),
             max_value_bytes: config.cache_max_value_bytes,
             shared_up: AtomicBool::new(true),
-            errors: AtomicU64::new(0),
+            errors: counter(registry, "llm_service_cache_errors_total", "Failed calls to the shared cache."),
         })
     }
 
@@ -330,7 +332,7 @@ impl ResponseCache {
 
     /// KeyDB errors since start.
     pub fn errors_total(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.errors.get()
     }
 
     /// The single-flight table.
@@ -348,7 +350,7 @@ impl ResponseCache {
                 Ok(value)
             }
             Err(TierError(reason)) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.errors.inc();
                 if self.shared_up.swap(false, Ordering::AcqRel) {
                     tracing::warn!(cap = "cache", error = %reason, "shared cache unavailable; serving without it until it returns");
                 }

@@ -1,14 +1,20 @@
-//! What the host counts: requests by endpoint and status, latency (a
-//! Prometheus histogram plus an HdrHistogram for percentiles), requests in
-//! flight, and what handlers report per generation (cache hits and misses,
-//! tokens, characters, failures by kind). Recording never blocks on I/O.
+//! What the host counts, in the service's one Prometheus registry: requests
+//! by endpoint and status, latency (a Prometheus histogram, plus an
+//! HdrHistogram for the JSON percentiles), requests in flight, and what
+//! handlers report per generation (cache hits and misses, tokens,
+//! characters, failures by kind). Every capability registers its own
+//! metrics in the same [`Registry`] (the cache its errors, the backend its
+//! retries); one encoder renders them all. Recording never blocks on I/O.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use prometheus::core::Collector;
+use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::registry::{counter, registered};
 
 /// Upper bounds (seconds) of the latency histogram's buckets: from a cache
 /// hit (well under a millisecond) to a long generation.
@@ -30,37 +36,29 @@ const KNOWN_ENDPOINTS: &[&str] = &[
 /// Latencies recorded by the percentile histogram: 1 µs to 1 hour.
 const HDR_MAX_US: u64 = 3_600_000_000;
 
-/// The service's counters.
-pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    in_flight: AtomicI64,
-    buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
-    latency_sum_us: AtomicU64,
-    latency_count: AtomicU64,
-    percentiles: Mutex<Histogram<u64>>,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
-    tokens: AtomicU64,
-    errors: Mutex<BTreeMap<String, u64>>,
-    characters: Mutex<BTreeMap<String, u64>>,
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric name"))
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            requests: Mutex::default(),
-            in_flight: AtomicI64::new(0),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            latency_sum_us: AtomicU64::new(0),
-            latency_count: AtomicU64::new(0),
-            percentiles: Mutex::new(Histogram::new_with_bounds(1, HDR_MAX_US, 2).expect("valid bounds")),
-            cache_hits: AtomicU64::new(0),
-            cache_misses: AtomicU64::new(0),
-            tokens: AtomicU64::new(0),
-            errors: Mutex::default(),
-            characters: Mutex::default(),
-        }
-    }
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    registered(registry, IntGauge::new(name, help).expect("a valid metric name"))
+}
+
+/// The telemetry capability's own metrics.
+pub struct Metrics {
+    requests: IntCounterVec,
+    latency: prometheus::Histogram,
+    in_flight: IntGauge,
+    percentiles: Mutex<Histogram<u64>>,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    tokens: IntCounter,
+    errors: IntCounterVec,
+    characters: IntCounterVec,
+    /// Set when rendered.
+    pub(super) uptime_s: IntGauge,
+    /// Set when rendered.
+    pub(super) resident_memory_bytes: IntGauge,
 }
 
 /// A request counted as in flight until dropped.
@@ -68,35 +66,71 @@ pub struct InFlight<'a>(&'a Metrics);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.dec();
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
-}
-
 impl Metrics {
+    /// The metrics, registered in `registry`.
+    pub fn register(registry: &Registry) -> Self {
+        let latency =
+            HistogramOpts::new("llm_service_request_duration_seconds", "Time to the response head.")
+                .buckets(LATENCY_BUCKETS_S.to_vec());
+        Self {
+            requests: counter_vec(
+                registry,
+                "llm_service_requests_total",
+                "Requests answered, by endpoint and status.",
+                &["endpoint", "status"],
+            ),
+            latency: registered(registry, prometheus::Histogram::with_opts(latency).expect("valid buckets")),
+            in_flight: gauge(registry, "llm_service_requests_in_flight", "Requests in the service now."),
+            percentiles: Mutex::new(Histogram::new_with_bounds(1, HDR_MAX_US, 2).expect("valid bounds")),
+            cache_hits: counter(
+                registry,
+                "llm_service_cache_hits_total",
+                "Generations answered from the cache.",
+            ),
+            cache_misses: counter(
+                registry,
+                "llm_service_cache_misses_total",
+                "Generations not answered from the cache.",
+            ),
+            tokens: counter(registry, "llm_service_tokens_generated_total", "Tokens the backend generated."),
+            errors: counter_vec(
+                registry,
+                "llm_service_generation_errors_total",
+                "Failed generations, by kind.",
+                &["kind"],
+            ),
+            characters: counter_vec(
+                registry,
+                "llm_service_generations_total",
+                "Successful generations, by character.",
+                &["character"],
+            ),
+            uptime_s: gauge(registry, "llm_service_uptime_seconds", "Seconds since start."),
+            resident_memory_bytes: gauge(
+                registry,
+                "llm_service_resident_memory_bytes",
+                "Resident memory of the process.",
+            ),
+        }
+    }
+
     /// Counts a request as in flight while the guard lives.
     pub fn enter(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.inc();
         InFlight(self)
     }
 
     /// Records a finished request (time to its response head).
     pub fn record_request(&self, path: &str, status: u16, latency: Duration) {
         let endpoint = KNOWN_ENDPOINTS.iter().copied().find(|known| *known == path).unwrap_or("other");
-        *lock(&self.requests).entry((endpoint, status)).or_default() += 1;
-        let seconds = latency.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS_S.iter().zip(&self.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.requests.with_label_values(&[endpoint, status.to_string().as_str()]).inc();
+        self.latency.observe(latency.as_secs_f64());
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, HDR_MAX_US);
-        self.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        let _ = lock(&self.percentiles).record(micros);
+        let _ = self.percentiles.lock().unwrap_or_else(|poison| poison.into_inner()).record(micros);
     }
 
     /// Records what a handler reported about a generation.
@@ -108,49 +142,43 @@ impl Metrics {
         error_kind: Option<&str>,
     ) {
         if let Some(kind) = error_kind {
-            *lock(&self.errors).entry(kind.to_string()).or_default() += 1;
+            self.errors.with_label_values(&[kind]).inc();
             return;
         }
         if cache_hit {
-            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.cache_hits.inc();
         } else {
-            self.cache_misses.fetch_add(1, Ordering::Relaxed);
+            self.cache_misses.inc();
             // Only tokens the backend generated now; a hit generated none.
-            self.tokens.fetch_add(tokens, Ordering::Relaxed);
+            self.tokens.inc_by(tokens);
         }
-        let character = character.unwrap_or("default").to_string();
-        *lock(&self.characters).entry(character).or_default() += 1;
+        self.characters.with_label_values(&[character.unwrap_or("default")]).inc();
     }
 
     /// Requests by (endpoint, status).
-    pub fn requests(&self) -> BTreeMap<(&'static str, u16), u64> {
-        lock(&self.requests).clone()
+    pub fn requests(&self) -> BTreeMap<(String, u16), u64> {
+        by_labels(&self.requests)
+            .into_iter()
+            .map(|(labels, count)| {
+                let status = labels.get(1).and_then(|status| status.parse().ok()).unwrap_or(0);
+                ((labels.first().cloned().unwrap_or_default(), status), count)
+            })
+            .collect()
     }
 
     /// All requests counted.
     pub fn requests_total(&self) -> u64 {
-        lock(&self.requests).values().sum()
+        by_labels(&self.requests).values().sum()
     }
 
     /// Requests in the service now.
     pub fn in_flight(&self) -> u32 {
-        u32::try_from(self.in_flight.load(Ordering::Relaxed).max(0)).unwrap_or(u32::MAX)
-    }
-
-    /// Cumulative bucket counts, their sum (seconds) and count.
-    pub fn latency_histogram(&self) -> (Vec<(f64, u64)>, f64, u64) {
-        let buckets = LATENCY_BUCKETS_S
-            .iter()
-            .zip(&self.buckets)
-            .map(|(bound, count)| (*bound, count.load(Ordering::Relaxed)))
-            .collect();
-        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        (buckets, sum, self.latency_count.load(Ordering::Relaxed))
+        u32::try_from(self.in_flight.get().max(0)).unwrap_or(u32::MAX)
     }
 
     /// Mean, p50, p95 and p99 latency in seconds (0 before any request).
     pub fn latency_summary(&self) -> [f64; 4] {
-        let histogram = lock(&self.percentiles);
+        let histogram = self.percentiles.lock().unwrap_or_else(|poison| poison.into_inner());
         if histogram.is_empty() {
             return [0.0; 4];
         }
@@ -165,22 +193,35 @@ impl Metrics {
 
     /// (cache hits, cache misses, tokens generated).
     pub fn generation_totals(&self) -> (u64, u64, u64) {
-        (
-            self.cache_hits.load(Ordering::Relaxed),
-            self.cache_misses.load(Ordering::Relaxed),
-            self.tokens.load(Ordering::Relaxed),
-        )
+        (self.cache_hits.get(), self.cache_misses.get(), self.tokens.get())
     }
 
     /// Failed generations by kind.
     pub fn errors(&self) -> BTreeMap<String, u64> {
-        lock(&self.errors).clone()
+        first_label(&self.errors)
     }
 
     /// Generations by character.
     pub fn characters(&self) -> BTreeMap<String, u64> {
-        lock(&self.characters).clone()
+        first_label(&self.characters)
     }
+}
+
+/// Every series of `counters`: its label values, in order, and its count.
+fn by_labels(counters: &IntCounterVec) -> BTreeMap<Vec<String>, u64> {
+    counters
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|metric| {
+            let labels = metric.get_label().iter().map(|pair| pair.value().to_string()).collect();
+            (labels, metric.get_counter().get_value() as u64)
+        })
+        .collect()
+}
+
+fn first_label(counters: &IntCounterVec) -> BTreeMap<String, u64> {
+    by_labels(counters).into_iter().map(|(mut labels, count)| (labels.swap_remove(0), count)).collect()
 }
 
 /// Resident memory of this process (VmRSS from /proc; 0 where there is none).
@@ -199,23 +240,24 @@ mod tests {
 
     #[test]
     fn unknown_paths_share_one_label() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::register(&Registry::new());
         metrics.record_request("/generate", 200, Duration::from_millis(3));
         metrics.record_request("/wp-admin", 404, Duration::from_millis(1));
         metrics.record_request("/.env", 404, Duration::from_millis(1));
         let requests = metrics.requests();
-        assert_eq!(requests.get(&("other", 404)), Some(&2));
+        assert_eq!(requests.get(&("other".to_string(), 404)), Some(&2));
         assert_eq!(metrics.requests_total(), 3);
     }
 
     #[test]
-    fn buckets_are_cumulative() {
-        let metrics = Metrics::default();
+    fn the_rendered_histogram_is_cumulative() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry);
         metrics.record_request("/health", 200, Duration::from_micros(300));
         metrics.record_request("/health", 200, Duration::from_millis(30));
-        let (buckets, _, count) = metrics.latency_histogram();
-        assert_eq!(count, 2);
-        assert_eq!(buckets[0], (0.0005, 1));
-        assert_eq!(buckets.last().unwrap().1, 2);
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        assert!(text.contains("llm_service_request_duration_seconds_bucket{le=\"0.0005\"} 1"), "{text}");
+        assert!(text.contains("llm_service_request_duration_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
+        assert!(text.contains("llm_service_request_duration_seconds_count 2"), "{text}");
     }
 }

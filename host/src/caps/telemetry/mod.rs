@@ -37,25 +37,29 @@ struct Shared {
     backend: Arc<Backend>,
     cache: Arc<ResponseCache>,
     handler_settings: HandlerSettings,
+    registry: ::prometheus::Registry,
 }
 
 impl Telemetry {
-    /// Starts with `model` as the current model; handlers get `handler_settings`.
+    /// Starts with `model` as the current model; handlers get
+    /// `handler_settings`. Its metrics join the others in `registry`.
     pub fn new(
         model: &str,
         backend: Arc<Backend>,
         cache: Arc<ResponseCache>,
         handler_settings: HandlerSettings,
+        registry: &::prometheus::Registry,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 current_model: RwLock::new(Arc::from(model)),
-                metrics: Metrics::default(),
+                metrics: Metrics::register(registry),
                 checks: Arc::default(),
                 started: Instant::now(),
                 backend,
                 cache,
                 handler_settings,
+                registry: registry.clone(),
             }),
         }
     }
@@ -77,6 +81,16 @@ impl Telemetry {
     /// The handler's settings, as validated at start-up.
     pub fn handler_settings(&self) -> &HandlerSettings {
         &self.shared.handler_settings
+    }
+
+    /// The registry every capability's metrics are in.
+    pub fn registry(&self) -> &::prometheus::Registry {
+        &self.shared.registry
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.shared.started.elapsed()
     }
 
     /// The counters.
