@@ -19,17 +19,19 @@
 //!   followers alike (a follower judges the failure its leader crashed
 //!   with), as long as no chunk of the answer went out.
 //! - Fallbacks: the request's models in order, on the failures
-//!   [`worth_a_fallback`]; an answer from a fallback is handed to followers
+//!   [`calls::worth_a_fallback`]; an answer from a fallback is handed to followers
 //!   but never stored under the request's key.
 //! - A follower whose leader went away tries again (up to [`MAX_JOINS`]
 //!   lookups), then generates without a flight.
 
+mod calls;
 pub mod host;
 #[cfg(test)]
 mod tests;
 
+use self::calls::{complete_whole, generation, open_stream};
 use self::host::{Cached, FlightEvent, Follow, Found, Host, Lead, Lookup, Pending, TextSource};
-use crate::backend::{Generation, Kind, StreamEvent};
+use crate::backend::{Kind, StreamEvent};
 use crate::error::ApiError;
 use crate::key::{key, prompt_hash};
 use crate::request::{GenerateRequest, Prepared};
@@ -395,80 +397,4 @@ fn stand_in(stale: Option<Cached>, error: ApiError) -> Outcome {
         }
         _ => Err(error),
     }
-}
-
-/// Whether another model may do better: not for overload or timeouts, where
-/// trying again would only add load or overrun the deadline.
-pub fn worth_a_fallback(error: &ApiError) -> bool {
-    matches!(
-        error,
-        ApiError::ModelNotFound { .. } | ApiError::Unavailable { .. } | ApiError::BadGateway { .. }
-    )
-}
-
-fn generation<'a>(prepared: &'a Prepared, model: &'a str) -> Generation<'a> {
-    Generation {
-        model,
-        system: prepared.system.as_deref(),
-        prompt: &prepared.prompt,
-        settings: &prepared.settings,
-    }
-}
-
-/// Finishes a whole generation whose first attempt is `first`, trying the
-/// fallback models after it: the text, tokens and the answering model's
-/// index; if all fail, the first model's error.
-fn complete_whole<H: Host>(
-    ctx: &Ctx<'_, H>,
-    prepared: &Prepared,
-    first: Result<Box<dyn Pending>, ApiError>,
-) -> Result<(String, u64, usize), ApiError> {
-    let mut first = Some(first);
-    let mut first_error = None;
-    for (index, model) in ctx.request.models.iter().enumerate() {
-        let attempt = first.take().unwrap_or_else(|| ctx.host.start(&generation(prepared, model), false));
-        match attempt.and_then(|pending| pending.open()).and_then(read_whole) {
-            Ok((text, tokens)) => return Ok((text, tokens, index)),
-            Err(error) if worth_a_fallback(&error) => {
-                first_error.get_or_insert(error);
-            }
-            Err(error) => return Err(first_error.unwrap_or(error)),
-        }
-    }
-    Err(first_error.expect("at least one model was tried"))
-}
-
-fn read_whole(mut source: Box<dyn TextSource>) -> Result<(String, u64), ApiError> {
-    let (mut text, mut pieces) = (String::new(), 0u64);
-    loop {
-        match source.next()? {
-            StreamEvent::Text(piece) => {
-                pieces += 1;
-                text.push_str(&piece);
-            }
-            StreamEvent::Done { tokens_generated } => return Ok((text, tokens_generated.unwrap_or(pieces))),
-            StreamEvent::Skip => {}
-        }
-    }
-}
-
-/// Opens a stream from the first model that answers.
-fn open_stream<H: Host>(
-    ctx: &Ctx<'_, H>,
-    prepared: &Prepared,
-) -> Result<(Box<dyn TextSource>, usize), ApiError> {
-    let mut first_error = None;
-    for (index, model) in ctx.request.models.iter().enumerate() {
-        match ctx.host.start(&generation(prepared, model), true).and_then(|pending| pending.open()) {
-            Ok(source) => return Ok((source, index)),
-            Err(error) => {
-                let fall_back = worth_a_fallback(&error);
-                first_error.get_or_insert(error);
-                if !fall_back {
-                    break;
-                }
-            }
-        }
-    }
-    Err(first_error.expect("at least one model was tried"))
 }

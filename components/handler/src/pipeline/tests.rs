@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::host::{Cached, FlightEvent, Follow, Found, Host, Lead, Lookup, Pending, TextSource};
 use super::*;
+use crate::backend::Generation;
 use crate::request::tests::{config, parsed};
 
 /// What the fake saw, in order.
