@@ -20,7 +20,7 @@ use crate::native::NativeServer;
 use crate::service::{ServiceProcess, scratch_directory};
 
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
-const ADMIN_TOKEN: &str = "bench";
+const ADMIN_TOKEN: &str = "bench-admin-token";
 
 /// How hard and how long to push.
 #[derive(Debug, Clone)]

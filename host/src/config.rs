@@ -20,6 +20,9 @@ pub use crate::caps::cache::config::CacheConfig;
 pub use crate::caps::plugins::config::PluginConfig;
 pub use crate::handler_settings::GenerationConfig;
 
+/// The shortest admin token accepted: a guessable token guards pushing code.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 /// The seed's port.
 pub const DEFAULT_PORT: u16 = 6001;
 /// Listen on every interface, as the seed's container does.
@@ -85,8 +88,8 @@ pub struct Config {
 /// The operator API and the versions it manages.
 #[derive(Debug, Clone, Args)]
 pub struct AdminConfig {
-    /// Bearer token for the admin API; unset, the admin API is off.
-    #[arg(long, env = "ADMIN_TOKEN", value_name = "ADMIN_TOKEN", hide_env_values = true)]
+    /// Bearer token for the admin API (at least 16 characters); unset, the admin API is off.
+    #[arg(long, env = "ADMIN_TOKEN", value_name = "ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
     pub admin_token: Option<String>,
     /// TCP port of the admin API.
     #[arg(long, env = "ADMIN_PORT", value_name = "ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
@@ -144,6 +147,18 @@ pub struct ServerConfig {
     /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", value_name = "SHUTDOWN_GRACE_PERIOD", default_value_t = DEFAULT_SHUTDOWN_GRACE_S)]
     pub shutdown_grace_s: u64,
+}
+
+/// An admin token, refused when shorter than [`MIN_ADMIN_TOKEN_CHARS`]
+/// (an empty one would start an admin API nobody can use).
+fn parse_admin_token(value: &str) -> Result<String, String> {
+    let chars = value.chars().count();
+    if chars < MIN_ADMIN_TOKEN_CHARS {
+        return Err(format!(
+            "an admin token needs at least {MIN_ADMIN_TOKEN_CHARS} characters, this one has {chars} (try: openssl rand -hex 24)"
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// The component runtime.

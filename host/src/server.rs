@@ -123,10 +123,15 @@ impl Service {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
             return response;
         };
-        let request = match self.read_body(request).await {
+        let mut request = match self.read_body(request).await {
             Ok(request) => request,
             Err(response) => return response,
         };
+        // HTTP/1.0 allows a request without Host (HAProxy's default health
+        // check sends one); wasi:http needs an authority, so name ourselves.
+        if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
+            request.headers_mut().insert(header::HOST, HeaderValue::from_static("localhost"));
+        }
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         // The version is loaded once and held to the end of the request.
@@ -134,7 +139,7 @@ impl Service {
         let tag = HeaderValue::from_str(version.tag()).ok();
         let outcome = version
             .component
-            .serve(request, &self.capabilities, request_id, self.request_timeout, permit, slot)
+            .serve(request, &self.capabilities, request_id.clone(), self.request_timeout, permit, slot)
             .await;
         let mut response = match outcome {
             Ok(response) => response,
@@ -146,8 +151,19 @@ impl Service {
                     }
                     _ => None,
                 };
-                tracing::warn!(cap = "handler", %method, %path, handler_version = version.tag(), status = status.as_u16(), %error, guest_output, "request failed in the handler");
-                json_error(status, &error.to_string())
+                tracing::warn!(cap = "handler", %method, %path, %request_id, handler_version = version.tag(), status = status.as_u16(), %error, guest_output, "request failed in the handler");
+                match &error {
+                    // A trap's text is the guest's internals (a wasm
+                    // backtrace): it goes to the log, the client gets the id.
+                    crate::runtime::handler::InvokeError::Trap { .. } => json_response(
+                        status,
+                        &serde_json::json!({
+                            "error": "the handler failed; the service log has the details under this request_id",
+                            "request_id": &*request_id,
+                        }),
+                    ),
+                    _ => json_error(status, &error.to_string()),
+                }
             }
         };
         if let Some(tag) = tag {

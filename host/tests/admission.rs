@@ -88,7 +88,12 @@ fn a_trapping_component_gets_500_and_the_next_request_succeeds() {
     let reply = client.get(&service.url("/trap"));
     assert_eq!(reply.status, 500, "{}", reply.body);
     assert!(reply.json()["error"].as_str().unwrap().contains("handler failed"));
+    assert!(!reply.body.contains("wasm"), "no guest internals reach the client: {}", reply.body);
+    let request_id = reply.json()["request_id"].as_str().unwrap().to_string();
+    assert_eq!(reply.header("x-request-id"), Some(request_id.as_str()));
     let logged = service.wait_for_log(Duration::from_secs(5), |line| line["status"] == 500);
+    assert_eq!(logged["request_id"], request_id.as_str(), "the id finds the log line");
+    assert!(logged["error"].as_str().unwrap_or_default().contains("wasm"), "the log has the trap: {logged}");
     assert!(
         logged["guest_output"].as_str().unwrap_or_default().contains("trapping on purpose"),
         "the guest's panic message is logged: {logged}"

@@ -182,6 +182,10 @@ fn a_keydb_outage_degrades_to_the_model_and_caching_resumes_after_it() {
         .filter(|line| line["message"].as_str().unwrap_or("").starts_with("shared cache unavailable"))
         .count();
     assert_eq!(warnings, 1, "one warning per outage, not per request");
+    let clear = Client::new().send("POST", &service.url("/cache/clear"), b"");
+    assert_eq!(clear.status, 503, "{}", clear.body);
+    let said = clear.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(said.starts_with("the shared cache is unavailable"), "blames the cache, not the model: {said}");
 
     redis.restart();
     let after = json!({"prompt": "after the outage"});

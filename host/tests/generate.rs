@@ -176,6 +176,11 @@ fn a_backend_that_is_down_is_503_with_retry_after() {
         Client::new().send("POST", &service.url("/generate"), json!({"prompt": "hi"}).to_string().as_bytes());
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.header("retry-after"), Some("5"));
+    assert_eq!(
+        reply.json()["error"],
+        format!("the model backend is unavailable: http://127.0.0.1:{closed_port} refused the connection"),
+        "names the backend, in words"
+    );
     let retries = service.logs().iter().filter(|line| line["message"] == "retrying backend request").count();
     assert_eq!(retries, 3, "OLLAMA_RETRY_ATTEMPTS retries before giving up");
 }

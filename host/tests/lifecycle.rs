@@ -9,8 +9,10 @@ const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const MISBEHAVE: &str = env!("LLM_SERVICE_TEST_PROGRAM_MISBEHAVE");
 
 /// Runs the binary with one bad variable; returns (exit code, stderr).
+/// Runs the binary with only `key=value` (and PATH) set.
 fn run_with(key: &str, value: &str) -> (Option<i32>, String) {
-    let output = Command::new(BINARY).env(key, value).output().unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let output = Command::new(BINARY).env_clear().env("PATH", path).env(key, value).output().unwrap();
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -27,6 +29,16 @@ fn a_bad_value_stops_the_start_with_one_line_and_exit_code_2() {
         assert_eq!(code, Some(2), "{key}={value}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{key}={value}: one line, got {stderr:?}");
         assert!(stderr.contains(key) && stderr.contains(value), "{key}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn an_admin_token_under_16_characters_stops_the_start() {
+    for token in ["", "s3cret"] {
+        let (code, stderr) = run_with("ADMIN_TOKEN", token);
+        assert_eq!(code, Some(2), "{token:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line, got {stderr:?}");
+        assert!(stderr.contains("ADMIN_TOKEN") && stderr.contains("at least 16 characters"), "{stderr}");
     }
 }
 

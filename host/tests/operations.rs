@@ -216,3 +216,28 @@ fn log_prompts_lets_the_prompt_into_the_log_line() {
     let line = service.wait_for_log(Duration::from_secs(5), |line| line["message"] == "LLM Request");
     assert_eq!(line["prompt"], "log me please");
 }
+
+#[test]
+fn a_cache_hit_writes_a_debug_line_not_an_info_line() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let quiet = service(&ollama, &[("RUST_LOG", "info")]);
+    let body = json!({"prompt": "asked twice"});
+    assert_eq!(generate(&quiet, &body).header("x-cache"), Some("MISS"));
+    assert_eq!(generate(&quiet, &body).header("x-cache"), Some("HIT"));
+    // A later miss's line comes after anything the hit wrote.
+    generate(&quiet, &json!({"prompt": "asked once"}));
+    quiet.wait_for_log(Duration::from_secs(5), |line| line["prompt_length"] == 10);
+    let lines: Vec<Value> =
+        quiet.logs().into_iter().filter(|line| line["message"] == "LLM Request").collect();
+    assert_eq!(lines.len(), 2, "only the misses have an info line: {lines:?}");
+    assert!(lines.iter().all(|line| line["cache_hit"] == false), "{lines:?}");
+    assert_eq!(Client::new().get(&quiet.url("/metrics")).json()["cache_hits"], 1, "the hit is counted");
+
+    let debug = service(&ollama, &[("RUST_LOG", "info,llm_service::generate=debug")]);
+    generate(&debug, &body);
+    generate(&debug, &body);
+    let hit = debug.wait_for_log(Duration::from_secs(5), |line| {
+        line["message"] == "LLM Request" && line["cache_hit"] == true
+    });
+    assert_eq!(hit["level"], "DEBUG");
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
-const TOKEN: &str = "guide-token";
+const TOKEN: &str = "plugin-guide-token";
 
 /// The shell block between `<!-- guide:NAME -->` and `<!-- /guide:NAME -->`.
 fn guide_block(guide: &str, name: &str) -> String {

@@ -15,7 +15,7 @@ const PETER_V2: &str = env!("LLM_SERVICE_TEST_PROGRAM_PLUGIN_PETER_V2");
 const FAULTY: &str = env!("LLM_SERVICE_TEST_PROGRAM_PLUGIN_FAULTY");
 const OUTBOUND: &str = env!("LLM_SERVICE_TEST_PROGRAM_PLUGIN_OUTBOUND");
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
-const TOKEN: &str = "plugin-admin";
+const TOKEN: &str = "plugin-admin-token";
 const RELOAD_DEADLINE: Duration = Duration::from_secs(20);
 
 /// A service with admin on, watching a fresh PLUGINS_DIR holding `files`.

@@ -28,12 +28,14 @@ fn an_instance_serves_only_its_own_connection_and_never_after_a_failure() {
 #[test]
 fn a_kept_instance_of_a_replaced_handler_is_not_used() {
     const HANDLER: &str = env!("LLM_SERVICE_HANDLER_WASM");
-    let service = Service::builder(BINARY).component(MISBEHAVE).env("ADMIN_TOKEN", "reuse").start();
+    let service =
+        Service::builder(BINARY).component(MISBEHAVE).env("ADMIN_TOKEN", "reuse-admin-token").start();
     let client = Client::new();
     assert_eq!(client.get(&service.url("/count")).body, "1");
     assert_eq!(client.get(&service.url("/count")).body, "2");
 
-    let pushed = service.admin("reuse", "PUT", "/components/handler", &std::fs::read(HANDLER).unwrap());
+    let pushed =
+        service.admin("reuse-admin-token", "PUT", "/components/handler", &std::fs::read(HANDLER).unwrap());
     assert_eq!(pushed.status, 200, "{}", pushed.body);
     let sha256 = pushed.json()["sha256"].as_str().unwrap().to_string();
 

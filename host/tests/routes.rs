@@ -75,3 +75,21 @@ fn startup_line_names_port_component_sha256_and_compile_time() {
     assert!(sha256.bytes().all(|b| b.is_ascii_hexdigit()));
     assert!(line["compile_ms"].is_u64(), "{line}");
 }
+
+#[test]
+fn an_http_1_0_health_check_without_host_is_answered() {
+    use std::io::{Read, Write};
+    let (service, _ollama) = start();
+    let mut socket = std::net::TcpStream::connect(service.addr()).unwrap();
+    // What HAProxy's default `option httpchk` sends.
+    socket.write_all(b"OPTIONS / HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 404") || answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let mut socket = std::net::TcpStream::connect(service.addr()).unwrap();
+    socket.write_all(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"service\":\"llm-service\""), "{answer}");
+}

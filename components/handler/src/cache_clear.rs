@@ -17,9 +17,17 @@ pub fn post(request: &Request) -> Reply {
     let containing = character.map(|character| format!(":{character}:"));
     match cache::clear(KEY_PREFIX, containing.as_deref()) {
         Ok(cleared) => Response::json(200, &json!({ "cleared": cleared })).into(),
-        Err(error) => ApiError::Unavailable { message: format!("the cache could not be cleared: {error:?}") }
-            .response()
-            .into(),
+        Err(error) => ApiError::CacheUnavailable { message: cache_error(&error) }.response().into(),
+    }
+}
+
+/// A cache error in words.
+fn cache_error(error: &cache::Error) -> String {
+    match error {
+        cache::Error::Unavailable(reason)
+        | cache::Error::Other(reason)
+        | cache::Error::InvalidKey(reason) => reason.clone(),
+        cache::Error::TooLarge(bytes) => format!("a value of {bytes} bytes is over the limit"),
     }
 }
 

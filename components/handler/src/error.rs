@@ -40,6 +40,8 @@ pub enum ApiError {
     PluginRefused { plugin: String, message: String },
     /// The character's prompt plugin trapped, overran or misbehaved.
     PluginFailed { plugin: String, message: String },
+    /// The shared cache (KeyDB) could not do what was asked (a clear).
+    CacheUnavailable { message: String },
 }
 
 impl From<serde_json::Error> for ApiError {
@@ -66,6 +68,7 @@ impl ApiError {
             Self::BadGateway { .. } => "backend_error",
             Self::PluginRefused { .. } => "plugin_refused",
             Self::PluginFailed { .. } => "plugin_failed",
+            Self::CacheUnavailable { .. } => "cache_unavailable",
         }
     }
 
@@ -74,7 +77,7 @@ impl ApiError {
         match self {
             Self::Invalid { .. } | Self::MalformedJson { .. } => 400,
             Self::ModelNotFound { .. } => 404,
-            Self::Unavailable { .. } | Self::Busy => 503,
+            Self::Unavailable { .. } | Self::Busy | Self::CacheUnavailable { .. } => 503,
             Self::Timeout => 504,
             Self::BadGateway { .. } | Self::PluginFailed { .. } => 502,
             Self::PluginRefused { .. } => 422,
@@ -97,6 +100,7 @@ impl ApiError {
                 format!("plugin '{plugin}' refused the request: {message}")
             }
             Self::PluginFailed { plugin, message } => format!("plugin '{plugin}' failed: {message}"),
+            Self::CacheUnavailable { message } => format!("the shared cache is unavailable: {message}"),
         }
     }
 
@@ -145,7 +149,9 @@ impl ApiError {
             Self::Invalid { field, message } => (message.clone(), Some(field.clone())),
             Self::MalformedJson { message, .. } => (message.clone(), None),
             Self::ModelNotFound { model } => (String::new(), Some(model.clone())),
-            Self::Unavailable { message } | Self::BadGateway { message } => (message.clone(), None),
+            Self::Unavailable { message }
+            | Self::BadGateway { message }
+            | Self::CacheUnavailable { message } => (message.clone(), None),
             Self::Busy | Self::Timeout => (String::new(), None),
             Self::PluginRefused { plugin, message } | Self::PluginFailed { plugin, message } => {
                 (message.clone(), Some(plugin.clone()))
@@ -174,13 +180,14 @@ impl ApiError {
             "backend_error" => Self::BadGateway { message: detail },
             "plugin_refused" => Self::PluginRefused { plugin: subject(), message: detail },
             "plugin_failed" => Self::PluginFailed { plugin: subject(), message: detail },
+            "cache_unavailable" => Self::CacheUnavailable { message: detail },
             _ => return None,
         })
     }
 
     fn retry_after(&self) -> Option<&'static str> {
         match self {
-            Self::Unavailable { .. } => Some(RETRY_AFTER_UNAVAILABLE_S),
+            Self::Unavailable { .. } | Self::CacheUnavailable { .. } => Some(RETRY_AFTER_UNAVAILABLE_S),
             Self::Busy => Some(RETRY_AFTER_BUSY_S),
             _ => None,
         }
@@ -211,6 +218,7 @@ mod tests {
             ApiError::BadGateway { message: "status 500".into() },
             ApiError::PluginRefused { plugin: "p".into(), message: "no".into() },
             ApiError::PluginFailed { plugin: "p".into(), message: "trap".into() },
+            ApiError::CacheUnavailable { message: "connection refused".into() },
         ] {
             let Parts { kind, detail, subject, .. } = error.parts();
             assert_eq!(ApiError::from_parts(kind, detail, subject), Some(error.clone()));

@@ -98,13 +98,13 @@ fn probe(backend: &Backend, model: &str) -> Result<(Option<Duration>, f64), ApiE
     let mut first_token = None;
     let mut chunks = 0u64;
     let mut tokens = None;
-    while let Some(line) = response.next_line().map_err(crate::backend::map_outbound)? {
+    while let Some(line) = response.next_line().map_err(|error| backend.failed(error))? {
         match backend.stream_event(&line)? {
             StreamEvent::Text(_) => {
                 first_token.get_or_insert_with(|| started.elapsed());
                 chunks += 1;
             }
-            StreamEvent::Done { tokens_generated } => {
+            StreamEvent::Done { tokens_generated, .. } => {
                 tokens = tokens_generated;
                 break;
             }

@@ -78,15 +78,17 @@ fn number_in(value: &Value, field: &str, low: f64, high: f64, low_open: bool) ->
 }
 
 fn integer_in(value: &Value, field: &str, low: i64, high: i64) -> Result<i64, ApiError> {
-    let integer =
-        value.as_i64().ok_or_else(|| ApiError::invalid(field, format!("{field} must be an integer")))?;
-    if !(low..=high).contains(&integer) {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must be between {low} and {high}, got {integer}"),
-        ));
+    let out_of_range =
+        || ApiError::invalid(field, format!("{field} must be between {low} and {high}, got {value}"));
+    match value.as_i64() {
+        Some(integer) if (low..=high).contains(&integer) => Ok(integer),
+        Some(_) => Err(out_of_range()),
+        // A whole number too large for an i64 is out of range, not "not an integer".
+        None if value.as_u64().is_some() || value.as_f64().is_some_and(|number| number.fract() == 0.0) => {
+            Err(out_of_range())
+        }
+        None => Err(ApiError::invalid(field, format!("{field} must be an integer between {low} and {high}"))),
     }
-    Ok(integer)
 }
 
 fn stop_list(value: &Value, field: &str) -> Result<Vec<String>, ApiError> {
@@ -144,11 +146,28 @@ pub mod tests {
             (json!({"max_tokens": 9000}), "settings.max_tokens"),
             (json!({"max_tokens": "5"}), "settings.max_tokens"),
             (json!({"temp": 1}), "settings.temp"),
+            (json!({"seed": 18446744073709551615u64}), "settings.seed"),
+            (json!({"top_k": 1e20}), "settings.top_k"),
         ] {
             match merged(overrides.clone()) {
                 Err(ApiError::Invalid { field: got, .. }) => assert_eq!(got, field, "{overrides}"),
                 other => panic!("{overrides}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn an_out_of_range_whole_number_is_called_out_of_range() {
+        for (overrides, expected) in [
+            (
+                json!({"seed": 18446744073709551615u64}),
+                "settings.seed must be between -9223372036854775808 and 9223372036854775807, got 18446744073709551615",
+            ),
+            (json!({"top_k": 1e20}), "settings.top_k must be between 1 and 1000000, got 1e+20"),
+            (json!({"top_k": 2.5}), "settings.top_k must be an integer between 1 and 1000000"),
+        ] {
+            let Err(error) = merged(overrides.clone()) else { panic!("{overrides} was accepted") };
+            assert_eq!(error.message(), expected, "{overrides}");
         }
     }
 }

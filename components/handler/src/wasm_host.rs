@@ -5,7 +5,7 @@
 use llm_service_sdk::bindings::llm_service::host::cache::{self, Cached as WitCached, Failure};
 use llm_service_sdk::outbound;
 
-use crate::backend::{Backend, Completion, Generation, StreamEvent, map_outbound};
+use crate::backend::{Backend, Completion, Generation, StreamEvent};
 use crate::error::ApiError;
 use crate::pipeline::host::{self, Cached, FlightEvent, Found, Host, Lookup, Pending, TextSource};
 
@@ -128,9 +128,9 @@ impl TextSource for Whole {
             Some(completion) => {
                 let tokens_generated = Some(completion.tokens_generated);
                 self.0 = None;
-                StreamEvent::Done { tokens_generated }
+                StreamEvent::Done { text: String::new(), tokens_generated }
             }
-            None => StreamEvent::Done { tokens_generated: None },
+            None => StreamEvent::Done { text: String::new(), tokens_generated: None },
         })
     }
 }
@@ -146,7 +146,7 @@ impl TextSource for Streamed {
         match self.response.next_line() {
             Ok(Some(line)) => self.backend.stream_event(&line),
             Ok(None) => Err(ApiError::BadGateway { message: "the stream ended before it was done".into() }),
-            Err(error) => Err(map_outbound(error)),
+            Err(error) => Err(self.backend.failed(error)),
         }
     }
 }

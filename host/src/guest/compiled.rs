@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// Every WebAssembly module and component starts so.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
 /// How a component was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compilation {
@@ -57,6 +60,10 @@ impl CompiledCache {
         bytes: &[u8],
         sha256: &str,
     ) -> wasmtime::Result<(Component, Compilation)> {
+        // wasmtime's own words for this case quote the bytes it found.
+        if !bytes.starts_with(WASM_MAGIC) {
+            wasmtime::bail!("not a WebAssembly file: it does not start with \\0asm ({} bytes)", bytes.len());
+        }
         let path = self.dir.as_ref().map(|dir| dir.join(format!("{sha256}.cwasm")));
         if let Some(path) = path.as_ref().filter(|path| path.exists()) {
             // SAFETY: the directory is the service's own; every file in it

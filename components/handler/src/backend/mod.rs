@@ -33,8 +33,9 @@ pub struct Completion {
 pub enum StreamEvent {
     /// More text.
     Text(String),
-    /// The end; tokens generated if the backend says.
-    Done { tokens_generated: Option<u64> },
+    /// The end, with the last piece of text if the final line carried one
+    /// (usually empty); tokens generated if the backend says.
+    Done { text: String, tokens_generated: Option<u64> },
     /// Nothing for the client (keep-alives, role markers).
     Skip,
 }
@@ -71,14 +72,14 @@ impl Backend {
             Kind::OpenAi => openai::request(generation, stream),
         };
         let url = format!("{}{path}", self.base_url);
-        outbound::start("POST", &url, Some(body.to_string().as_bytes())).map_err(map_outbound)
+        outbound::start("POST", &url, Some(body.to_string().as_bytes())).map_err(|error| self.failed(error))
     }
 
     /// Waits for and reads a whole (non-streamed) answer from `model`.
     pub fn finish(&self, model: &str, pending: Pending) -> Result<Completion, ApiError> {
-        let response = pending.wait().map_err(map_outbound)?;
+        let response = pending.wait().map_err(|error| self.failed(error))?;
         let status = response.status();
-        let body = response.read_all().map_err(map_outbound)?;
+        let body = response.read_all().map_err(|error| self.failed(error))?;
         if status != 200 {
             return Err(error_from_status(status, &body, model));
         }
@@ -92,10 +93,10 @@ impl Backend {
 
     /// Waits for the head of a streamed answer; errors come before any text.
     pub fn open_stream(&self, model: &str, pending: Pending) -> Result<outbound::Response, ApiError> {
-        let response = pending.wait().map_err(map_outbound)?;
+        let response = pending.wait().map_err(|error| self.failed(error))?;
         if response.status() != 200 {
             let status = response.status();
-            let body = response.read_all().map_err(map_outbound)?;
+            let body = response.read_all().map_err(|error| self.failed(error))?;
             return Err(error_from_status(status, &body, model));
         }
         Ok(response)
@@ -124,10 +125,10 @@ impl Backend {
             Kind::Ollama => "/api/tags",
             Kind::OpenAi => "/v1/models",
         };
-        let response =
-            outbound::send("GET", &format!("{}{path}", self.base_url), None).map_err(map_outbound)?;
+        let response = outbound::send("GET", &format!("{}{path}", self.base_url), None)
+            .map_err(|error| self.failed(error))?;
         let status = response.status();
-        let body = response.read_all().map_err(map_outbound)?;
+        let body = response.read_all().map_err(|error| self.failed(error))?;
         if status != 200 {
             return Err(ApiError::BadGateway { message: format!("listing models: status {status}") });
         }
@@ -162,12 +163,39 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Maps a failed outbound call to this backend; the host already
+    /// retried what can be retried. An unreachable backend is named by its
+    /// address, so an operator sees which one.
+    pub fn failed(&self, error: OutboundError) -> ApiError {
+        match error {
+            OutboundError::Unreachable(why) => {
+                ApiError::Unavailable { message: format!("{} {}", self.base_url, unreachable_words(&why)) }
+            }
+            other => map_outbound(other),
+        }
+    }
+}
+
+/// What an unreachable backend did, in words (the host's error code's name
+/// otherwise).
+fn unreachable_words(code: &str) -> String {
+    match code.trim_start_matches("ErrorCode::") {
+        "ConnectionRefused" => "refused the connection".into(),
+        "ConnectionTerminated" => "closed the connection before answering".into(),
+        "DestinationUnavailable" => "cannot be reached".into(),
+        "DestinationNotFound" | "DnsTimeout" => "could not be resolved".into(),
+        other if other.starts_with("DnsError") => "could not be resolved".into(),
+        other => format!("is unreachable ({other})"),
+    }
+}
+
 /// Maps a failed outbound call; the host already retried what can be retried.
-pub fn map_outbound(error: OutboundError) -> ApiError {
+fn map_outbound(error: OutboundError) -> ApiError {
     match error {
         OutboundError::Busy => ApiError::Busy,
         OutboundError::Timeout => ApiError::Timeout,
-        OutboundError::Unreachable(why) => ApiError::Unavailable { message: why },
+        OutboundError::Unreachable(why) => ApiError::Unavailable { message: unreachable_words(&why) },
         OutboundError::Denied => ApiError::BadGateway { message: "the host denied the backend URL".into() },
         OutboundError::Other(why) => ApiError::BadGateway { message: why },
     }
@@ -190,4 +218,24 @@ fn backend_message(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let error = value.get("error")?;
     error.as_str().or_else(|| error.get("message")?.as_str()).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_backend_is_named_and_its_failure_put_in_words() {
+        let backend = Backend::new(Kind::Ollama, "http://10.0.0.7:11434/");
+        let refused = backend.failed(OutboundError::Unreachable("ErrorCode::ConnectionRefused".into()));
+        assert_eq!(
+            refused.message(),
+            "the model backend is unavailable: http://10.0.0.7:11434 refused the connection"
+        );
+        let odd = backend.failed(OutboundError::Unreachable("ErrorCode::Weird".into()));
+        assert_eq!(
+            odd.message(),
+            "the model backend is unavailable: http://10.0.0.7:11434 is unreachable (Weird)"
+        );
+    }
 }

@@ -53,8 +53,12 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
         return Err(ApiError::BadGateway { message: error.to_string() });
     }
     if value.get("done").and_then(Value::as_bool) == Some(true) {
-        // Ollama's final line carries statistics and an empty `response`.
-        return Ok(StreamEvent::Done { tokens_generated: value.get("eval_count").and_then(Value::as_u64) });
+        // Ollama's final line carries statistics and, usually, an empty
+        // `response`; text there is the answer's last piece all the same.
+        return Ok(StreamEvent::Done {
+            text: value.get("response").and_then(Value::as_str).unwrap_or_default().to_string(),
+            tokens_generated: value.get("eval_count").and_then(Value::as_u64),
+        });
     }
     Ok(StreamEvent::Text(value.get("response").and_then(Value::as_str).unwrap_or_default().to_string()))
 }
@@ -78,5 +82,11 @@ mod tests {
     fn an_error_line_ends_the_stream_with_its_message() {
         let error = stream_event(br#"{"error":"out of memory"}"#).unwrap_err();
         assert_eq!(error, ApiError::BadGateway { message: "out of memory".into() });
+    }
+
+    #[test]
+    fn text_on_the_final_line_is_kept() {
+        let last = stream_event(br#"{"response":" end","done":true,"eval_count":3}"#).unwrap();
+        assert_eq!(last, StreamEvent::Done { text: " end".into(), tokens_generated: Some(3) });
     }
 }

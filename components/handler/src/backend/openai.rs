@@ -45,7 +45,7 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
         return Ok(StreamEvent::Skip);
     };
     if data == "[DONE]" {
-        return Ok(StreamEvent::Done { tokens_generated: None });
+        return Ok(StreamEvent::Done { text: String::new(), tokens_generated: None });
     }
     let value: Value = serde_json::from_str(data)
         .map_err(|error| ApiError::BadGateway { message: format!("unreadable stream event: {error}") })?;
@@ -56,7 +56,7 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     if let Some(tokens) = value.pointer("/usage/completion_tokens").and_then(Value::as_u64) {
         let text = value.pointer("/choices/0/delta/content").and_then(Value::as_str).unwrap_or_default();
         if text.is_empty() {
-            return Ok(StreamEvent::Done { tokens_generated: Some(tokens) });
+            return Ok(StreamEvent::Done { text: String::new(), tokens_generated: Some(tokens) });
         }
     }
     match value.pointer("/choices/0/delta/content").and_then(Value::as_str) {
@@ -76,8 +76,14 @@ mod tests {
         let role = br#"data: {"choices":[{"delta":{"role":"assistant"}}]}"#;
         assert_eq!(stream_event(role).unwrap(), StreamEvent::Skip);
         let usage = br#"data: {"choices":[],"usage":{"completion_tokens":7}}"#;
-        assert_eq!(stream_event(usage).unwrap(), StreamEvent::Done { tokens_generated: Some(7) });
-        assert_eq!(stream_event(b"data: [DONE]").unwrap(), StreamEvent::Done { tokens_generated: None });
+        assert_eq!(
+            stream_event(usage).unwrap(),
+            StreamEvent::Done { text: String::new(), tokens_generated: Some(7) }
+        );
+        assert_eq!(
+            stream_event(b"data: [DONE]").unwrap(),
+            StreamEvent::Done { text: String::new(), tokens_generated: None }
+        );
         assert_eq!(stream_event(b": ping").unwrap(), StreamEvent::Skip);
     }
 }

@@ -56,7 +56,11 @@ fn read_whole(mut source: Box<dyn TextSource>) -> Result<(String, u64), ApiError
                 pieces += 1;
                 text.push_str(&piece);
             }
-            StreamEvent::Done { tokens_generated } => return Ok((text, tokens_generated.unwrap_or(pieces))),
+            StreamEvent::Done { text: last, tokens_generated } => {
+                text.push_str(&last);
+                let pieces = pieces + u64::from(!last.is_empty());
+                return Ok((text, tokens_generated.unwrap_or(pieces)));
+            }
             StreamEvent::Skip => {}
         }
     }

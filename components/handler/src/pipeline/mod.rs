@@ -280,20 +280,13 @@ impl<H: Host> Generating<H> {
         let index = *index;
         loop {
             match source.next() {
-                Ok(StreamEvent::Text(piece)) => {
-                    self.pieces += 1;
-                    self.text.push_str(&piece);
-                    if let Some(lead) = &self.lead {
-                        lead.publish(piece.as_bytes());
-                    }
-                    self.delivered = true;
-                    return Some(piece);
-                }
+                Ok(StreamEvent::Text(piece)) => return Some(self.deliver(piece)),
                 Ok(StreamEvent::Skip) => {}
-                Ok(StreamEvent::Done { tokens_generated }) => {
+                Ok(StreamEvent::Done { text, tokens_generated }) => {
                     self.tokens = tokens_generated;
                     self.backend = Backend::Ended(Ok(index));
-                    return None;
+                    // The final line's own text is the answer's last piece.
+                    return (!text.is_empty()).then(|| self.deliver(text));
                 }
                 Err(error) => {
                     self.backend = Backend::Ended(Err(error));
@@ -301,6 +294,18 @@ impl<H: Host> Generating<H> {
                 }
             }
         }
+    }
+
+    /// Takes `piece` into the answer, hands it to the followers, and
+    /// returns it for the client.
+    fn deliver(&mut self, piece: String) -> String {
+        self.pieces += 1;
+        self.text.push_str(&piece);
+        if let Some(lead) = &self.lead {
+            lead.publish(piece.as_bytes());
+        }
+        self.delivered = true;
+        piece
     }
 
     fn finish(mut self, ctx: &Ctx<'_, H>, cache_use: CacheUse) -> Outcome {
@@ -336,8 +341,11 @@ impl<H: Host> Generating<H> {
             prompt_hash: prompt_hash(&request.prompt),
         };
         if let Some(lead) = self.lead {
-            // An answer from a fallback model is not what the key asks for.
-            let fresh_s = if index == 0 { request.cache_ttl_s.unwrap_or(ctx.policy.cache_ttl_s) } else { 0 };
+            // An answer from a fallback model is not what the key asks for,
+            // and an empty one is not worth keeping: followers get both,
+            // the cache neither.
+            let keep = index == 0 && !stored.response.is_empty();
+            let fresh_s = if keep { request.cache_ttl_s.unwrap_or(ctx.policy.cache_ttl_s) } else { 0 };
             lead.land(&stored.encode(), fresh_s, ctx.policy.stale_if_error_s);
         }
         Ok(Answer { stored, cache_use, age_s: 0 })

@@ -89,7 +89,7 @@ struct Events(VecDeque<StreamEvent>);
 
 impl TextSource for Events {
     fn next(&mut self) -> Result<StreamEvent, ApiError> {
-        Ok(self.0.pop_front().unwrap_or(StreamEvent::Done { tokens_generated: None }))
+        Ok(self.0.pop_front().unwrap_or(StreamEvent::Done { text: String::new(), tokens_generated: None }))
     }
 }
 
@@ -140,7 +140,7 @@ fn stored(response: &str, model: &str) -> Stored {
 fn text(pieces: &[&str]) -> Result<Vec<StreamEvent>, ApiError> {
     let mut events: Vec<StreamEvent> =
         pieces.iter().map(|piece| StreamEvent::Text(piece.to_string())).collect();
-    events.push(StreamEvent::Done { tokens_generated: Some(2) });
+    events.push(StreamEvent::Done { text: String::new(), tokens_generated: Some(2) });
     Ok(events)
 }
 
@@ -294,4 +294,23 @@ fn without_the_cache_nothing_is_looked_up_or_landed() {
     let (outcome, _) = run(&fake, json!({"prompt": "hi", "use_cache": false}), &[]);
     assert_eq!(outcome.unwrap().cache_use, CacheUse::Bypass);
     assert_eq!(fake.seen(), [Seen::Started { model: "current".into(), stream: false }]);
+}
+
+#[test]
+fn text_on_the_final_line_is_the_answers_last_piece() {
+    let last = StreamEvent::Done { text: " end".into(), tokens_generated: Some(2) };
+    let fake =
+        Fake::default().lookup(Scripted::Lead, None).answer(Ok(vec![StreamEvent::Text("the".into()), last]));
+    let (outcome, pieces) = run(&fake, json!({"prompt": "hi", "stream": true}), &[]);
+    assert_eq!(pieces, ["the", " end"]);
+    assert_eq!(outcome.unwrap().stored.response, "the end");
+    assert!(fake.seen().contains(&Seen::Published(" end".into())), "followers get it too");
+}
+
+#[test]
+fn an_empty_answer_reaches_followers_but_is_not_stored() {
+    let fake = Fake::default().lookup(Scripted::Lead, None).answer(text(&[]));
+    let (outcome, _) = run(&fake, json!({"prompt": "hi"}), &[]);
+    assert_eq!(outcome.unwrap().stored.response, "");
+    assert!(fake.seen().contains(&Seen::Landed { value: stored("", "current"), fresh_s: 0, stale_s: 30 }));
 }

@@ -57,11 +57,26 @@ impl Host for RequestTelemetry {
         let character = character.as_deref().unwrap_or("default");
         // `prompt` is only ever Some when the operator set LOG_PROMPTS=true;
         // a None field is left out of the line.
-        tracing::info!(
-            target: "llm_service::generate",
-            request_id = %self.request_id, handler_version = %self.handler_version, character, prompt_length,
-            response_time = response_time_s, cache_hit, tokens_generated, model, status, error_kind,
-            prompt = prompt.as_deref(), "LLM Request"
-        );
+        macro_rules! line {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "llm_service::generate", $level,
+                    request_id = %self.request_id, handler_version = %self.handler_version, character,
+                    prompt_length, response_time = response_time_s, cache_hit, tokens_generated, model, status,
+                    error_kind, prompt = prompt.as_deref(), "LLM Request"
+                )
+            };
+        }
+        // Hits are the bulk of a busy service's requests: each is a debug
+        // line, and an info line a minute sums them. Misses and failures
+        // keep an info line each.
+        if cache_hit && error_kind.is_none() {
+            line!(tracing::Level::DEBUG);
+            if let Some((hits, since)) = self.service.hit_summary().note_hit() {
+                tracing::info!(target: "llm_service::generate", hits, seconds = since.as_secs(), "cache hits since the last summary");
+            }
+        } else {
+            line!(tracing::Level::INFO);
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! a cheap handle plus its request id. Reads never fail and never do I/O.
 
 pub mod checks;
+pub mod hit_summary;
 mod host;
 pub mod metrics;
 pub mod prometheus;
@@ -18,6 +19,7 @@ use std::time::Instant;
 use wasmtime::component::{HasSelf, Linker};
 
 use self::checks::HealthChecks;
+use self::hit_summary::HitSummary;
 use self::metrics::Metrics;
 use crate::bindings::llm_service::host::runtime::{self, HandlerSettings, NamedCount, ServiceStats as Stats};
 use crate::caps::backend::Backend;
@@ -38,6 +40,7 @@ struct Shared {
     cache: Arc<ResponseCache>,
     handler_settings: HandlerSettings,
     registry: ::prometheus::Registry,
+    hit_summary: HitSummary,
 }
 
 impl Telemetry {
@@ -60,6 +63,7 @@ impl Telemetry {
                 cache,
                 handler_settings,
                 registry: registry.clone(),
+                hit_summary: HitSummary::default(),
             }),
         }
     }
@@ -86,6 +90,11 @@ impl Telemetry {
     /// The registry every capability's metrics are in.
     pub fn registry(&self) -> &::prometheus::Registry {
         &self.shared.registry
+    }
+
+    /// Cache hits summed for the log.
+    pub fn hit_summary(&self) -> &HitSummary {
+        &self.shared.hit_summary
     }
 
     /// Time since start.
