@@ -21,13 +21,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::caps::plugins::{PluginInstallError, PromptPlugin, PromptPlugins};
+use crate::listener::{ConnectionLimits, accept_loop};
 use crate::runtime::installer::HandlerInstaller;
 use crate::runtime::versions::{HandlerVersion, RollbackError};
 use crate::server::{json_error, json_response as json};
@@ -133,29 +133,27 @@ impl AdminApi {
         constant_time_eq::constant_time_eq(given.as_bytes(), self.token.as_bytes())
     }
 
-    /// Serves the admin API on `listener` until `shutdown` completes.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let stream = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        tracing::warn!(%error, "admin accept failed");
-                        continue;
-                    }
-                },
-                () = &mut shutdown => return,
-            };
+    /// Serves the admin API on `listener` under `limits` until `shutdown` completes.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        limits: ConnectionLimits,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let builder = limits.http1();
+        accept_loop("admin", listener, limits, shutdown, |stream, _peer, permit| {
             let api = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let api = api.clone();
-                    async move { Ok::<_, Infallible>(api.handle(request).await) }
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let service = hyper::service::service_fn(move |request| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.handle(request).await) }
             });
-        }
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::spawn(async move {
+                let _counted = permit;
+                let _ = connection.await;
+            });
+        })
+        .await;
     }
 }
 

@@ -45,6 +45,17 @@ pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1";
 pub const DEFAULT_KEEP_VERSIONS: usize = 5;
 /// Components are a few hundred KiB; this leaves room for big ones.
 pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Connections open at once on the service port: far more than a fleet of
+/// bots keeps alive, far fewer than the descriptors a process may hold.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// Connections open at once on the admin port (operators and their scripts).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Time to send a request head, and to start the next one on an idle
+/// kept-alive connection: long for a real client, short for a slowloris.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 15_000;
+/// Time to send a request body: a megabyte takes well under a second on
+/// any link a gateway's clients use.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
 
@@ -144,6 +155,18 @@ pub struct ServerConfig {
     #[arg(long, env = "REQUEST_TIMEOUT", value_name = "REQUEST_TIMEOUT", default_value_t = DEFAULT_REQUEST_TIMEOUT_S,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub request_timeout_s: u64,
+    /// Connections open at once; past it new ones are closed at once (kept below the open-files limit).
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_client_connections: u32,
+    /// Milliseconds to send a request head, and to start the next one on an idle connection; then it is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", value_name = "HEADER_READ_TIMEOUT_MS",
+          default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds to send a request body (408 past it); no admission slot is held meanwhile.
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", value_name = "BODY_READ_TIMEOUT_MS",
+          default_value_t = DEFAULT_BODY_READ_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub body_read_timeout_ms: u64,
     /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", value_name = "SHUTDOWN_GRACE_PERIOD", default_value_t = DEFAULT_SHUTDOWN_GRACE_S)]
     pub shutdown_grace_s: u64,
@@ -263,6 +286,23 @@ impl Config {
         Duration::from_secs(self.server.request_timeout_s)
     }
 
+    /// The service port's connection limits.
+    pub fn connection_limits(&self) -> crate::listener::ConnectionLimits {
+        crate::listener::ConnectionLimits {
+            max_connections: self.server.max_client_connections as usize,
+            header_read_timeout: Duration::from_millis(self.server.header_read_timeout_ms),
+        }
+        .within_descriptor_limit()
+    }
+
+    /// The admin port's: the same timeouts, a small cap of its own.
+    pub fn admin_connection_limits(&self) -> crate::listener::ConnectionLimits {
+        crate::listener::ConnectionLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_millis(self.server.header_read_timeout_ms),
+        }
+    }
+
     /// How long shutdown waits for in-flight requests.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.server.shutdown_grace_s)
@@ -293,6 +333,12 @@ mod tests {
         let error = parse(&["--port", "abc"]).unwrap_err().to_string();
         assert!(error.contains("LLM_SERVICE_PORT"), "{error}");
         assert!(error.contains("'abc'"), "{error}");
+    }
+
+    #[test]
+    fn every_flag_and_variable_is_unique() {
+        use clap::CommandFactory;
+        Config::command().debug_assert();
     }
 
     #[test]

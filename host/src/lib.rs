@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod guest;
 pub mod handler_settings;
+pub mod listener;
 pub mod logging;
 pub mod registry;
 pub mod runtime;

@@ -154,7 +154,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     )
                 })?;
             tracing::info!(addr = %listener.local_addr()?, "admin API listening");
-            tokio::spawn(admin.serve(listener, until_stopped(stopped.clone())));
+            tokio::spawn(admin.serve(
+                listener,
+                config.admin_connection_limits(),
+                until_stopped(stopped.clone()),
+            ));
         }
         None => tracing::info!("admin API off: ADMIN_TOKEN is not set"),
     }
@@ -162,6 +166,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let admission = Admission {
         max_in_flight: config.server.max_in_flight,
         max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
         request_timeout: config.request_timeout(),
     };
     let listener = tokio::net::TcpListener::bind((config.server.bind, config.server.port))
@@ -170,7 +175,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
     let service = Arc::new(Service::new(versions, capabilities, admission));
-    let drained = server::serve(listener, service, until_stopped(stopped), config.shutdown_grace()).await;
+    let limits = config.connection_limits();
+    let drained =
+        server::serve(listener, service, limits, until_stopped(stopped), config.shutdown_grace()).await;
     if drained {
         tracing::info!("all in-flight requests finished; exiting");
     } else {

@@ -1,11 +1,16 @@
 //! The HTTP listener: accepts connections (HTTP/1.1, keep-alive), applies
 //! admission control and hands each admitted request to the handler.
 //!
-//! Admission, in order: more than `max_in_flight` requests in the service →
-//! 503 with `Retry-After`; a body over `max_body_bytes` → 413 (from
-//! `Content-Length` before reading, or while reading a chunked body). Every
-//! error the host produces itself is JSON, `{"error": "..."}`. On shutdown
-//! the listener closes at once and in-flight requests get a grace period.
+//! Admission, in order: the body is read first, under its own
+//! `body_read_timeout` (408) and `max_body_bytes` (413, from
+//! `Content-Length` before reading, or while reading a chunked body), by at
+//! most `max_in_flight` readers at once, and without an in-flight slot, so
+//! clients trickling bodies never hold the slots that other requests (or
+//! GET /health, which has no body to read) need; then more than
+//! `max_in_flight` requests in the service → 503 with `Retry-After`. Every
+//! error the host produces itself is JSON, `{"error": "..."}`. Connections
+//! live under [`crate::listener`]'s limits. On shutdown the listener closes
+//! at once and in-flight requests get a grace period.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +21,6 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -24,6 +28,7 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::caps::HostCapabilities;
+use crate::listener::{ConnectionLimits, accept_loop};
 use crate::runtime::reuse::{IdleCount, InstanceSlot};
 use crate::runtime::versions::HandlerVersions;
 
@@ -57,7 +62,10 @@ pub struct Service {
     versions: Arc<HandlerVersions>,
     capabilities: HostCapabilities,
     in_flight: Arc<Semaphore>,
+    /// Requests whose body is being read.
+    body_readers: Arc<Semaphore>,
     max_body_bytes: u64,
+    body_read_timeout: Duration,
     request_timeout: Duration,
     idle: Arc<IdleCount>,
 }
@@ -69,6 +77,8 @@ pub struct Admission {
     pub max_in_flight: u32,
     /// Largest request body, in bytes.
     pub max_body_bytes: u64,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: Duration,
     /// How long a request may take.
     pub request_timeout: Duration,
 }
@@ -80,7 +90,9 @@ impl Service {
             versions,
             capabilities,
             in_flight: Arc::new(Semaphore::new(admission.max_in_flight as usize)),
+            body_readers: Arc::new(Semaphore::new(admission.max_in_flight as usize)),
             max_body_bytes: admission.max_body_bytes,
+            body_read_timeout: admission.body_read_timeout,
             request_timeout: admission.request_timeout,
             idle: Arc::default(),
         }
@@ -115,17 +127,12 @@ impl Service {
         request_id: Arc<str>,
         slot: &InstanceSlot,
     ) -> hyper::Response<HyperOutgoingBody> {
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            let mut response = json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the service is at its in-flight request limit; retry shortly",
-            );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
-            return response;
-        };
         let mut request = match self.read_body(request).await {
             Ok(request) => request,
             Err(response) => return response,
+        };
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return busy("the service is at its in-flight request limit; retry shortly");
         };
         // HTTP/1.0 allows a request without Host (HAProxy's default health
         // check sends one); wasi:http needs an authority, so name ourselves.
@@ -192,17 +199,31 @@ impl Service {
             return Err(too_large());
         }
         let (parts, body) = request.into_parts();
+        if declared == Some(0)
+            || (declared.is_none() && !parts.headers.contains_key(header::TRANSFER_ENCODING))
+        {
+            // Nothing to read (a GET, say): no reader slot, no timer.
+            return Ok(hyper::Request::from_parts(parts, Full::new(Bytes::new())));
+        }
+        let Ok(_reader) = self.body_readers.clone().try_acquire_owned() else {
+            return Err(busy("too many request bodies are arriving at once; retry shortly"));
+        };
         let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
-        let collected = tokio::time::timeout(self.request_timeout, Limited::new(body, limit).collect()).await;
+        let timeout = self.body_read_timeout.min(self.request_timeout);
+        let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
         match collected {
             Ok(Ok(body)) => Ok(hyper::Request::from_parts(parts, Full::new(body.to_bytes()))),
             Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
             Ok(Err(error)) => {
                 Err(json_error(StatusCode::BAD_REQUEST, &format!("reading the request body: {error}")))
             }
-            Err(_elapsed) => {
-                Err(json_error(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time"))
-            }
+            Err(_elapsed) => Err(json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {} ms (BODY_READ_TIMEOUT_MS)",
+                    timeout.as_millis()
+                ),
+            )),
         }
     }
 }
@@ -210,6 +231,13 @@ impl Service {
 /// `{"error": message}` with `status`.
 pub fn json_error(status: StatusCode, message: &str) -> hyper::Response<HyperOutgoingBody> {
     json_response(status, &serde_json::json!({ "error": message }))
+}
+
+/// 503 with `Retry-After`, saying `why`.
+fn busy(why: &str) -> hyper::Response<HyperOutgoingBody> {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, why);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+    response
 }
 
 /// `value` as a JSON response with `status`.
@@ -223,32 +251,21 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> hyper::Re
     response
 }
 
-/// Serves `listener` until `shutdown` completes, then waits up to `grace`
-/// for in-flight requests. Returns whether every connection drained in time.
+/// Serves `listener` under `limits` until `shutdown` completes, then waits
+/// up to `grace` for in-flight requests. Returns whether every connection
+/// drained in time.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> bool {
     let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
+    let builder = limits.http1();
+    accept_loop("service", listener, limits, shutdown, |stream, peer, permit| {
         let (service, slot) = (service.clone(), service.connection_slot());
-        let connection = http1::Builder::new().keep_alive(true).serve_connection(
+        let connection = builder.serve_connection(
             TokioIo::new(stream),
             hyper::service::service_fn(move |request| {
                 let (service, slot) = (service.clone(), slot.clone());
@@ -257,12 +274,13 @@ pub async fn serve(
         );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _counted = permit;
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
-    }
-    drop(listener);
+    })
+    .await;
     tracing::info!(grace_s = grace.as_secs(), "shutting down: listener closed, draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => true,

@@ -1,0 +1,127 @@
+//! Connections cannot take the service down: slow or silent ones are
+//! closed, past the cap new ones are refused at once, and bodies that
+//! trickle in hold no slot that other requests need.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use llm_service_test_support::fake_ollama::FakeOllama;
+use llm_service_test_support::{Client, Service};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
+/// How long a test waits for the service to close a connection: far past
+/// the timeouts the tests set, so only a service that never closes fails.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(15);
+
+fn service(extra: &[(&str, &str)]) -> (Service, FakeOllama) {
+    let ollama = FakeOllama::start(&["m"]);
+    let service = Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url()).envs(extra).start();
+    (service, ollama)
+}
+
+fn connect(service: &Service) -> TcpStream {
+    let socket = TcpStream::connect(service.addr()).unwrap();
+    socket.set_read_timeout(Some(CLOSE_DEADLINE)).unwrap();
+    socket
+}
+
+/// Reads until the peer closes; what it sent. Fails if it never closes.
+fn read_until_closed(socket: &mut TcpStream) -> String {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match socket.read(&mut buffer) {
+            Ok(0) => return String::from_utf8_lossy(&received).into_owned(),
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                return String::from_utf8_lossy(&received).into_owned();
+            }
+            Err(error) => panic!("the service kept the connection open {:?}: {error}", started.elapsed()),
+        }
+    }
+}
+
+/// The status line of the answer on `socket`.
+fn status_line(socket: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        match socket.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            other => panic!("no status line ({other:?}) after {:?}", String::from_utf8_lossy(&line)),
+        }
+    }
+    String::from_utf8_lossy(&line).trim_end().to_string()
+}
+
+#[test]
+fn a_request_head_that_never_ends_is_closed() {
+    let (service, _ollama) = service(&[("HEADER_READ_TIMEOUT_MS", "300")]);
+    let mut slow = connect(&service);
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nx-slow: ").unwrap();
+    read_until_closed(&mut slow);
+    let mut silent = connect(&service);
+    read_until_closed(&mut silent);
+    assert_eq!(Client::new().get(&service.url("/health")).status, 200);
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed() {
+    let (service, _ollama) = service(&[("HEADER_READ_TIMEOUT_MS", "300")]);
+    let mut socket = connect(&service);
+    socket.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let answered = read_until_closed(&mut socket);
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+}
+
+#[test]
+fn past_the_connection_cap_new_connections_are_closed_at_once() {
+    let (service, _ollama) = service(&[("MAX_CONNECTIONS", "3"), ("HEADER_READ_TIMEOUT_MS", "60000")]);
+    let mut held: Vec<TcpStream> = (0..3).map(|_| connect(&service)).collect();
+    // Each held connection answers a request, so all three are counted.
+    for socket in &mut held {
+        socket.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        socket.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let mut refused = connect(&service);
+    let _ = refused.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(read_until_closed(&mut refused), "", "closed without an answer");
+    drop(held.pop());
+    let until = Instant::now() + CLOSE_DEADLINE;
+    while Client::new().try_get(&service.url("/health")).map(|reply| reply.status) != Ok(200) {
+        assert!(Instant::now() < until, "a freed slot was never reused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn trickling_bodies_hold_no_slot_health_needs_and_end_in_408() {
+    let (service, _ollama) = service(&[
+        ("MAX_IN_FLIGHT", "2"),
+        ("BODY_READ_TIMEOUT_MS", "1000"),
+        ("HEADER_READ_TIMEOUT_MS", "60000"),
+    ]);
+    let mut trickling: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut socket = connect(&service);
+            socket
+                .write_all(b"POST /generate HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{\"prompt\":")
+                .unwrap();
+            socket
+        })
+        .collect();
+    for _ in 0..5 {
+        let health = Client::new().get(&service.url("/health"));
+        assert_eq!(health.status, 200, "{}", health.body);
+    }
+    let statuses: Vec<String> = trickling.iter_mut().map(status_line).collect();
+    assert!(
+        statuses.iter().all(|status| status.contains(" 408 ") || status.contains(" 503 ")),
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().any(|status| status.contains(" 408 ")), "{statuses:?}");
+}
