@@ -159,6 +159,25 @@ fn cache_clear_counts_and_removes_only_our_keys() {
 }
 
 #[test]
+fn clearing_a_character_leaves_a_character_whose_name_contains_it() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let redis = RedisServer::start();
+    let service = service(&ollama, Some(&redis), &[]);
+    let (lois, peter_lois) = (
+        json!({"prompt": "x", "character_name": "lois"}),
+        json!({"prompt": "x", "character_name": "peter:lois"}),
+    );
+    generate(&service, &lois);
+    generate(&service, &peter_lois);
+    let cleared = Client::new().send("POST", &service.url("/cache/clear"), br#"{"character": "lois"}"#);
+    assert_eq!(cleared.json(), json!({"cleared": 1}));
+    assert_eq!(x_cache(&generate(&service, &peter_lois)), "HIT", "peter:lois keeps its answer");
+    assert_eq!(x_cache(&generate(&service, &lois)), "MISS");
+    let cleared = Client::new().send("POST", &service.url("/cache/clear"), br#"{"character": "peter:lois"}"#);
+    assert_eq!(cleared.json(), json!({"cleared": 1}));
+}
+
+#[test]
 fn a_keydb_outage_degrades_to_the_model_and_caching_resumes_after_it() {
     let ollama = FakeOllama::start(&[MODEL]);
     let mut redis = RedisServer::start();
@@ -286,4 +305,33 @@ fn a_waiter_that_disconnects_does_not_cancel_the_generation() {
     assert_eq!(x_cache(&generate(&service, &serde_json::from_str(&body).unwrap())), "HIT");
     assert_eq!(ollama.generate_hits(), 1);
     assert_eq!(ollama.cancelled_streams(), 0);
+}
+
+/// `llm_service_cache_errors_total` from /metrics/prometheus.
+fn cache_errors(service: &Service) -> u64 {
+    let text = Client::new().get(&service.url("/metrics/prometheus")).body;
+    let line =
+        text.lines().find(|line| line.starts_with("llm_service_cache_errors_total ")).expect("the metric");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn after_a_keydb_failure_requests_skip_it_instead_of_each_timing_out() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let mut redis = RedisServer::start();
+    // No background check in the way: the one at start-up has passed.
+    let service = service(&ollama, Some(&redis), &[("HEALTH_CHECK_INTERVAL", "3600")]);
+    assert_eq!(x_cache(&generate(&service, &json!({"prompt": "before"}))), "MISS");
+    redis.kill();
+    let started = Instant::now();
+    for index in 0..20 {
+        let reply = generate(&service, &json!({"prompt": format!("during {index}")}));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let elapsed = started.elapsed();
+    let errors = cache_errors(&service);
+    // One failure opens the breaker for 2 s; should the 20 take longer, each
+    // later period may cost one more.
+    let periods = 1 + elapsed.as_secs() / 2;
+    assert!(errors >= 1 && errors <= periods + 1, "{errors} KeyDB errors in {elapsed:?} for 20 requests");
 }

@@ -6,7 +6,7 @@ use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::key::KEY_PREFIX;
+use crate::key::{KEY_PREFIX, character_segment};
 
 /// POST /cache/clear.
 pub fn post(request: &Request) -> Reply {
@@ -14,7 +14,8 @@ pub fn post(request: &Request) -> Reply {
         Ok(character) => character,
         Err(error) => return error.response().into(),
     };
-    let containing = character.map(|character| format!(":{character}:"));
+    // The whole segment between separators: exactly this character's keys.
+    let containing = character.map(|character| format!(":{}:", character_segment(&character)));
     match cache::clear(KEY_PREFIX, containing.as_deref()) {
         Ok(cleared) => Response::json(200, &json!({ "cleared": cleared })).into(),
         Err(error) => ApiError::CacheUnavailable { message: cache_error(&error) }.response().into(),

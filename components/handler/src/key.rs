@@ -40,7 +40,7 @@ pub fn key(request: &GenerateRequest, backend: Kind) -> String {
         // How long the answer is kept, not what it is.
         cache_ttl_s: _,
     } = request;
-    let character = character_name.as_deref().unwrap_or(NO_CHARACTER);
+    let character = character_segment(character_name.as_deref().unwrap_or(NO_CHARACTER));
     // Only the first model: an answer from a fallback is never stored.
     let model = &models[0];
     let Settings { temperature, max_tokens, top_p, top_k, repeat_penalty, stop, seed } = settings;
@@ -67,6 +67,17 @@ pub fn key(request: &GenerateRequest, backend: Kind) -> String {
     let settings_hash =
         hex::encode(Sha256::digest(serde_json::Value::from(canonical).to_string().as_bytes()));
     format!("{KEY_PREFIX}{}:{character}:{settings_hash}", prompt_hash(prompt))
+}
+
+/// A character as its key segment: `%` and `:` percent-encoded, so the
+/// segment never contains the separator and `:{segment}:` matches exactly
+/// one character's keys (a clear of "lois" leaves "peter:lois" alone).
+/// Names without either character are their own segment.
+pub fn character_segment(character: &str) -> std::borrow::Cow<'_, str> {
+    if !character.contains([':', '%']) {
+        return character.into();
+    }
+    character.replace('%', "%25").replace(':', "%3A").into()
 }
 
 /// SHA-256 of the prompt, hex.
@@ -134,5 +145,14 @@ mod tests {
             json!({"prompt": "hi", "stream": true, "use_cache": true, "cache_ttl": 5, "conversation_id": "c"}),
         );
         assert_eq!(base, key(&framed, Kind::Ollama));
+    }
+
+    #[test]
+    fn a_character_segment_never_holds_the_separator() {
+        assert_eq!(character_segment("lois"), "lois");
+        assert_eq!(character_segment("peter:lois"), "peter%3Alois");
+        assert_eq!(character_segment("50%:x"), "50%25%3Ax");
+        let key = key(&request(json!({"prompt": "hi", "character_name": "peter:lois"})), Kind::Ollama);
+        assert!(!key.contains(":lois:"), "{key}");
     }
 }

@@ -12,8 +12,11 @@
 //! fresh value, or the flight to lead or follow (plus any stale value),
 //! judging freshness by the host's clock ([`stamped`]);
 //! [`ResponseCache::land`] stores and wakes every follower in one call.
-//! "No KeyDB" is the [`NoSharedTier`], not a special case.
+//! "No KeyDB" is the [`NoSharedTier`], not a special case. After a KeyDB
+//! failure, calls skip it for a short back-off ([`breaker`]), so an outage
+//! costs one timeout per period, not one per request.
 
+pub mod breaker;
 pub mod config;
 pub mod flight;
 mod host;
@@ -22,12 +25,14 @@ pub mod redis;
 pub mod stamped;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use self::breaker::Breaker;
 pub use self::config::CacheConfig;
 pub use self::flight::FlightLease;
 use self::flight::{FlightTable, Follower, Join};
@@ -154,6 +159,7 @@ pub struct ResponseCache {
     flights: Arc<FlightTable>,
     max_value_bytes: u64,
     shared_up: AtomicBool,
+    breaker: Breaker,
     errors: prometheus::IntCounter,
 }
 
@@ -174,6 +180,7 @@ impl ResponseCache {
             flights: Arc::default(),
             max_value_bytes: config.cache_max_value_bytes,
             shared_up: AtomicBool::new(true),
+            breaker: Breaker::default(),
             errors: counter(registry, "llm_service_cache_errors_total", "Failed calls to the shared cache."),
         })
     }
@@ -194,7 +201,7 @@ impl ResponseCache {
             let left = entry.expires_at.saturating_duration_since(now);
             return Ok(Some(Stamped::decode(entry.value.clone(), left)));
         }
-        let found = self.note(self.shared.get(key).await)?;
+        let found = self.shared_call(|| self.shared.get(key)).await?;
         Ok(found.map(|(bytes, left)| {
             self.memory.set(key, bytes.clone(), now + left);
             Stamped::decode(bytes, left)
@@ -259,7 +266,7 @@ impl ResponseCache {
         }
         lease.finish(flight::End::Landed(value));
         checked?;
-        self.note(self.shared.set(key, &bytes, keep).await)
+        self.shared_call(|| self.shared.set(key, &bytes, keep)).await
     }
 
     /// The live value under `key` and its remaining lifetime (the first
@@ -280,7 +287,7 @@ impl ResponseCache {
         let ttl = ttl.max(Duration::from_secs(1));
         let bytes = Stamped::now(value, ttl).encode();
         self.memory.set(key, bytes.clone(), Instant::now() + ttl);
-        self.note(self.shared.set(key, &bytes, ttl).await)
+        self.shared_call(|| self.shared.set(key, &bytes, ttl)).await
     }
 
     fn check_value(&self, key: &str, value: &[u8]) -> Result<(), CacheError> {
@@ -296,7 +303,7 @@ impl ResponseCache {
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         check_key(key)?;
         let in_memory = self.memory.delete(key);
-        let shared_had = self.note(self.shared.delete(key).await)?;
+        let shared_had = self.shared_call(|| self.shared.delete(key)).await?;
         Ok(in_memory || shared_had)
     }
 
@@ -316,7 +323,7 @@ impl ResponseCache {
             }
             hit
         });
-        let shared_keys = self.note(self.shared.clear(prefix, containing).await)?;
+        let shared_keys = self.shared_call(|| self.shared.clear(prefix, containing)).await?;
         removed.extend(shared_keys);
         Ok(removed.len() as u64)
     }
@@ -340,10 +347,23 @@ impl ResponseCache {
         &self.flights
     }
 
-    /// Records a KeyDB call's result: counts failures and logs outages once.
+    /// Makes a KeyDB call unless the breaker is open (then it fails at once).
+    async fn shared_call<T, F>(&self, call: impl FnOnce() -> F) -> Result<T, CacheError>
+    where
+        F: Future<Output = Result<T, TierError>>,
+    {
+        if !self.breaker.allows() {
+            return Err(CacheError::Unavailable { reason: "skipped while the shared cache recovers".into() });
+        }
+        self.note(call().await)
+    }
+
+    /// Records a KeyDB call's result: counts failures, logs outages once,
+    /// and opens or closes the breaker.
     fn note<T>(&self, result: Result<T, TierError>) -> Result<T, CacheError> {
         match result {
             Ok(value) => {
+                self.breaker.reset();
                 if !self.shared_up.swap(true, Ordering::AcqRel) {
                     tracing::info!(cap = "cache", "shared cache reachable again");
                 }
@@ -351,6 +371,7 @@ impl ResponseCache {
             }
             Err(TierError(reason)) => {
                 self.errors.inc();
+                self.breaker.trip();
                 if self.shared_up.swap(false, Ordering::AcqRel) {
                     tracing::warn!(cap = "cache", error = %reason, "shared cache unavailable; serving without it until it returns");
                 }

@@ -1,0 +1,71 @@
+//! The shared tier's circuit breaker: after a failed call, calls skip
+//! KeyDB for [`BACKOFF`] (they count as misses at once) instead of each
+//! waiting out its own timeout, so an outage costs at most one timeout per
+//! period, not one per request. The background health check keeps probing
+//! meanwhile, and the first call after the period tries again: a success
+//! closes the breaker, a failure opens it for another period.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long calls skip KeyDB after it failed.
+pub const BACKOFF: Duration = Duration::from_secs(2);
+
+/// Open (skipping) until a moment, or closed.
+#[derive(Debug)]
+pub struct Breaker {
+    base: Instant,
+    /// Milliseconds after `base` until which calls skip; 0 = closed.
+    open_until_ms: AtomicU64,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self { base: Instant::now(), open_until_ms: AtomicU64::new(0) }
+    }
+}
+
+impl Breaker {
+    /// Whether a call may go to KeyDB now.
+    pub fn allows(&self) -> bool {
+        self.now_ms() >= self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// A call failed: skip KeyDB for [`BACKOFF`].
+    pub fn trip(&self) {
+        let until = self.now_ms() + BACKOFF.as_millis() as u64;
+        self.open_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// A call succeeded.
+    pub fn reset(&self) {
+        self.open_until_ms.store(0, Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Offset by one so that "0" always means closed.
+        self.base.elapsed().as_millis() as u64 + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_opens_it_for_the_backoff_and_a_success_closes_it() {
+        let breaker = Breaker::default();
+        assert!(breaker.allows());
+        breaker.trip();
+        assert!(!breaker.allows());
+        breaker.reset();
+        assert!(breaker.allows());
+    }
+
+    #[test]
+    fn it_lets_a_call_through_when_the_backoff_is_over() {
+        let breaker = Breaker { base: Instant::now() - BACKOFF * 2, ..Breaker::default() };
+        breaker.open_until_ms.store(1, Ordering::Relaxed);
+        assert!(breaker.allows());
+    }
+}
