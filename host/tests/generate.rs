@@ -98,6 +98,10 @@ fn every_validation_error_is_400_naming_its_field() {
         (json!({"prompt": "hi", "settings": []}), "settings"),
         (json!({"prompt": "hi", "use_cache": "yes"}), "use_cache"),
         (json!({"prompt": "hi", "character_name": 3}), "character_name"),
+        (json!({"prompt": "hi", "character_name": "n".repeat(129)}), "character_name"),
+        (json!({"prompt": "hi", "conversation_id": "c".repeat(257)}), "conversation_id"),
+        (json!({"prompt": "hi", "model": "m".repeat(257)}), "model"),
+        (json!({"prompt": "hi", "settings": {"seed": 18446744073709551615u64}}), "settings.seed"),
         (json!(["prompt"]), "body"),
     ];
     for (body, field) in cases {

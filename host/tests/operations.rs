@@ -241,3 +241,19 @@ fn a_cache_hit_writes_a_debug_line_not_an_info_line() {
     });
     assert_eq!(hit["level"], "DEBUG");
 }
+
+#[test]
+fn invented_character_names_cannot_grow_the_metrics_without_bound() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service(&ollama, &[]);
+    for index in 0..130 {
+        let body = json!({"prompt": "hello", "character_name": format!("invented-{index}")});
+        assert_eq!(generate(&service, &body).status, 200);
+    }
+    let text = Client::new().get(&service.url("/metrics/prometheus")).body;
+    let series = text.lines().filter(|line| line.starts_with("llm_service_generations_total{")).count();
+    assert_eq!(series, 101, "a hundred characters and other");
+    assert!(text.contains("llm_service_generations_total{character=\"other\"} 30"), "{text}");
+    let characters = Client::new().get(&service.url("/metrics")).json()["characters"].clone();
+    assert_eq!(characters.as_object().unwrap().len(), 101);
+}

@@ -13,6 +13,11 @@ use crate::settings::Settings;
 
 /// Longest cache lifetime a request may ask for (a year).
 const MAX_CACHE_TTL_S: u64 = 31_536_000;
+/// Longest `character_name`: a name, not a document (it is in every cache
+/// key and log line, and labels the metrics).
+pub const MAX_CHARACTER_CHARS: usize = 128;
+/// Longest `conversation_id` and `model`.
+const MAX_ID_CHARS: usize = 256;
 
 /// What is sent to the model for a request: the client's prompt and
 /// settings, or what its character's plugin made of them.
@@ -112,7 +117,8 @@ impl GenerateRequest {
             Some(Value::Object(overrides)) => settings.merge(overrides, &field("settings"))?,
             Some(_) => return Err(ApiError::invalid(&field("settings"), "settings must be an object")),
         }
-        let requested = optional_string(object, "model", prefix)?.filter(|model| !model.trim().is_empty());
+        let requested =
+            bounded_string(object, "model", prefix, MAX_ID_CHARS)?.filter(|model| !model.trim().is_empty());
         let mut models = vec![requested.unwrap_or_else(current_model)];
         for fallback in &config.fallback_models {
             if !models.contains(fallback) {
@@ -121,8 +127,8 @@ impl GenerateRequest {
         }
         Ok(Self {
             prompt,
-            character_name: optional_string(object, "character_name", prefix)?,
-            conversation_id: optional_string(object, "conversation_id", prefix)?,
+            character_name: bounded_string(object, "character_name", prefix, MAX_CHARACTER_CHARS)?,
+            conversation_id: bounded_string(object, "conversation_id", prefix, MAX_ID_CHARS)?,
             use_cache: optional_bool(object, "use_cache", prefix)?.unwrap_or(true),
             stream: optional_bool(object, "stream", prefix)?.unwrap_or(false),
             cache_ttl_s: cache_ttl(object, prefix)?,
@@ -178,6 +184,23 @@ fn optional_string(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(value)) => Ok(Some(value.clone())),
         Some(_) => Err(ApiError::invalid(&format!("{prefix}{name}"), format!("{name} must be a string"))),
+    }
+}
+
+/// An optional string of at most `max` characters.
+fn bounded_string(
+    object: &Map<String, Value>,
+    name: &str,
+    prefix: &str,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    let value = optional_string(object, name, prefix)?;
+    match &value {
+        Some(text) if text.chars().count() > max => Err(ApiError::invalid(
+            &format!("{prefix}{name}"),
+            format!("{name} has {} characters; the limit is {max}", text.chars().count()),
+        )),
+        _ => Ok(value),
     }
 }
 
@@ -238,5 +261,28 @@ pub mod tests {
             "{error:?}"
         );
         assert!(error.message().contains("MAX_PROMPT_CHARS"));
+    }
+
+    #[test]
+    fn a_character_name_is_bounded() {
+        let long = "x".repeat(MAX_CHARACTER_CHARS + 1);
+        let error = GenerateRequest::from_value(
+            &json!({"prompt": "hi", "character_name": long}),
+            "",
+            &config(&[]),
+            &|| "m".into(),
+        )
+        .unwrap_err();
+        assert!(matches!(&error, ApiError::Invalid { field, .. } if field == "character_name"), "{error:?}");
+        let fits = "x".repeat(MAX_CHARACTER_CHARS);
+        assert!(
+            GenerateRequest::from_value(
+                &json!({"prompt": "hi", "character_name": fits}),
+                "",
+                &config(&[]),
+                &|| "m".into()
+            )
+            .is_ok()
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! by endpoint and status, latency (a Prometheus histogram, plus an
 //! HdrHistogram for the JSON percentiles), requests in flight, and what
 //! handlers report per generation (cache hits and misses, tokens,
-//! characters, failures by kind). Every capability registers its own
+//! characters, failures by kind; at most [`MAX_CHARACTER_LABELS`] characters
+//! get a label of their own, the rest count as `other`). Every capability registers its own
 //! metrics in the same [`Registry`] (the cache its errors, the backend its
 //! retries); one encoder renders them all. Recording never blocks on I/O.
 
@@ -33,6 +34,13 @@ const KNOWN_ENDPOINTS: &[&str] = &[
     "/model",
     "/cache/clear",
 ];
+/// Characters that get a label of their own; the rest share `other`, so
+/// clients inventing names cannot grow the series without bound.
+pub const MAX_CHARACTER_LABELS: usize = 100;
+/// Longest character label; a longer name counts as `other`.
+const MAX_CHARACTER_LABEL_BYTES: usize = 128;
+/// The label characters share past the bound.
+const OTHER: &str = "other";
 /// Latencies recorded by the percentile histogram: 1 µs to 1 hour.
 const HDR_MAX_US: u64 = 3_600_000_000;
 
@@ -55,6 +63,8 @@ pub struct Metrics {
     tokens: IntCounter,
     errors: IntCounterVec,
     characters: IntCounterVec,
+    /// The characters with a label of their own, first come first served.
+    labelled: Mutex<std::collections::HashSet<String>>,
     /// Set when rendered.
     pub(super) uptime_s: IntGauge,
     /// Set when rendered.
@@ -109,6 +119,7 @@ impl Metrics {
                 "Successful generations, by character.",
                 &["character"],
             ),
+            labelled: Mutex::default(),
             uptime_s: gauge(registry, "llm_service_uptime_seconds", "Seconds since start."),
             resident_memory_bytes: gauge(
                 registry,
@@ -152,7 +163,25 @@ impl Metrics {
             // Only tokens the backend generated now; a hit generated none.
             self.tokens.inc_by(tokens);
         }
-        self.characters.with_label_values(&[character.unwrap_or("default")]).inc();
+        let character = self.character_label(character.unwrap_or("default"));
+        self.characters.with_label_values(&[character]).inc();
+    }
+
+    /// `character`'s own label while fewer than [`MAX_CHARACTER_LABELS`]
+    /// have one (and it is short), else `other`.
+    fn character_label<'a>(&self, character: &'a str) -> &'a str {
+        if character.len() > MAX_CHARACTER_LABEL_BYTES || character == OTHER {
+            return OTHER;
+        }
+        let mut labelled = self.labelled.lock().unwrap_or_else(|poison| poison.into_inner());
+        if labelled.contains(character) {
+            return character;
+        }
+        if labelled.len() >= MAX_CHARACTER_LABELS {
+            return OTHER;
+        }
+        labelled.insert(character.to_string());
+        character
     }
 
     /// Requests by (endpoint, status).
@@ -247,6 +276,20 @@ mod tests {
         let requests = metrics.requests();
         assert_eq!(requests.get(&("other".to_string(), 404)), Some(&2));
         assert_eq!(metrics.requests_total(), 3);
+    }
+
+    #[test]
+    fn characters_past_the_bound_share_one_label() {
+        let metrics = Metrics::register(&Registry::new());
+        for index in 0..MAX_CHARACTER_LABELS + 50 {
+            metrics.record_generation(Some(&format!("character-{index}")), true, 0, None);
+        }
+        metrics.record_generation(Some(&"x".repeat(500)), true, 0, None);
+        metrics.record_generation(Some("character-0"), true, 0, None);
+        let characters = metrics.characters();
+        assert_eq!(characters.len(), MAX_CHARACTER_LABELS + 1, "the first hundred and other");
+        assert_eq!(characters["other"], 51);
+        assert_eq!(characters["character-0"], 2, "a labelled character keeps its label");
     }
 
     #[test]
