@@ -214,3 +214,33 @@ fn a_model_switch_during_a_generation_never_relabels_its_answer() {
     let next = service.generate(&json!({"prompt": "which model am I"}));
     assert_eq!(next.json()["model"], OTHER_MODEL, "a new request takes the new model");
 }
+
+#[test]
+fn a_batch_of_more_large_items_than_backend_slots_does_not_freeze() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service(&ollama, &[("MAX_CONCURRENT_REQUESTS", "10"), ("REQUEST_TIMEOUT", "10")]);
+    // 32 distinct 4 KB prompts: each backend request's body is past the
+    // 4 KiB a single write carries.
+    let items: Vec<Value> = (0..32)
+        .map(|index| json!({"prompt": format!("item {index} {}", "word ".repeat(800)), "settings": {"max_tokens": 2}}))
+        .collect();
+    let started = Instant::now();
+    let batch = {
+        let (url, body) = (service.url("/generate/batch"), json!({"requests": items}).to_string());
+        std::thread::spawn(move || Client::new().send("POST", &url, body.as_bytes()))
+    };
+    let other = service.generate(&json!({"prompt": "someone else"}));
+    assert_eq!(other.status, 200, "{}", other.body);
+    let reply = batch.join().unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let results = reply.json()["results"].as_array().unwrap().clone();
+    let failed: Vec<&Value> = results.iter().filter(|result| result.get("error").is_some()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 32 failed after {:?}: {:?}",
+        failed.len(),
+        started.elapsed(),
+        failed.first()
+    );
+    assert_eq!(ollama.generate_hits(), 33);
+}

@@ -83,6 +83,16 @@ impl Backend {
             tracing::warn!(cap = "backend", uri = %request.uri(), "outbound request denied: not the configured backend");
             return Err(HttpError::HttpRequestDenied);
         }
+        // The body first, then a slot: a guest writing one request's body
+        // must never wait on a slot that its own earlier requests hold (a
+        // batch would freeze: its first requests keep the slots until it
+        // reads their answers, which it cannot while its write is stuck).
+        let (parts, body) = request.into_parts();
+        let body = match tokio::time::timeout_at(deadline.into(), body.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) => return Err(error),
+            Err(_elapsed) => return Err(HttpError::ConnectionWriteTimeout),
+        };
         let permit = self.limiter.acquire(deadline).await.map_err(|error| {
             tracing::warn!(cap = "backend", %error, "no backend slot");
             match error {
@@ -90,12 +100,6 @@ impl Backend {
                 LimitError::Deadline => HttpError::ConnectionTimeout,
             }
         })?;
-        let (parts, body) = request.into_parts();
-        let body = match tokio::time::timeout_at(deadline.into(), body.collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(error)) => return Err(error),
-            Err(_elapsed) => return Err(HttpError::ConnectionWriteTimeout),
-        };
         let response = self.client.send(&parts, body, deadline, permit).await?;
         Ok(response.map(|body| body.boxed_unsync()))
     }
