@@ -217,6 +217,77 @@ fn a_restart_with_a_warm_compiled_cache_does_not_compile() {
     assert_eq!(Client::new().get(&warm.url("/health")).status, 200);
 }
 
+/// The sha256 the start-up line names.
+fn started_sha256(service: &Service) -> (String, bool) {
+    let line =
+        service.wait_for_log(Duration::from_secs(5), |line| line["message"] == "llm-service listening");
+    (line["sha256"].as_str().unwrap().to_string(), line["compiled_from_cache"].as_bool().unwrap())
+}
+
+#[test]
+fn a_compiled_file_planted_under_the_handlers_name_never_runs() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let cache_dir = fresh_directory();
+    let start = |component: Option<&str>| {
+        let mut builder = Service::builder(BINARY).envs(&[
+            ("OLLAMA_BASE_URL", ollama.url().as_str()),
+            ("COMPILED_CACHE_DIR", cache_dir.to_str().unwrap()),
+        ]);
+        if let Some(component) = component {
+            builder = builder.component(component);
+        }
+        builder.start()
+    };
+    // Both compiled and sealed into the cache, as the service would.
+    let (builtin, _) = started_sha256(&start(None));
+    let (other, _) = started_sha256(&start(Some(MISBEHAVE)));
+    // Another component's compiled file (and its seal) under the handler's name.
+    for suffix in ["cwasm", "cwasm.seal"] {
+        std::fs::copy(
+            cache_dir.join(format!("{other}.{suffix}")),
+            cache_dir.join(format!("{builtin}.{suffix}")),
+        )
+        .unwrap();
+    }
+    let service = start(None);
+    let (sha256, from_cache) = started_sha256(&service);
+    assert_eq!(
+        (sha256.as_str(), from_cache),
+        (builtin.as_str(), false),
+        "compiled anew, not the planted file"
+    );
+    let health = Client::new().get(&service.url("/health"));
+    assert_eq!(health.json()["service"], "llm-service", "the built-in handler answers: {}", health.body);
+    let warned = service
+        .logs()
+        .iter()
+        .any(|line| line["message"].as_str().unwrap_or("").contains("seal does not verify"));
+    assert!(warned, "the refusal is logged");
+}
+
+#[test]
+fn a_compiled_cache_directory_others_may_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let ollama = FakeOllama::start(&[MODEL]);
+    let cache_dir = fresh_directory();
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let start = || {
+        Service::builder(BINARY)
+            .envs(&[
+                ("OLLAMA_BASE_URL", ollama.url().as_str()),
+                ("COMPILED_CACHE_DIR", cache_dir.to_str().unwrap()),
+            ])
+            .start()
+    };
+    drop(start());
+    let service = start();
+    assert!(!started_sha256(&service).1, "nothing is read from an unsafe directory");
+    let refused =
+        service.logs().iter().any(|line| line["error"].as_str().unwrap_or("").contains("mode 0700"));
+    assert!(refused, "{:?}", service.logs());
+}
+
 #[test]
 fn the_component_cli_pushes_lists_and_rolls_back() {
     let ollama = FakeOllama::start(&[MODEL]);

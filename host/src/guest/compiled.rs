@@ -1,16 +1,21 @@
 //! The on-disk cache of compiled components, keyed by the sha256 of their
 //! bytes, so a restart or a rollback does not compile again.
 //!
-//! Files are written to a temporary name and renamed, so a reader never sees
-//! half a file. A file wasmtime rejects (another wasmtime version or engine
+//! The directory is a [`SealedDir`]: the service's own (0700), each
+//! compiled file sealed with an HMAC over the source's sha256 and its bytes,
+//! so a file merely placed under a component's name never runs. Files are
+//! written to a temporary name and renamed, so a reader never sees half a
+//! file. A file wasmtime rejects (another wasmtime version or engine
 //! configuration, or damage) is compiled anew and replaced. Without a
-//! directory every load compiles.
+//! directory (or with one refused as unsafe) every load compiles.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use super::sealed::SealedDir;
 
 /// Every WebAssembly module and component starts so.
 const WASM_MAGIC: &[u8] = b"\0asm";
@@ -43,12 +48,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The cache directory (or none).
 #[derive(Debug, Clone)]
 pub struct CompiledCache {
-    dir: Option<PathBuf>,
+    dir: Option<SealedDir>,
 }
 
 impl CompiledCache {
-    /// A cache in `dir`; `None` disables it.
+    /// A cache in `dir`; `None`, or a directory that is not safe to trust
+    /// (logged), disables it.
     pub fn new(dir: Option<PathBuf>) -> Self {
+        let dir = dir.and_then(|dir| {
+            SealedDir::open(&dir)
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "compiled-component cache off: every load compiles");
+                })
+                .ok()
+        });
         Self { dir }
     }
 
@@ -64,37 +77,29 @@ impl CompiledCache {
         if !bytes.starts_with(WASM_MAGIC) {
             wasmtime::bail!("not a WebAssembly file: it does not start with \\0asm ({} bytes)", bytes.len());
         }
-        let path = self.dir.as_ref().map(|dir| dir.join(format!("{sha256}.cwasm")));
-        if let Some(path) = path.as_ref().filter(|path| path.exists()) {
-            // SAFETY: the directory is the service's own; every file in it
+        let name = format!("{sha256}.cwasm");
+        if let Some(compiled) = self.dir.as_ref().and_then(|dir| dir.read(&name, sha256)) {
+            // SAFETY: the file is sealed by this service for this source: it
             // was written by `Component::serialize` below, and wasmtime
             // checks that it was made by a compatible engine.
-            match unsafe { Component::deserialize_file(engine, path) } {
+            match unsafe { Component::deserialize(engine, &compiled) } {
                 Ok(component) => return Ok((component, Compilation::Cached)),
                 Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "compiled cache entry unusable; compiling again")
+                    tracing::warn!(file = %name, %error, "compiled cache entry unusable; compiling again")
                 }
             }
         }
         let started = Instant::now();
         let component = Component::new(engine, bytes)?;
         let compile_time = started.elapsed();
-        if let Some(path) = path
-            && let Err(error) = store(&component, &path)
+        if let Some(dir) = &self.dir
+            && let Err(error) = component
+                .serialize()
+                .map_err(anyhow::Error::from)
+                .and_then(|serialized| dir.write(&name, sha256, &serialized).map_err(anyhow::Error::from))
         {
-            tracing::warn!(path = %path.display(), %error, "could not write the compiled cache");
+            tracing::warn!(file = %name, %error, "could not write the compiled cache");
         }
         Ok((component, Compilation::Fresh(compile_time)))
     }
-}
-
-fn store(component: &Component, path: &std::path::Path) -> anyhow::Result<()> {
-    let serialized = component.serialize()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let partial = path.with_extension(format!("partial.{}", std::process::id()));
-    std::fs::write(&partial, serialized)?;
-    std::fs::rename(&partial, path)?;
-    Ok(())
 }

@@ -8,3 +8,4 @@
 pub mod call;
 pub mod compiled;
 pub mod engine;
+pub mod sealed;
