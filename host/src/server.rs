@@ -38,6 +38,10 @@ const RETRY_AFTER_S: &str = "1";
 const HANDLER_VERSION: &str = "x-handler-version";
 /// The header carrying a request's id, in and out.
 const REQUEST_ID: &str = "x-request-id";
+/// Liveness: the process serves requests.
+pub const LIVENESS_PATH: &str = "/livez";
+/// Readiness: the handler is loaded and a request would be admitted.
+pub const READINESS_PATH: &str = "/readyz";
 /// Longest client-supplied request id kept; longer ones are replaced.
 const MAX_REQUEST_ID_BYTES: usize = 128;
 
@@ -113,12 +117,43 @@ impl Service {
         let _in_flight = metrics.enter();
         let path = request.uri().path().to_string();
         let request_id = request_id(&request);
-        let mut response = self.admit(request, request_id.clone(), slot).await;
+        let mut response = match self.probe(&request) {
+            Some(answer) => answer,
+            None => self.admit(request, request_id.clone(), slot).await,
+        };
         metrics.record_request(&path, response.status().as_u16(), started.elapsed());
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
         response
+    }
+
+    /// The orchestrator's probes, answered by the host itself (no slot, no
+    /// component): `/livez` while the process serves at all, `/readyz`
+    /// while it can admit a request. Neither depends on the model backend:
+    /// a gateway whose backend is down still serves its cache, so it must
+    /// not be restarted or taken out of rotation for that (`/health` keeps
+    /// the seed's meaning and says 503 then).
+    fn probe(&self, request: &hyper::Request<Incoming>) -> Option<hyper::Response<HyperOutgoingBody>> {
+        if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+            return None;
+        }
+        match request.uri().path() {
+            LIVENESS_PATH => Some(json_response(StatusCode::OK, &serde_json::json!({"status": "alive"}))),
+            READINESS_PATH => Some(if self.in_flight.available_permits() > 0 {
+                let handler = self.versions.current();
+                json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"status": "ready", "handler": handler.tag()}),
+                )
+            } else {
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "not ready", "reason": "every in-flight slot is taken (MAX_IN_FLIGHT)"}),
+                )
+            }),
+            _ => None,
+        }
     }
 
     async fn admit(

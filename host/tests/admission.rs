@@ -54,12 +54,17 @@ fn past_max_in_flight_is_503_with_retry_after() {
     let rejected = wait_for_503(&client, &service.url("/ping"));
     assert_eq!(rejected.header("retry-after"), Some("1"));
     assert!(rejected.json()["error"].as_str().unwrap().contains("in-flight"));
+    // Meanwhile the process is alive but not ready for more.
+    assert_eq!(client.get(&service.url("/livez")).status, 200);
+    let not_ready = client.get(&service.url("/readyz"));
+    assert_eq!((not_ready.status, not_ready.json()["status"].as_str()), (503, Some("not ready")));
 
     for sleeper in sleepers {
         let reply = sleeper.join().unwrap();
         assert_eq!((reply.status, reply.body.as_str()), (200, "slept 3000 ms"));
     }
     assert_eq!(client.get(&service.url("/ping")).status, 200, "slots are released");
+    assert_eq!(client.get(&service.url("/readyz")).status, 200, "ready again");
 }
 
 #[test]

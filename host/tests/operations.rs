@@ -123,6 +123,10 @@ fn health_turns_unhealthy_when_the_backend_stops_and_back_when_it_returns() {
     });
     ollama.set_offline(true);
     let down = health_until(&service, Duration::from_secs(10), |reply| reply.status == 503);
+    // The gateway still serves (its cache, its errors): alive and ready.
+    assert_eq!(Client::new().get(&service.url("/livez")).json()["status"], "alive");
+    let ready = Client::new().get(&service.url("/readyz"));
+    assert_eq!((ready.status, ready.json()["status"].as_str()), (200, Some("ready")));
     assert_eq!(down.json()["status"], "unhealthy");
     assert_eq!(down.json()["ollama_status"], "disconnected");
     ollama.set_offline(false);

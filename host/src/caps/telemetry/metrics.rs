@@ -33,6 +33,8 @@ const KNOWN_ENDPOINTS: &[&str] = &[
     "/models",
     "/model",
     "/cache/clear",
+    "/livez",
+    "/readyz",
 ];
 /// Characters that get a label of their own; the rest share `other`, so
 /// clients inventing names cannot grow the series without bound.
