@@ -244,3 +244,18 @@ fn a_batch_of_more_large_items_than_backend_slots_does_not_freeze() {
     );
     assert_eq!(ollama.generate_hits(), 33);
 }
+
+#[test]
+fn a_stream_cut_by_the_request_deadline_ends_with_an_error_line() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_token_delay(Duration::from_millis(200));
+    let service = service(&ollama, &[("REQUEST_TIMEOUT", "2")]);
+    let long = "word ".repeat(40);
+    let lines = NdjsonStream::post(service.addr(), "/generate", &json!({"prompt": long, "stream": true})).collect();
+    let (text, last) = pieces_and_last(&lines);
+    assert!(!text.is_empty(), "some pieces came before the deadline");
+    assert_eq!(last["done"], true, "{last}");
+    assert!(last["error"].as_str().is_some_and(|error| error.contains("in time")), "{last}");
+    let logged = service.wait_for_log(Duration::from_secs(5), |line| line["message"] == "LLM Request");
+    assert_eq!(logged["error_kind"], "backend_timeout", "counted and logged as cut: {logged}");
+}

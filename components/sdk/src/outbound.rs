@@ -97,7 +97,7 @@ impl Response {
                 self.ended = true;
                 Err(crate::bindings::wasi::http::types::http_error_code(&error)
                     .map(OutboundError::from)
-                    .unwrap_or_else(|| OutboundError::Other(error.to_debug_string())))
+                    .unwrap_or_else(|| body_error(error.to_debug_string())))
             }
         }
     }
@@ -203,4 +203,14 @@ pub fn start(method: &str, url: &str, body: Option<&[u8]>) -> Result<Pending, Ou
     OutgoingBody::finish(outgoing_body, None).map_err(OutboundError::from)?;
 
     Ok(Pending { future })
+}
+
+/// A body read's failure that carries no `error-code`, by its text: the
+/// host's between-chunk and deadline timeouts arrive so.
+fn body_error(text: String) -> OutboundError {
+    if text.contains("timeout") || text.contains("timed out") {
+        OutboundError::Timeout
+    } else {
+        OutboundError::Other(text)
+    }
 }

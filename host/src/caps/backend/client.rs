@@ -100,7 +100,7 @@ impl BackendClient {
             if !retryable || attempt >= self.settings.retry_attempts || Instant::now() + delay >= deadline {
                 let response = outcome?;
                 let timeout = self.settings.read_timeout;
-                return Ok(response.map(|body| GuardedBody::new(body, timeout, permit)));
+                return Ok(response.map(|body| GuardedBody::new(body, timeout, deadline, permit)));
             }
             attempt += 1;
             self.retries.inc();
@@ -153,14 +153,24 @@ fn backoff(attempt: u32) -> Duration {
 pub struct GuardedBody {
     inner: Incoming,
     timeout: Duration,
+    /// No chunk is waited for past this (the request's deadline, less the
+    /// margin the component needs to say so), so a stream cut by the
+    /// deadline ends with the component's error line, not mid-air.
+    deadline: Instant,
     sleep: Pin<Box<Sleep>>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl GuardedBody {
-    fn new(inner: Incoming, timeout: Duration, permit: OwnedSemaphorePermit) -> Self {
-        Self { inner, timeout, sleep: Box::pin(tokio::time::sleep(timeout)), permit: Some(permit) }
+    fn new(inner: Incoming, timeout: Duration, deadline: Instant, permit: OwnedSemaphorePermit) -> Self {
+        let sleep = Box::pin(tokio::time::sleep_until(next_wake(timeout, deadline)));
+        Self { inner, timeout, deadline, sleep, permit: Some(permit) }
     }
+}
+
+/// When to give up waiting for the next chunk.
+fn next_wake(timeout: Duration, deadline: Instant) -> tokio::time::Instant {
+    tokio::time::Instant::from_std((Instant::now() + timeout).min(deadline))
 }
 
 impl Body for GuardedBody {
@@ -174,7 +184,7 @@ impl Body for GuardedBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.sleep.as_mut().reset(tokio::time::Instant::now() + this.timeout);
+                this.sleep.as_mut().reset(next_wake(this.timeout, this.deadline));
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
