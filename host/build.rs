@@ -36,6 +36,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", components.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", repo.join("wit").display());
+    // The handler embeds the API's description.
+    println!("cargo:rerun-if-changed={}", repo.join("docs/openapi.json").display());
 
     // One guest target directory for every host profile: a debug test run
     // and a release build share the (always release) guest artifacts.

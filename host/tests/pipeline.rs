@@ -251,7 +251,8 @@ fn a_stream_cut_by_the_request_deadline_ends_with_an_error_line() {
     ollama.set_token_delay(Duration::from_millis(200));
     let service = service(&ollama, &[("REQUEST_TIMEOUT", "2")]);
     let long = "word ".repeat(40);
-    let lines = NdjsonStream::post(service.addr(), "/generate", &json!({"prompt": long, "stream": true})).collect();
+    let lines =
+        NdjsonStream::post(service.addr(), "/generate", &json!({"prompt": long, "stream": true})).collect();
     let (text, last) = pieces_and_last(&lines);
     assert!(!text.is_empty(), "some pieces came before the deadline");
     assert_eq!(last["done"], true, "{last}");

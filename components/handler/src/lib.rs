@@ -42,8 +42,17 @@ const ROUTES: &[Route] = &[
     Route { path: "/metrics/prometheus", methods: &["GET"], handle: metrics::prometheus },
     Route { path: "/models", methods: &["GET"], handle: models::list },
     Route { path: "/model", methods: &["POST"], handle: models::switch },
-    Route { path: "/validate-model", methods: &["POST"], handle: models::validate },
+    Route { path: "/validate-model", methods: &["GET", "POST"], handle: models::validate },
+    Route { path: "/openapi.json", methods: &["GET"], handle: openapi },
 ];
+
+/// The public API's OpenAPI 3.1 description, kept in the repository.
+const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// GET /openapi.json.
+fn openapi(_request: &Request) -> Reply {
+    Response::new(200, "application/json", OPENAPI.as_bytes().to_vec()).into()
+}
 
 struct DefaultHandler;
 

@@ -1,0 +1,57 @@
+//! The public API against its OpenAPI description (docs/openapi.json, served
+//! at /openapi.json): schemathesis, from PyPI, sends generated requests to
+//! the live service (a fast fake backend behind it) and checks that no
+//! answer is a server error other than the documented 503/504, and that
+//! every status, content type and body is the one documented.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use llm_service_test_support::fake_ollama::FakeOllama;
+use llm_service_test_support::{Client, Service};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
+const MODEL: &str = "llama3:8b-instruct-q5_K_M";
+/// Examples per operation: enough to cross every validation branch, few
+/// enough for the test command.
+const EXAMPLES: &str = "40";
+
+/// The schemathesis beside the test python (scripts/python-env.sh installs it).
+fn schemathesis() -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("LLM_SERVICE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join(".venv/bin/python"));
+    python.with_file_name("schemathesis")
+}
+
+#[test]
+fn the_served_description_is_the_repositorys() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url()).start();
+    let served = Client::new().get(&service.url("/openapi.json"));
+    assert_eq!(served.status, 200);
+    let kept: serde_json::Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+    assert_eq!(served.json(), kept);
+}
+
+#[test]
+fn generated_requests_get_only_documented_answers() {
+    let tool = schemathesis();
+    assert!(tool.exists(), "{} is missing: run scripts/python-env.sh", tool.display());
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url()).start();
+    let output = Command::new(&tool)
+        .args(["run", &service.url("/openapi.json"), "--url", &service.url("")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", EXAMPLES, "--seed", "1", "--no-color"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap();
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "schemathesis found problems:\n{report}");
+}
