@@ -22,3 +22,7 @@ cargo test --manifest-path components/Cargo.toml --workspace --locked
 # The host: unit tests, then integration tests against the real binary;
 # the bench's smoke run (a few seconds, every row, no speed asserted).
 cargo test --workspace --locked
+
+# The fault suite, short form: no request may be lost while KeyDB, the
+# backend and the clients misbehave (docs/RELIABILITY.md has a full run).
+./scripts/faults.sh short

@@ -2,6 +2,7 @@
 //! prints one table, each throughput row with its ratio to row 1 (a native
 //! hyper server answering the same bytes) measured in the same run.
 
+mod faults;
 mod load;
 mod native;
 mod scenarios;
@@ -39,6 +40,9 @@ struct Args {
     /// A few seconds in all: checks that every row runs, measures nothing worth keeping.
     #[arg(long)]
     smoke: bool,
+    /// Instead of the benchmark: the fault suite, `short` (the test command's) or `full`.
+    #[arg(long, value_name = "SIZE")]
+    faults: Option<FaultSize>,
 }
 
 impl Args {
@@ -63,6 +67,15 @@ impl Args {
     }
 }
 
+/// How much of the fault suite to run.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FaultSize {
+    /// About a minute.
+    Short,
+    /// The figures docs/RELIABILITY.md quotes.
+    Full,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let plan = args.plan();
@@ -71,6 +84,16 @@ fn main() -> anyhow::Result<()> {
         "no llm-service binary at {} (build it: cargo build --release)",
         plan.binary.display()
     );
+    if let Some(size) = args.faults {
+        let size = match size {
+            FaultSize::Short => faults::Size::Short,
+            FaultSize::Full => faults::Size::Full,
+        };
+        let rows = faults::run(&plan.binary, size)?;
+        println!("{}", faults::table(&rows));
+        anyhow::ensure!(faults::nothing_lost(&rows), "requests were lost: see the table");
+        return Ok(());
+    }
     let work = service::scratch_directory("work")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();

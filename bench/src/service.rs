@@ -68,6 +68,21 @@ impl ServiceProcess {
     }
 }
 
+impl ServiceProcess {
+    /// Sends SIGTERM and waits (up to a minute) for the exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(Instant::now() < until, "llm-service did not exit within a minute of SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Whether `GET /health` answers 200 right now.
 fn health_is_ok(addr: SocketAddr) -> bool {
     use std::io::{Read, Write};

@@ -107,7 +107,8 @@ impl FakeOllama {
     }
 
     /// Offline, the fake closes every new connection at once, as a stopped
-    /// Ollama would refuse it; back online it answers again.
+    /// Ollama would refuse it, and drops kept-alive ones at their next
+    /// request; back online it answers again.
     pub fn set_offline(&self, offline: bool) {
         self.state.offline.store(offline, Ordering::SeqCst);
     }
@@ -173,6 +174,10 @@ impl std::fmt::Display for DropConnection {
 impl std::error::Error for DropConnection {}
 
 async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<Reply, DropConnection> {
+    // A stopped Ollama answers nothing, on kept-alive connections too.
+    if state.offline.load(Ordering::SeqCst) {
+        return Err(DropConnection);
+    }
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
     let bytes = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();

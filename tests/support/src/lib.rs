@@ -285,6 +285,13 @@ impl Client {
         self.send_with_headers(method, url, &[], body)
     }
 
+    /// `method` `url` with `body`; a transport failure (no answer at all)
+    /// is an `Err` instead of a panic.
+    pub fn try_send(&self, method: &str, url: &str, body: &[u8]) -> Result<Reply, String> {
+        let request = ureq::http::Request::builder().method(method).uri(url).body(body.to_vec()).unwrap();
+        self.agent.run(request).map(reply).map_err(|error| error.to_string())
+    }
+
     /// `method` `url` with extra `headers` and `body`.
     pub fn send_with_headers(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let mut request = ureq::http::Request::builder().method(method).uri(url);
