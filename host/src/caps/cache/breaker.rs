@@ -2,8 +2,10 @@
 //! KeyDB for [`BACKOFF`] (they count as misses at once) instead of each
 //! waiting out its own timeout, so an outage costs at most one timeout per
 //! period, not one per request. The background health check keeps probing
-//! meanwhile, and the first call after the period tries again: a success
-//! closes the breaker, a failure opens it for another period.
+//! meanwhile, and when the period is over exactly one call tries KeyDB
+//! again (the others keep skipping while it does): a success closes the
+//! breaker, a failure opens it for another period. Calls already in flight
+//! when KeyDB fails fail with it; nothing can spare those.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,9 +28,20 @@ impl Default for Breaker {
 }
 
 impl Breaker {
-    /// Whether a call may go to KeyDB now.
+    /// Whether a call may go to KeyDB now: always while closed; once the
+    /// period is over, for the one call that claims the probe.
     pub fn allows(&self) -> bool {
-        self.now_ms() >= self.open_until_ms.load(Ordering::Relaxed)
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        let now = self.now_ms();
+        if now < until {
+            return false;
+        }
+        // The probe re-arms the period for everyone else until it resolves.
+        let rearmed = now + BACKOFF.as_millis() as u64;
+        self.open_until_ms.compare_exchange(until, rearmed, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// A call failed: skip KeyDB for [`BACKOFF`].
@@ -63,9 +76,12 @@ mod tests {
     }
 
     #[test]
-    fn it_lets_a_call_through_when_the_backoff_is_over() {
+    fn when_the_backoff_is_over_exactly_one_call_probes() {
         let breaker = Breaker { base: Instant::now() - BACKOFF * 2, ..Breaker::default() };
         breaker.open_until_ms.store(1, Ordering::Relaxed);
-        assert!(breaker.allows());
+        assert!(breaker.allows(), "the first call probes");
+        assert!(!breaker.allows(), "the others skip while it does");
+        breaker.reset();
+        assert!(breaker.allows() && breaker.allows(), "closed again");
     }
 }
