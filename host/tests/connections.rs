@@ -125,3 +125,40 @@ fn trickling_bodies_hold_no_slot_health_needs_and_end_in_408() {
     );
     assert!(statuses.iter().any(|status| status.contains(" 408 ")), "{statuses:?}");
 }
+
+#[test]
+fn with_descriptors_scarce_a_flood_neither_exhausts_them_nor_floods_the_log() {
+    let ollama = FakeOllama::start(&["m"]);
+    let service = Service::builder(BINARY)
+        .env("OLLAMA_BASE_URL", &ollama.url())
+        .env("ADMIN_TOKEN", "connections-admin-token")
+        .env("HEADER_READ_TIMEOUT_MS", "60000")
+        .open_files_limit(400)
+        .start();
+    let admin: std::net::SocketAddr = service.admin_url("").trim_start_matches("http://").parse().unwrap();
+    // A monitor's connection, made before the flood.
+    let monitor = Client::new();
+    assert_eq!(monitor.get(&service.url("/health")).status, 200);
+    let flood: Vec<TcpStream> = (0..600)
+        .flat_map(|_| [TcpStream::connect(service.addr()).ok(), TcpStream::connect(admin).ok()])
+        .flatten()
+        .collect();
+    for _ in 0..5 {
+        assert_eq!(monitor.get(&service.url("/health")).status, 200, "the monitor is still answered");
+    }
+    drop(flood);
+    let trouble = service
+        .logs()
+        .iter()
+        .filter(|line| {
+            let message = line["message"].as_str().unwrap_or_default();
+            message.contains("accept failed") || message.contains("connection cap reached")
+        })
+        .count();
+    assert!(trouble <= 10, "{trouble} accept warnings: the loop must back off, not spin");
+    let refused_cap = service
+        .logs()
+        .iter()
+        .any(|line| line["message"] == "MAX_CONNECTIONS cut to fit the open-files limit (ulimit -n)");
+    assert!(refused_cap, "the cap was cut to the open-files limit");
+}

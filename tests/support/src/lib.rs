@@ -153,6 +153,23 @@ impl ServiceBuilder {
         self
     }
 
+    /// Runs the service with at most `limit` open files (RLIMIT_NOFILE).
+    pub fn open_files_limit(mut self, limit: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+        // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+        unsafe {
+            self.command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        self
+    }
+
     /// Starts the process and waits until it listens.
     pub fn start(mut self) -> Service {
         let mut child = self.command.spawn().expect("spawning llm-service");
