@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body, Frame};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Sleep;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use wasmtime_wasi_http::Error as HttpError;
 
 use super::allowlist::AllowlistResolver;
@@ -148,29 +147,72 @@ fn backoff(attempt: u32) -> Duration {
     ceiling.mul_f64(fastrand::f64())
 }
 
-/// A backend response body that times out between chunks and releases the
-/// generation slot when it ends or is dropped.
+/// A backend answer's body, read from the backend by a task of its own.
+///
+/// The task reads the answer as the backend sends it, whether or not the
+/// component has asked for it yet, and ends the generation's slot (the
+/// `permit`) when the backend's answer ends. A slot is a generation at the
+/// backend: tying it to the component's reading would let a component that
+/// waits on one answer (a batch reading its items in order) starve the
+/// answers it has not read yet of slots, and wait for ever. It gives up
+/// after `timeout` without a chunk, or at the request's `deadline` (less the
+/// margin the component needs to say so), and stops (closing the backend
+/// connection, which cancels the generation) as soon as the component
+/// drops the body.
 pub struct GuardedBody {
-    inner: Incoming,
-    timeout: Duration,
-    /// No chunk is waited for past this (the request's deadline, less the
-    /// margin the component needs to say so), so a stream cut by the
-    /// deadline ends with the component's error line, not mid-air.
-    deadline: Instant,
-    sleep: Pin<Box<Sleep>>,
-    permit: Option<OwnedSemaphorePermit>,
+    frames: mpsc::UnboundedReceiver<Result<Frame<Bytes>, HttpError>>,
 }
+
+/// The most of one answer held for a component: generated text is small;
+/// this only bounds a misbehaving backend.
+const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 impl GuardedBody {
     fn new(inner: Incoming, timeout: Duration, deadline: Instant, permit: OwnedSemaphorePermit) -> Self {
-        let sleep = Box::pin(tokio::time::sleep_until(next_wake(timeout, deadline)));
-        Self { inner, timeout, deadline, sleep, permit: Some(permit) }
+        let (sender, frames) = mpsc::unbounded_channel();
+        tokio::spawn(pump(inner, timeout, deadline, permit, sender));
+        Self { frames }
     }
 }
 
 /// When to give up waiting for the next chunk.
 fn next_wake(timeout: Duration, deadline: Instant) -> tokio::time::Instant {
     tokio::time::Instant::from_std((Instant::now() + timeout).min(deadline))
+}
+
+/// Moves the backend's answer into `sender` until it ends, fails, times
+/// out or nobody reads it any more; the slot goes with the task.
+async fn pump(
+    mut inner: Incoming,
+    timeout: Duration,
+    deadline: Instant,
+    _permit: OwnedSemaphorePermit,
+    sender: mpsc::UnboundedSender<Result<Frame<Bytes>, HttpError>>,
+) {
+    let mut received = 0usize;
+    loop {
+        let next = tokio::select! {
+            () = sender.closed() => return,
+            next = tokio::time::timeout_at(next_wake(timeout, deadline), inner.frame()) => next,
+        };
+        let frame = match next {
+            Err(_elapsed) => Err(HttpError::ConnectionReadTimeout),
+            Ok(None) => return,
+            Ok(Some(Err(error))) => Err(HttpError::from(error)),
+            Ok(Some(Ok(frame))) => {
+                received += frame.data_ref().map_or(0, Bytes::len);
+                if received > MAX_ANSWER_BYTES {
+                    Err(HttpError::HttpResponseBodySize(Some(received as u64)))
+                } else {
+                    Ok(frame)
+                }
+            }
+        };
+        let failed = frame.is_err();
+        if sender.send(frame).is_err() || failed {
+            return;
+        }
+    }
 }
 
 impl Body for GuardedBody {
@@ -181,32 +223,7 @@ impl Body for GuardedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.sleep.as_mut().reset(next_wake(this.timeout, this.deadline));
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => {
-                this.permit = None;
-                Poll::Ready(Some(Err(HttpError::from(error))))
-            }
-            Poll::Ready(None) => {
-                this.permit = None;
-                Poll::Ready(None)
-            }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.permit = None;
-                    Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
-                }
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.frames.poll_recv(cx)
     }
 }
 
