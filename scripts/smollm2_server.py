@@ -5,7 +5,7 @@ llama.cpp's, from the PyPI package `xllamacpp` (both installed into .venv by
 scripts/python-env.sh). Prints one line, `listening http://HOST:PORT`, once
 the model is loaded and the socket is open, then serves until SIGTERM/SIGINT.
 
-usage: smollm2_server.py [--host 127.0.0.1] [--port 0]
+usage: smollm2_server.py [--host 127.0.0.1] [--port 0] [--threads 1]
 """
 
 import argparse
@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--threads", type=int, default=1, help="threads per generation (default 1)")
     args = parser.parse_args()
 
     params = xllamacpp.CommonParams()
@@ -43,6 +44,13 @@ def main() -> None:
     params.n_ctx = 4096
     params.n_parallel = 2  # two generations at once, 2048 tokens of context each
     params.warmup = False
+    # Threads that wait by spinning (llama.cpp polls by default) starve each
+    # other when the cores are shared, with the test suite or with a second
+    # server: a 24-token answer then takes over 30 s on 2 busy cores instead
+    # of well under one. Waiting threads sleep instead.
+    for cpu in (params.cpuparams, params.cpuparams_batch):
+        cpu.poll = 0
+        cpu.n_threads = args.threads
     server = xllamacpp.Server(params)
     print(f"listening {server.listening_address}", flush=True)
     signal.sigwait([signal.SIGTERM, signal.SIGINT])
