@@ -26,3 +26,8 @@ cargo test --workspace --locked
 # The fault suite, short form: no request may be lost while KeyDB, the
 # backend and the clients misbehave (docs/RELIABILITY.md has a full run).
 ./scripts/faults.sh short
+
+# The container image: lint the Dockerfile, compose.yaml and the Kubernetes
+# manifests, build the image (with buildah and local stand-in base images
+# where no Docker daemon runs), and run the binary from its root filesystem.
+./scripts/container-test.sh

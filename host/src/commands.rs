@@ -9,6 +9,17 @@ use clap::Subcommand;
 /// What the binary does besides serving.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
+    /// Ask the running service whether it is live (`/livez`) or ready
+    /// (`/readyz`); exit 0 if so, 1 if not. For container health checks:
+    /// the image has no shell tools.
+    Probe {
+        /// Ask `/readyz` (can take requests now) instead of `/livez` (is serving at all).
+        #[arg(long)]
+        ready: bool,
+        /// The service's base URL (default: http://127.0.0.1:LLM_SERVICE_PORT).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Manage the handler component of a running service through its admin API.
     Component {
         /// What to do.

@@ -102,6 +102,9 @@ pub struct AdminConfig {
     /// Bearer token for the admin API (at least 16 characters); unset, the admin API is off.
     #[arg(long, env = "ADMIN_TOKEN", value_name = "ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
     pub admin_token: Option<String>,
+    /// A file holding the admin token (a Docker or Kubernetes secret), instead of ADMIN_TOKEN.
+    #[arg(long, env = "ADMIN_TOKEN_FILE", value_name = "ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
     /// TCP port of the admin API.
     #[arg(long, env = "ADMIN_PORT", value_name = "ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
     pub admin_port: u16,
@@ -124,6 +127,22 @@ pub struct AdminConfig {
 }
 
 impl AdminConfig {
+    /// Reads ADMIN_TOKEN_FILE, if set, into `admin_token`, with the same
+    /// rule as ADMIN_TOKEN. One trailing newline (as `echo` writes) is not
+    /// part of the token.
+    pub fn read_token_file(&mut self) -> Result<(), String> {
+        let Some(path) = &self.admin_token_file else { return Ok(()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("ADMIN_TOKEN_FILE {}: {error}", path.display()))?;
+        let token = text.strip_suffix('\n').unwrap_or(&text);
+        let token = token.strip_suffix('\r').unwrap_or(token);
+        self.admin_token = Some(
+            parse_admin_token(token)
+                .map_err(|error| format!("ADMIN_TOKEN_FILE {}: {error}", path.display()))?,
+        );
+        Ok(())
+    }
+
     /// The compiled-component directory: the flag, else the user's cache dir.
     pub fn compiled_cache_dir(&self) -> Option<PathBuf> {
         self.compiled_cache_dir.clone().or_else(|| {
@@ -226,7 +245,7 @@ impl Config {
     /// Parses flags and environment; on a bad value prints one line naming
     /// the variable and the value and exits with code 2.
     pub fn parse_or_exit() -> Self {
-        match Self::try_parse() {
+        let mut config = match Self::try_parse() {
             Ok(config) => config,
             Err(error) if !error.use_stderr() => error.exit(), // --help, --version
             Err(error) => {
@@ -235,7 +254,12 @@ impl Config {
                 eprintln!("llm-service: {}", line.trim_start_matches("error: "));
                 std::process::exit(2);
             }
+        };
+        if let Err(message) = config.admin.read_token_file() {
+            eprintln!("llm-service: {message}");
+            std::process::exit(2);
         }
+        config
     }
 
     /// The component's environment: its share of the configuration.
@@ -339,6 +363,25 @@ mod tests {
     fn every_flag_and_variable_is_unique() {
         use clap::CommandFactory;
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn the_admin_token_file_is_read_without_its_newline_and_checked() {
+        let dir = std::env::temp_dir().join(format!("llm-service-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (good, short) = (dir.join("good"), dir.join("short"));
+        std::fs::write(&good, "0123456789abcdef0123\n").unwrap();
+        std::fs::write(&short, "tooshort\n").unwrap();
+        let mut config = parse(&["--admin-token-file", good.to_str().unwrap()]).unwrap();
+        config.admin.read_token_file().unwrap();
+        assert_eq!(config.admin.admin_token.as_deref(), Some("0123456789abcdef0123"));
+        let mut config = parse(&["--admin-token-file", short.to_str().unwrap()]).unwrap();
+        let error = config.admin.read_token_file().unwrap_err();
+        assert!(error.contains("ADMIN_TOKEN_FILE") && error.contains("16 characters"), "{error}");
+        let mut config = parse(&["--admin-token-file", dir.join("absent").to_str().unwrap()]).unwrap();
+        assert!(config.admin.read_token_file().unwrap_err().contains("absent"));
+        assert!(parse(&["--admin-token", "0123456789abcdef", "--admin-token-file", "x"]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

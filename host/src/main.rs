@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(command) = config.command.clone() {
-        return match runtime.block_on(cli::run(command, &config.admin)) {
+        return match runtime.block_on(cli::run(command, &config.admin, &config.server)) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {
                 eprintln!("llm-service: {error:#}");

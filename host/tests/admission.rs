@@ -58,6 +58,18 @@ fn past_max_in_flight_is_503_with_retry_after() {
     assert_eq!(client.get(&service.url("/livez")).status, 200);
     let not_ready = client.get(&service.url("/readyz"));
     assert_eq!((not_ready.status, not_ready.json()["status"].as_str()), (503, Some("not ready")));
+    // The container health check says the same, with its exit code.
+    let probe = |args: &[&str]| {
+        std::process::Command::new(BINARY)
+            .env_clear()
+            .args(["probe", "--url", &service.url("")])
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!((probe(&[]), probe(&["--ready"])), (Some(0), Some(1)), "live, not ready");
 
     for sleeper in sleepers {
         let reply = sleeper.join().unwrap();

@@ -34,6 +34,7 @@ struct Route {
 /// Every path this handler serves. A known path with another method is a 405
 /// listing these methods in `Allow`.
 const ROUTES: &[Route] = &[
+    Route { path: "/", methods: &["GET", "HEAD"], handle: index },
     Route { path: "/health", methods: &["GET"], handle: health::get },
     Route { path: "/generate", methods: &["POST"], handle: generate::post },
     Route { path: "/generate/batch", methods: &["POST"], handle: batch::post },
@@ -48,6 +49,15 @@ const ROUTES: &[Route] = &[
 
 /// The public API's OpenAPI 3.1 description, kept in the repository.
 const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// What `GET /` says: where the API is described.
+const INDEX: &str = "llm-service is running.\n\
+The API: GET /openapi.json (OpenAPI 3.1). Start with GET /health and POST /generate.\n";
+
+/// GET / (and HEAD): a person or a liveness check finds the service here.
+fn index(_request: &Request) -> Reply {
+    Response::new(200, "text/plain; charset=utf-8", INDEX.as_bytes().to_vec()).into()
+}
 
 /// GET /openapi.json.
 fn openapi(_request: &Request) -> Reply {
