@@ -97,7 +97,8 @@ standin_rust() {
     buildah bud --isolation chroot "${ULIMITS[@]}" -q --pull=never \
         --build-arg RUST_VERSION="$RUST_VERSION" --build-arg DEBIAN_RELEASE="$DEBIAN_RELEASE" \
         --label llm-service.stand-in=rustup \
-        -f deploy/container/rust-standin.Containerfile -t "$name" "$context" >/dev/null
+        -f deploy/container/rust-standin.Containerfile -t "$name" "$context" >"$WORK/standin-rust.log" 2>&1 ||
+        { tail -40 "$WORK/standin-rust.log" >&2; fail "building the Rust builder stand-in"; }
     rm -rf "$context"
 }
 
