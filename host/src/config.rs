@@ -372,14 +372,19 @@ mod tests {
         let (good, short) = (dir.join("good"), dir.join("short"));
         std::fs::write(&good, "0123456789abcdef0123\n").unwrap();
         std::fs::write(&short, "tooshort\n").unwrap();
-        let mut config = parse(&["--admin-token-file", good.to_str().unwrap()]).unwrap();
-        config.admin.read_token_file().unwrap();
-        assert_eq!(config.admin.admin_token.as_deref(), Some("0123456789abcdef0123"));
-        let mut config = parse(&["--admin-token-file", short.to_str().unwrap()]).unwrap();
-        let error = config.admin.read_token_file().unwrap_err();
+        // Set directly: the developer's shell may export ADMIN_TOKEN, which
+        // conflicts with --admin-token-file in a parse.
+        let with_file = |file: std::path::PathBuf| {
+            let mut admin = parse(&[]).unwrap().admin;
+            (admin.admin_token, admin.admin_token_file) = (None, Some(file));
+            admin
+        };
+        let mut admin = with_file(good);
+        admin.read_token_file().unwrap();
+        assert_eq!(admin.admin_token.as_deref(), Some("0123456789abcdef0123"));
+        let error = with_file(short).read_token_file().unwrap_err();
         assert!(error.contains("ADMIN_TOKEN_FILE") && error.contains("16 characters"), "{error}");
-        let mut config = parse(&["--admin-token-file", dir.join("absent").to_str().unwrap()]).unwrap();
-        assert!(config.admin.read_token_file().unwrap_err().contains("absent"));
+        assert!(with_file(dir.join("absent")).read_token_file().unwrap_err().contains("absent"));
         assert!(parse(&["--admin-token", "0123456789abcdef", "--admin-token-file", "x"]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -9,7 +9,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const MISBEHAVE: &str = env!("LLM_SERVICE_TEST_PROGRAM_MISBEHAVE");
 
 /// Polls `url` until it answers 503, which shows the in-flight slots are
-/// taken; returns that reply.
+/// taken; returns that reply. Any other answer must be 200.
 fn wait_for_503(client: &Client, url: &str) -> llm_service_test_support::Reply {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
@@ -50,14 +50,16 @@ fn past_max_in_flight_is_503_with_retry_after() {
         })
         .collect();
 
-    // A probe is refused only while both sleepers hold the two slots.
-    let rejected = wait_for_503(&client, &service.url("/ping"));
-    assert_eq!(rejected.header("retry-after"), Some("1"));
+    // Not ready once both sleepers hold the two slots. /readyz takes no
+    // slot, so polling it never keeps the second sleeper out (polling a
+    // slot-taking path could, until the first sleeper was nearly done).
+    let not_ready = wait_for_503(&client, &service.url("/readyz"));
+    assert_eq!(not_ready.json()["status"].as_str(), Some("not ready"));
+    // Meanwhile a request is refused, and the process is alive.
+    let rejected = client.get(&service.url("/ping"));
+    assert_eq!((rejected.status, rejected.header("retry-after")), (503, Some("1")));
     assert!(rejected.json()["error"].as_str().unwrap().contains("in-flight"));
-    // Meanwhile the process is alive but not ready for more.
     assert_eq!(client.get(&service.url("/livez")).status, 200);
-    let not_ready = client.get(&service.url("/readyz"));
-    assert_eq!((not_ready.status, not_ready.json()["status"].as_str()), (503, Some("not ready")));
     // The container health check says the same, with its exit code.
     let probe = |args: &[&str]| {
         std::process::Command::new(BINARY)

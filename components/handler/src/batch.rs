@@ -14,12 +14,13 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::generate::{parse_item, policy};
+use crate::generate::parse_item;
 use crate::key::key;
 use crate::pipeline::{Begun, Ctx, Outcome, begin};
 use crate::render;
 use crate::report;
 use crate::request::GenerateRequest;
+use crate::serve::policy;
 use crate::wasm_host::WasmHost;
 
 /// POST /generate/batch.

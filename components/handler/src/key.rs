@@ -31,6 +31,7 @@ pub fn key(request: &GenerateRequest, backend: Kind) -> String {
         settings,
         models,
         plugin,
+        question,
         // The prompt carries the conversation; the id only tells plugins.
         conversation_id: _,
         // Whether to use the cache at all, not what the answer is.
@@ -48,17 +49,22 @@ pub fn key(request: &GenerateRequest, backend: Kind) -> String {
         Kind::Ollama => "ollama",
         Kind::OpenAi => "openai",
     };
-    let mut canonical = vec![
-        json!(["backend", backend]),
-        json!(["model", model]),
-        json!(["max_tokens", max_tokens]),
-        json!(["repeat_penalty", canonical_number(*repeat_penalty)]),
-        json!(["seed", seed]),
-        json!(["stop", stop]),
-        json!(["temperature", canonical_number(*temperature)]),
-        json!(["top_k", top_k]),
-        json!(["top_p", canonical_number(*top_p)]),
-    ];
+    let mut canonical = vec![json!(["backend", backend]), json!(["model", model])];
+    match question {
+        // The seed's request: its settings after the defaults.
+        None => canonical.extend([
+            json!(["max_tokens", max_tokens]),
+            json!(["repeat_penalty", canonical_number(*repeat_penalty)]),
+            json!(["seed", seed]),
+            json!(["stop", stop]),
+            json!(["temperature", canonical_number(*temperature)]),
+            json!(["top_k", top_k]),
+            json!(["top_p", canonical_number(*top_p)]),
+        ]),
+        // A dialect's: everything it asks, and not the seed's defaults,
+        // which it never uses.
+        Some(question) => canonical.push(json!(["question", question.canonical()])),
+    }
     // Only when present, so keys of requests without a plugin are what they
     // were before plugins existed.
     if let Some(plugin) = plugin {

@@ -6,6 +6,7 @@ mod backend;
 mod batch;
 mod cache_clear;
 mod config;
+mod dialect;
 mod error;
 mod generate;
 mod health;
@@ -14,13 +15,16 @@ mod metrics;
 mod models;
 mod pipeline;
 mod plugin;
+mod question;
 mod render;
 mod report;
 mod request;
+mod serve;
 mod settings;
 mod stored;
 mod wasm_host;
 
+use dialect::{ollama, ollama_meta, openai, openai_meta};
 use llm_service_sdk::Handler;
 use llm_service_sdk::http::{Reply, Request, Response};
 
@@ -34,7 +38,6 @@ struct Route {
 /// Every path this handler serves. A known path with another method is a 405
 /// listing these methods in `Allow`.
 const ROUTES: &[Route] = &[
-    Route { path: "/", methods: &["GET", "HEAD"], handle: index },
     Route { path: "/health", methods: &["GET"], handle: health::get },
     Route { path: "/generate", methods: &["POST"], handle: generate::post },
     Route { path: "/generate/batch", methods: &["POST"], handle: batch::post },
@@ -45,19 +48,35 @@ const ROUTES: &[Route] = &[
     Route { path: "/model", methods: &["POST"], handle: models::switch },
     Route { path: "/validate-model", methods: &["GET", "POST"], handle: models::validate },
     Route { path: "/openapi.json", methods: &["GET"], handle: openapi },
+    // Ollama's API.
+    Route { path: "/", methods: &["GET", "HEAD"], handle: ollama_meta::index },
+    Route { path: "/api/version", methods: &["GET"], handle: ollama_meta::version },
+    Route { path: "/api/tags", methods: &["GET"], handle: ollama_meta::tags },
+    Route { path: "/api/ps", methods: &["GET"], handle: ollama_meta::ps },
+    Route { path: "/api/show", methods: &["POST"], handle: ollama_meta::show },
+    Route { path: "/api/generate", methods: &["POST"], handle: ollama::generate },
+    Route { path: "/api/chat", methods: &["POST"], handle: ollama::chat },
+    Route { path: "/api/embed", methods: &["POST"], handle: ollama_meta::embed },
+    Route { path: "/api/embeddings", methods: &["POST"], handle: ollama_meta::embed },
+    Route { path: "/api/pull", methods: &["POST"], handle: ollama_meta::management },
+    Route { path: "/api/push", methods: &["POST"], handle: ollama_meta::management },
+    Route { path: "/api/create", methods: &["POST"], handle: ollama_meta::management },
+    Route { path: "/api/copy", methods: &["POST"], handle: ollama_meta::management },
+    Route { path: "/api/delete", methods: &["DELETE"], handle: ollama_meta::management },
+    // OpenAI's API.
+    Route { path: "/v1/chat/completions", methods: &["POST"], handle: openai::chat_completions },
+    Route { path: "/v1/models", methods: &["GET"], handle: openai_meta::list },
+    Route { path: "/v1/embeddings", methods: &["POST"], handle: openai_meta::embeddings },
+];
+
+/// Paths served by prefix (a name follows it).
+const PREFIX_ROUTES: &[Route] = &[
+    Route { path: openai_meta::MODEL_PATH_PREFIX, methods: &["GET"], handle: openai_meta::one },
+    Route { path: "/api/blobs/", methods: &["HEAD", "POST"], handle: ollama_meta::management },
 ];
 
 /// The public API's OpenAPI 3.1 description, kept in the repository.
 const OPENAPI: &str = include_str!("../../../docs/openapi.json");
-
-/// What `GET /` says: where the API is described.
-const INDEX: &str = "llm-service is running.\n\
-The API: GET /openapi.json (OpenAPI 3.1). Start with GET /health and POST /generate.\n";
-
-/// GET / (and HEAD): a person or a liveness check finds the service here.
-fn index(_request: &Request) -> Reply {
-    Response::new(200, "text/plain; charset=utf-8", INDEX.as_bytes().to_vec()).into()
-}
 
 /// GET /openapi.json.
 fn openapi(_request: &Request) -> Reply {
@@ -73,7 +92,11 @@ impl Handler for DefaultHandler {
 }
 
 fn route(request: &Request) -> Reply {
-    let Some(route) = ROUTES.iter().find(|route| route.path == request.path()) else {
+    let path = request.path();
+    let exact = ROUTES.iter().find(|route| route.path == path);
+    let prefixed =
+        || PREFIX_ROUTES.iter().find(|route| path.len() > route.path.len() && path.starts_with(route.path));
+    let Some(route) = exact.or_else(prefixed) else {
         return Response::error(404, &format!("no such endpoint: {}", request.path())).into();
     };
     if !route.methods.contains(&request.method()) {

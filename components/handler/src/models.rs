@@ -15,7 +15,7 @@ use llm_service_sdk::http::{Reply, Request, Response};
 use llm_service_sdk::runtime;
 use serde_json::{Value, json};
 
-use crate::backend::{Backend, Generation, ModelInfo, StreamEvent};
+use crate::backend::{Backend, Ending, Generation, ModelInfo, StreamEvent};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::key::KEY_PREFIX;
@@ -92,7 +92,8 @@ fn probe(backend: &Backend, model: &str) -> Result<(Option<Duration>, f64), ApiE
     let mut settings = Config::get().defaults.clone();
     settings.max_tokens = PROBE_TOKENS;
     settings.temperature = 0.0;
-    let generation = Generation { model, system: None, prompt: PROBE_PROMPT, settings: &settings };
+    let generation =
+        Generation { model, system: None, prompt: PROBE_PROMPT, settings: &settings, question: None };
     let started = Instant::now();
     let mut response = backend.open_stream(model, backend.start(&generation, true)?)?;
     let mut first_token = None;
@@ -104,11 +105,11 @@ fn probe(backend: &Backend, model: &str) -> Result<(Option<Duration>, f64), ApiE
                 first_token.get_or_insert_with(|| started.elapsed());
                 chunks += 1;
             }
-            StreamEvent::Done { tokens_generated, .. } => {
+            StreamEvent::Done(Ending { tokens_generated, .. }) => {
                 tokens = tokens_generated;
                 break;
             }
-            StreamEvent::Skip => {}
+            StreamEvent::Skip | StreamEvent::Finish(_) => {}
         }
     }
     let tokens = tokens.unwrap_or(chunks) as f64;

@@ -76,7 +76,8 @@ pub fn last_line(writer: &mut BodyWriter, outcome: &Outcome, started: Instant) -
     write_line(writer, &Value::Object(last))
 }
 
-fn write_line(writer: &mut BodyWriter, value: &Value) -> Result<(), ClientGone> {
+/// `value` as one NDJSON line.
+pub fn write_line(writer: &mut BodyWriter, value: &Value) -> Result<(), ClientGone> {
     let mut line = value.to_string();
     line.push('\n');
     writer.write(line.as_bytes())

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::question::Question;
 use crate::settings::Settings;
 
 /// Longest cache lifetime a request may ask for (a year).
@@ -64,6 +65,9 @@ pub struct GenerateRequest {
     pub models: Vec<String>,
     /// The plugin serving the character, if any.
     pub plugin: Option<Rc<dyn PromptPlugin>>,
+    /// A client dialect's question (`None`: the seed's `/generate`, whose
+    /// prompt and settings are the whole question).
+    pub question: Option<Box<Question>>,
 }
 
 impl std::fmt::Debug for GenerateRequest {
@@ -73,6 +77,7 @@ impl std::fmt::Debug for GenerateRequest {
             .field("character_name", &self.character_name)
             .field("models", &self.models)
             .field("plugin", &self.plugin.as_ref().map(|plugin| plugin.name().to_string()))
+            .field("family", &self.question.as_ref().map(|question| question.family))
             .finish_non_exhaustive()
     }
 }
@@ -119,12 +124,7 @@ impl GenerateRequest {
         }
         let requested =
             bounded_string(object, "model", prefix, MAX_ID_CHARS)?.filter(|model| !model.trim().is_empty());
-        let mut models = vec![requested.unwrap_or_else(current_model)];
-        for fallback in &config.fallback_models {
-            if !models.contains(fallback) {
-                models.push(fallback.clone());
-            }
-        }
+        let models = models_to_try(requested.unwrap_or_else(current_model), config);
         Ok(Self {
             prompt,
             character_name: bounded_string(object, "character_name", prefix, MAX_CHARACTER_CHARS)?,
@@ -135,6 +135,7 @@ impl GenerateRequest {
             settings,
             models,
             plugin: None,
+            question: None,
         })
     }
 
@@ -160,6 +161,17 @@ impl GenerateRequest {
             None => Ok(text),
         }
     }
+}
+
+/// `model`, then each of FALLBACK_MODELS once.
+pub fn models_to_try(model: String, config: &Config) -> Vec<String> {
+    let mut models = vec![model];
+    for fallback in &config.fallback_models {
+        if !models.contains(fallback) {
+            models.push(fallback.clone());
+        }
+    }
+    models
 }
 
 fn cache_ttl(object: &Map<String, Value>, prefix: &str) -> Result<Option<u64>, ApiError> {

@@ -15,6 +15,13 @@ pub struct Stored {
     pub temperature: f64,
     /// SHA-256 of the client's prompt.
     pub prompt_hash: String,
+    /// Tokens of the prompt, when the backend said (answers stored before
+    /// this field existed read as unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    /// Why the generation stopped (`stop`, `length`), when the backend said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<String>,
 }
 
 impl Stored {

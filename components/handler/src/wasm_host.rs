@@ -5,7 +5,7 @@
 use llm_service_sdk::bindings::llm_service::host::cache::{self, Cached as WitCached, Failure};
 use llm_service_sdk::outbound;
 
-use crate::backend::{Backend, Completion, Generation, StreamEvent};
+use crate::backend::{Backend, Completion, Ending, Generation, StreamEvent};
 use crate::error::ApiError;
 use crate::pipeline::host::{self, Cached, FlightEvent, Found, Host, Lookup, Pending, TextSource};
 
@@ -125,12 +125,10 @@ impl TextSource for Whole {
             Some(completion) if !completion.text.is_empty() => {
                 StreamEvent::Text(std::mem::take(&mut completion.text))
             }
-            Some(completion) => {
-                let tokens_generated = Some(completion.tokens_generated);
-                self.0 = None;
-                StreamEvent::Done { text: String::new(), tokens_generated }
+            Some(_) => {
+                StreamEvent::Done(self.0.take().map(|completion| completion.ending).unwrap_or_default())
             }
-            None => StreamEvent::Done { text: String::new(), tokens_generated: None },
+            None => StreamEvent::Done(Ending::default()),
         })
     }
 }

@@ -1,10 +1,12 @@
-//! A fake Ollama: the REST API's shapes (POST /api/generate whole and
-//! streamed, GET /api/tags, POST /api/show, GET /api/version, errors as
+//! A fake Ollama: the REST API's shapes (POST /api/generate and /api/chat
+//! whole and streamed, GET /api/tags, GET /api/ps, POST /api/show,
+//! GET /api/version, POST /api/embed and /api/embeddings, errors as
 //! `{"error": "..."}` with Ollama's status codes) on 127.0.0.1:0, with fault
 //! knobs, recording what it receives.
 //!
-//! The "model" answers with the prompt's words, one token per word, up to
-//! `num_predict`: deterministic, so tests can assert text and token counts.
+//! The "model" answers with the prompt's words (a chat: the last message's),
+//! one token per word, up to `num_predict`: deterministic, so tests can
+//! assert text and token counts. Embeddings are a fixed function of the text.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -53,6 +55,8 @@ struct State {
     latency: Mutex<Duration>,
     token_delay: Mutex<Duration>,
     reply: Mutex<Option<String>>,
+    /// Every model's digest in /api/tags (a re-pull changes it).
+    digest: Mutex<Option<String>>,
     faults: Mutex<VecDeque<Fault>>,
     recorded: Mutex<Vec<Recorded>>,
     generating: AtomicUsize,
@@ -123,6 +127,16 @@ impl FakeOllama {
         self.requests().into_iter().filter(|r| r.path == "/api/generate").map(|r| r.body).collect()
     }
 
+    /// Gives every model a new digest, as a re-pull would.
+    pub fn set_digest(&self, digest: &str) {
+        *self.state.digest.lock().unwrap() = Some(digest.to_string());
+    }
+
+    /// The bodies of the /api/chat requests received.
+    pub fn chat_requests(&self) -> Vec<Value> {
+        self.requests().into_iter().filter(|r| r.path == "/api/chat").map(|r| r.body).collect()
+    }
+
     /// How many /api/generate requests arrived.
     pub fn generate_hits(&self) -> usize {
         self.generate_requests().len()
@@ -191,29 +205,86 @@ async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<
     match (method.as_str(), path.as_str()) {
         ("GET", "/api/version") => Ok(json_reply(200, json!({"version": "0.6.2"}))),
         ("GET", "/api/tags") => {
+            let digest = state.digest.lock().unwrap().clone().unwrap_or_else(|| "fake".to_string());
             let models: Vec<Value> = models
                 .iter()
-                .map(|name| json!({"name": name, "model": name, "size": 4_661_224_676u64, "digest": "fake"}))
+                .map(|name| json!({"name": name, "model": name, "size": 4_661_224_676u64, "digest": digest}))
                 .collect();
             Ok(json_reply(200, json!({ "models": models })))
         }
         ("POST", "/api/show") => {
             let name = body["model"].as_str().unwrap_or_default();
             if models.iter().any(|model| model == name) {
+                // Ollama's shape (api/types.go ShowResponse), abridged.
                 Ok(json_reply(
                     200,
-                    json!({"details": {"parameter_size": "8.0B", "quantization_level": "Q5_K_M"}}),
+                    json!({
+                        "modelfile": format!("FROM {name}"),
+                        "parameters": "stop \"<|eot_id|>\"",
+                        "template": "{{ .Prompt }}",
+                        "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
+                                    "parameter_size": "8.0B", "quantization_level": "Q5_K_M"},
+                        "model_info": {"general.architecture": "llama", "general.parameter_count": 8_030_261_248u64},
+                        "capabilities": ["completion"],
+                        "modified_at": "2026-01-01T00:00:00Z",
+                    }),
                 ))
             } else {
                 Ok(json_reply(404, json!({"error": format!("model '{name}' not found")})))
             }
         }
-        ("POST", "/api/generate") => generate(state, body, models).await,
+        ("GET", "/api/ps") => {
+            // The first model is loaded.
+            let loaded: Vec<Value> = models
+                .iter()
+                .take(1)
+                .map(|name| json!({"name": name, "model": name, "size": 5_000_000_000u64, "digest": "fake", "expires_at": "2026-01-01T00:05:00Z", "size_vram": 5_000_000_000u64}))
+                .collect();
+            Ok(json_reply(200, json!({ "models": loaded })))
+        }
+        ("POST", "/api/embed" | "/api/embeddings") => {
+            let name = body["model"].as_str().unwrap_or_default();
+            if !models.iter().any(|model| model == name) {
+                return Ok(json_reply(404, json!({"error": format!("model '{name}' not found")})));
+            }
+            if path == "/api/embeddings" {
+                return Ok(json_reply(
+                    200,
+                    json!({"embedding": embedding(body["prompt"].as_str().unwrap_or_default())}),
+                ));
+            }
+            let inputs: Vec<String> = match &body["input"] {
+                Value::String(text) => vec![text.clone()],
+                Value::Array(items) => {
+                    items.iter().filter_map(|item| item.as_str().map(str::to_string)).collect()
+                }
+                _ => return Ok(json_reply(400, json!({"error": "invalid input type"}))),
+            };
+            let vectors: Vec<Value> = inputs.iter().map(|text| embedding(text)).collect();
+            Ok(json_reply(
+                200,
+                json!({"model": name, "embeddings": vectors, "prompt_eval_count": inputs.len()}),
+            ))
+        }
+        ("POST", "/api/generate") => generate(state, body, models, false).await,
+        ("POST", "/api/chat") => generate(state, body, models, true).await,
         _ => Ok(json_reply(404, json!({"error": "404 page not found"}))),
     }
 }
 
-async fn generate(state: Arc<State>, body: Value, models: Vec<String>) -> Result<Reply, DropConnection> {
+/// A fixed 4-number vector for `text`: its length, words, vowels, and 1.
+fn embedding(text: &str) -> Value {
+    let vowels = text.chars().filter(|c| "aeiouAEIOU".contains(*c)).count();
+    json!([text.len() as f64, text.split_whitespace().count() as f64, vowels as f64, 1.0])
+}
+
+/// /api/generate (`chat` false) or /api/chat.
+async fn generate(
+    state: Arc<State>,
+    body: Value,
+    models: Vec<String>,
+    chat: bool,
+) -> Result<Reply, DropConnection> {
     let open = Open::new(state.clone());
     let fault = state.faults.lock().unwrap().pop_front();
     // A failing answer takes as long as a good one would to start.
@@ -233,7 +304,21 @@ async fn generate(state: Arc<State>, body: Value, models: Vec<String>) -> Result
     }
     let limit = body["options"]["num_predict"].as_u64().unwrap_or(128) as usize;
     let reply = state.reply.lock().unwrap().clone();
-    let text = reply.unwrap_or_else(|| body["prompt"].as_str().unwrap_or_default().to_string());
+    let asked = if chat {
+        body["messages"].as_array().and_then(|messages| messages.last()).map(|last| last["content"].clone())
+    } else {
+        Some(body["prompt"].clone())
+    };
+    let text =
+        reply.unwrap_or_else(|| asked.and_then(|text| text.as_str().map(str::to_string)).unwrap_or_default());
+    // The field a piece of text travels in.
+    let carry = move |text: &str| {
+        if chat {
+            json!({"message": {"role": "assistant", "content": text}})
+        } else {
+            json!({"response": text})
+        }
+    };
     let tokens: Vec<String> = text
         .split_whitespace()
         .take(limit)
@@ -242,16 +327,17 @@ async fn generate(state: Arc<State>, body: Value, models: Vec<String>) -> Result
         .collect();
     let done_reason = if tokens.len() == limit { "length" } else { "stop" };
     let token_delay = *state.token_delay.lock().unwrap();
-    let last = json!({
-        "model": model, "created_at": "2026-01-01T00:00:00Z", "response": "", "done": true,
+    let mut last = json!({
+        "model": model, "created_at": "2026-01-01T00:00:00Z", "done": true,
         "done_reason": done_reason, "total_duration": 5_000_000u64, "load_duration": 1_000_000u64,
         "prompt_eval_count": 8, "prompt_eval_duration": 1_000_000u64, "eval_count": tokens.len(),
         "eval_duration": 3_000_000u64,
     });
+    merge(&mut last, carry(""));
     if body["stream"].as_bool() == Some(false) {
         tokio::time::sleep(token_delay * tokens.len() as u32).await;
         let mut whole = last;
-        whole["response"] = json!(tokens.concat());
+        merge(&mut whole, carry(&tokens.concat()));
         return Ok(json_reply(200, whole));
     }
     let (sender, receiver) = mpsc::channel::<Bytes>(4);
@@ -259,7 +345,8 @@ async fn generate(state: Arc<State>, body: Value, models: Vec<String>) -> Result
         let _open = open;
         for token in tokens {
             tokio::time::sleep(token_delay).await;
-            let line = json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "response": token, "done": false});
+            let mut line = json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "done": false});
+            merge(&mut line, carry(&token));
             if sender.send(Bytes::from(format!("{line}\n"))).await.is_err() {
                 state.cancelled.fetch_add(1, Ordering::SeqCst);
                 return;
@@ -270,6 +357,13 @@ async fn generate(state: Arc<State>, body: Value, models: Vec<String>) -> Result
     let mut reply = hyper::Response::new(ChannelBody(receiver).boxed());
     reply.headers_mut().insert("content-type", "application/x-ndjson".parse().unwrap());
     Ok(reply)
+}
+
+/// Copies `extra`'s fields into `value`.
+fn merge(value: &mut Value, extra: Value) {
+    if let (Some(value), Value::Object(extra)) = (value.as_object_mut(), extra) {
+        value.extend(extra);
+    }
 }
 
 /// Counts a generation as open while alive.

@@ -8,6 +8,7 @@ mod openai;
 use llm_service_sdk::outbound::{self, OutboundError, Pending};
 
 use crate::error::ApiError;
+use crate::question::Question;
 use crate::settings::Settings;
 
 /// One generation to ask for.
@@ -17,7 +18,10 @@ pub struct Generation<'a> {
     /// The system prompt a plugin set.
     pub system: Option<&'a str>,
     pub prompt: &'a str,
+    /// The seed's settings; a dialect's question carries its own options.
     pub settings: &'a Settings,
+    /// A client dialect's question, rendered instead of prompt and settings.
+    pub question: Option<&'a Question>,
 }
 
 /// A finished generation.
@@ -25,7 +29,18 @@ pub struct Generation<'a> {
 pub struct Completion {
     pub text: String,
     pub model: String,
-    pub tokens_generated: u64,
+    pub ending: Ending,
+}
+
+/// How an answer ended, as far as the backend says.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Ending {
+    /// Text on the final line (usually empty): the answer's last piece all the same.
+    pub text: String,
+    pub tokens_generated: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    /// Why it stopped: `stop`, `length`, ...
+    pub done_reason: Option<String>,
 }
 
 /// One line of a streamed answer.
@@ -33,9 +48,11 @@ pub struct Completion {
 pub enum StreamEvent {
     /// More text.
     Text(String),
-    /// The end, with the last piece of text if the final line carried one
-    /// (usually empty); tokens generated if the backend says.
-    Done { text: String, tokens_generated: Option<u64> },
+    /// Why the answer will end (OpenAI's `finish_reason`, which comes
+    /// before the usage counts and `[DONE]`).
+    Finish(String),
+    /// The end.
+    Done(Ending),
     /// Nothing for the client (keep-alives, role markers).
     Skip,
 }
@@ -111,6 +128,18 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Calls `path` on the backend and reads the whole answer: its status
+    /// and body (what the dialects pass through: listings, embeddings).
+    pub fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), ApiError> {
+        let url = format!("{}{path}", self.base_url);
+        let response = outbound::send(method, &url, body).map_err(|error| self.failed(error))?;
+        let status = response.status();
+        let body = response.read_all().map_err(|error| self.failed(error))?;
+        Ok((status, body))
+    }
+}
+
 /// A model the backend offers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
@@ -125,10 +154,7 @@ impl Backend {
             Kind::Ollama => "/api/tags",
             Kind::OpenAi => "/v1/models",
         };
-        let response = outbound::send("GET", &format!("{}{path}", self.base_url), None)
-            .map_err(|error| self.failed(error))?;
-        let status = response.status();
-        let body = response.read_all().map_err(|error| self.failed(error))?;
+        let (status, body) = self.call("GET", path, None)?;
         if status != 200 {
             return Err(ApiError::BadGateway { message: format!("listing models: status {status}") });
         }

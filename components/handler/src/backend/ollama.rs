@@ -1,14 +1,20 @@
-//! Ollama's REST API: POST /api/generate, whole or as NDJSON lines.
+//! Ollama's REST API: POST /api/generate (the seed's prompts and the Ollama
+//! dialect's) or /api/chat (chats from either dialect), whole or as NDJSON
+//! lines.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{Completion, Generation, StreamEvent};
+use super::{Completion, Ending, Generation, StreamEvent};
 use crate::error::ApiError;
+use crate::question::{Family, Question};
 
 /// The path and body asking Ollama for `generation`: every setting is an
 /// option under its own name, but `max_tokens` is Ollama's `num_predict`;
 /// a system prompt is Ollama's `system`.
 pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
+    if let Some(question) = generation.question {
+        return dialect_request(generation, question, stream);
+    }
     let mut options = generation.settings.to_json();
     if let Some(max_tokens) = options.remove("max_tokens") {
         options.insert("num_predict".into(), max_tokens);
@@ -25,24 +31,95 @@ pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
     ("/api/generate", body)
 }
 
-/// A whole answer: `response`, `model`, `eval_count`.
+/// A dialect's question, in Ollama's own fields: nothing the client left
+/// out is added, so the model's own defaults apply as they would at Ollama.
+fn dialect_request(generation: &Generation, question: &Question, stream: bool) -> (&'static str, Value) {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(generation.model));
+    body.insert("stream".into(), json!(stream));
+    if !question.options.is_empty() {
+        body.insert("options".into(), json!(question.options));
+    }
+    let optional = [
+        ("tools", &question.tools),
+        ("format", &question.format),
+        ("think", &question.think),
+        ("keep_alive", &question.keep_alive),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            body.insert(name.into(), value.clone());
+        }
+    }
+    let path = match question.family {
+        Family::Chat => {
+            let messages = question.messages.iter().map(|message| message.to_ollama()).collect();
+            body.insert("messages".into(), Value::Array(messages));
+            "/api/chat"
+        }
+        Family::Generate => {
+            let parts = &question.prompt_parts;
+            body.insert("prompt".into(), json!(generation.prompt));
+            let strings =
+                [("suffix", &parts.suffix), ("system", &parts.system), ("template", &parts.template)];
+            for (name, value) in strings {
+                if let Some(value) = value {
+                    body.insert(name.into(), json!(value));
+                }
+            }
+            if let Some(raw) = parts.raw {
+                body.insert("raw".into(), json!(raw));
+            }
+            if let Some(context) = &parts.context {
+                body.insert("context".into(), context.clone());
+            }
+            if !parts.images.is_empty() {
+                body.insert("images".into(), json!(parts.images));
+            }
+            "/api/generate"
+        }
+    };
+    (path, Value::Object(body))
+}
+
+/// The text of an answer or a line: `/api/generate`'s `response`, or
+/// `/api/chat`'s `message.content`.
+fn text_of(value: &Value) -> Option<&str> {
+    value
+        .get("response")
+        .and_then(Value::as_str)
+        .or_else(|| value.pointer("/message/content").and_then(Value::as_str))
+}
+
+/// How an answer ended: its counts and `done_reason`.
+fn ending(value: &Value, text: String) -> Ending {
+    Ending {
+        text,
+        tokens_generated: value.get("eval_count").and_then(Value::as_u64),
+        prompt_tokens: value.get("prompt_eval_count").and_then(Value::as_u64),
+        done_reason: value.get("done_reason").and_then(Value::as_str).map(str::to_string),
+    }
+}
+
+/// A whole answer: `response` (or `message.content`), `model`, the counts.
 pub fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
     if let Some(error) = answer.get("error").and_then(Value::as_str) {
         return Err(ApiError::BadGateway { message: error.to_string() });
     }
-    let text = answer
-        .get("response")
-        .and_then(Value::as_str)
+    let text = text_of(answer)
         .ok_or_else(|| ApiError::BadGateway { message: "answer has no 'response' text".into() })?;
+    let mut ending = ending(answer, String::new());
+    ending.tokens_generated.get_or_insert(0);
     Ok(Completion {
         text: text.to_string(),
         model: answer.get("model").and_then(Value::as_str).unwrap_or(model).to_string(),
-        tokens_generated: answer.get("eval_count").and_then(Value::as_u64).unwrap_or(0),
+        ending,
     })
 }
 
-/// One NDJSON line: `{"response": "...", "done": false}` or the final
-/// `{"done": true, "eval_count": N}`, or `{"error": "..."}`.
+/// One NDJSON line: `{"response": "...", "done": false}` (or
+/// `{"message": {"content": "..."}}`), the final `{"done": true,
+/// "eval_count": N}`, or `{"error": "..."}`.
 pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(StreamEvent::Skip);
@@ -52,15 +129,13 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     if let Some(error) = value.get("error").and_then(Value::as_str) {
         return Err(ApiError::BadGateway { message: error.to_string() });
     }
+    let text = text_of(&value).unwrap_or_default().to_string();
     if value.get("done").and_then(Value::as_bool) == Some(true) {
         // Ollama's final line carries statistics and, usually, an empty
-        // `response`; text there is the answer's last piece all the same.
-        return Ok(StreamEvent::Done {
-            text: value.get("response").and_then(Value::as_str).unwrap_or_default().to_string(),
-            tokens_generated: value.get("eval_count").and_then(Value::as_u64),
-        });
+        // text; text there is the answer's last piece all the same.
+        return Ok(StreamEvent::Done(ending(&value, text)));
     }
-    Ok(StreamEvent::Text(value.get("response").and_then(Value::as_str).unwrap_or_default().to_string()))
+    Ok(StreamEvent::Text(text))
 }
 
 #[cfg(test)]
@@ -70,7 +145,8 @@ mod tests {
     #[test]
     fn max_tokens_travels_as_num_predict() {
         let settings = crate::settings::tests::example();
-        let generation = Generation { model: "m", system: None, prompt: "p", settings: &settings };
+        let generation =
+            Generation { model: "m", system: None, prompt: "p", settings: &settings, question: None };
         let (path, body) = request(&generation, false);
         assert_eq!(path, "/api/generate");
         assert_eq!(body["options"]["num_predict"], 500);
@@ -87,6 +163,7 @@ mod tests {
     #[test]
     fn text_on_the_final_line_is_kept() {
         let last = stream_event(br#"{"response":" end","done":true,"eval_count":3}"#).unwrap();
-        assert_eq!(last, StreamEvent::Done { text: " end".into(), tokens_generated: Some(3) });
+        let expected = Ending { text: " end".into(), tokens_generated: Some(3), ..Ending::default() };
+        assert_eq!(last, StreamEvent::Done(expected));
     }
 }

@@ -1,27 +1,146 @@
 //! OpenAI-compatible servers (llama.cpp's server, vLLM, LM Studio):
 //! POST /v1/chat/completions, whole or as server-sent events.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{Completion, Generation, StreamEvent};
+use super::{Completion, Ending, Generation, StreamEvent};
 use crate::error::ApiError;
+use crate::question::{Family, Message, Question};
+
+/// Ollama options an OpenAI-compatible server reads under the same name
+/// (`top_k`, `min_p`, `typical_p` and `repeat_penalty` are not OpenAI's,
+/// but llama.cpp and vLLM read them and others ignore them). The rest
+/// (`num_ctx`, hardware) are the server's own settings there.
+const SHARED_OPTIONS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "stop",
+];
 
 /// The path and body asking for `generation`. `top_k` and `repeat_penalty`
 /// are not OpenAI's, but llama.cpp and vLLM read them and others ignore them.
 pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
-    let mut body = generation.settings.to_json();
+    let mut body = match generation.question {
+        Some(question) => dialect_body(generation, question),
+        None => {
+            let mut body = generation.settings.to_json();
+            body.insert(
+                "messages".into(),
+                Value::Array(prompt_messages(generation.system, generation.prompt)),
+            );
+            body
+        }
+    };
     body.insert("model".into(), json!(generation.model));
-    let mut messages = Vec::new();
-    if let Some(system) = generation.system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    messages.push(json!({"role": "user", "content": generation.prompt}));
-    body.insert("messages".into(), Value::Array(messages));
     body.insert("stream".into(), json!(stream));
     if stream {
         body.insert("stream_options".into(), json!({"include_usage": true}));
     }
     ("/v1/chat/completions", Value::Object(body))
+}
+
+/// A prompt as chat messages: the system prompt, then the prompt as the user's.
+fn prompt_messages(system: Option<&str>, prompt: &str) -> Vec<Value> {
+    let mut messages = Vec::new();
+    if let Some(system) = system {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    messages.push(json!({"role": "user", "content": prompt}));
+    messages
+}
+
+/// A dialect's question as a chat completion: its messages (a generate
+/// question's prompt as the user's), its options under OpenAI's names, its
+/// format as `response_format`.
+fn dialect_body(generation: &Generation, question: &Question) -> Map<String, Value> {
+    let mut body = Map::new();
+    let messages = match question.family {
+        Family::Chat => question.messages.iter().map(chat_message).collect(),
+        Family::Generate => prompt_messages(question.prompt_parts.system.as_deref(), generation.prompt),
+    };
+    body.insert("messages".into(), Value::Array(messages));
+    for (name, value) in &question.options {
+        if SHARED_OPTIONS.contains(&name.as_str()) {
+            body.insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(max_tokens) = question.options.get("num_predict") {
+        body.insert("max_tokens".into(), max_tokens.clone());
+    }
+    if let Some(tools) = &question.tools {
+        body.insert("tools".into(), tools.clone());
+    }
+    match &question.format {
+        Some(Value::String(format)) if format == "json" => {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Some(schema @ Value::Object(_)) => {
+            let format = json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}});
+            body.insert("response_format".into(), format);
+        }
+        _ => {}
+    }
+    body
+}
+
+/// One message in OpenAI's shape: images as data-URL parts, tool calls with
+/// their arguments as a JSON string.
+fn chat_message(message: &Message) -> Value {
+    let content = if message.images.is_empty() {
+        json!(message.content)
+    } else {
+        let mut parts = vec![json!({"type": "text", "text": message.content})];
+        for image in &message.images {
+            let url = format!("data:image/png;base64,{image}");
+            parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+        }
+        Value::Array(parts)
+    };
+    let mut out = json!({"role": message.role, "content": content});
+    if let Some(Value::Array(calls)) = &message.tool_calls {
+        let calls: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(index, call)| {
+                let function = call.get("function").cloned().unwrap_or_default();
+                let arguments = match function.get("arguments") {
+                    Some(Value::String(text)) => text.clone(),
+                    Some(other) => other.to_string(),
+                    None => "{}".to_string(),
+                };
+                json!({
+                    "id": format!("call_{index}"),
+                    "type": "function",
+                    "function": {"name": function.get("name").cloned().unwrap_or_default(), "arguments": arguments},
+                })
+            })
+            .collect();
+        out["tool_calls"] = Value::Array(calls);
+    }
+    if let Some(name) = &message.tool_name {
+        out["name"] = json!(name);
+    }
+    out
+}
+
+/// How a choice ended: `finish_reason` and the usage counts.
+fn ending(answer: &Value, choice: Option<&Value>) -> Ending {
+    Ending {
+        text: String::new(),
+        tokens_generated: answer.pointer("/usage/completion_tokens").and_then(Value::as_u64),
+        prompt_tokens: answer.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
+        done_reason: choice
+            .and_then(|choice| choice.get("finish_reason"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
 }
 
 /// A whole answer: `choices[0].message.content`, `usage.completion_tokens`.
@@ -30,22 +149,22 @@ pub fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
         .pointer("/choices/0/message/content")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::BadGateway { message: "answer has no choices[0].message.content".into() })?;
-    Ok(Completion {
-        text: text.to_string(),
-        model: model.to_string(),
-        tokens_generated: answer.pointer("/usage/completion_tokens").and_then(Value::as_u64).unwrap_or(0),
-    })
+    let mut ending = ending(answer, answer.pointer("/choices/0"));
+    ending.tokens_generated.get_or_insert(0);
+    Ok(Completion { text: text.to_string(), model: model.to_string(), ending })
 }
 
 /// One SSE line: `data: {...}` with `choices[0].delta.content`, a usage-only
-/// chunk, or `data: [DONE]`. Other lines (comments, blank) are skipped.
+/// chunk, or `data: [DONE]`. Other lines (comments, blank) are skipped. A
+/// `finish_reason` is remembered by the caller only through the usage chunk
+/// or `[DONE]`, so it travels in the text-free events.
 pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     let line = std::str::from_utf8(line).unwrap_or_default().trim();
     let Some(data) = line.strip_prefix("data:").map(str::trim) else {
         return Ok(StreamEvent::Skip);
     };
     if data == "[DONE]" {
-        return Ok(StreamEvent::Done { text: String::new(), tokens_generated: None });
+        return Ok(StreamEvent::Done(Ending::default()));
     }
     let value: Value = serde_json::from_str(data)
         .map_err(|error| ApiError::BadGateway { message: format!("unreadable stream event: {error}") })?;
@@ -53,14 +172,13 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
         let message = error.get("message").and_then(Value::as_str).unwrap_or("stream error");
         return Err(ApiError::BadGateway { message: message.to_string() });
     }
-    if let Some(tokens) = value.pointer("/usage/completion_tokens").and_then(Value::as_u64) {
-        let text = value.pointer("/choices/0/delta/content").and_then(Value::as_str).unwrap_or_default();
-        if text.is_empty() {
-            return Ok(StreamEvent::Done { text: String::new(), tokens_generated: Some(tokens) });
-        }
+    let text = value.pointer("/choices/0/delta/content").and_then(Value::as_str).unwrap_or_default();
+    if value.pointer("/usage/completion_tokens").is_some() && text.is_empty() {
+        return Ok(StreamEvent::Done(ending(&value, value.pointer("/choices/0"))));
     }
-    match value.pointer("/choices/0/delta/content").and_then(Value::as_str) {
-        Some(text) if !text.is_empty() => Ok(StreamEvent::Text(text.to_string())),
+    match value.pointer("/choices/0/finish_reason").and_then(Value::as_str) {
+        Some(reason) if text.is_empty() => Ok(StreamEvent::Finish(reason.to_string())),
+        _ if !text.is_empty() => Ok(StreamEvent::Text(text.to_string())),
         _ => Ok(StreamEvent::Skip),
     }
 }
@@ -78,12 +196,11 @@ mod tests {
         let usage = br#"data: {"choices":[],"usage":{"completion_tokens":7}}"#;
         assert_eq!(
             stream_event(usage).unwrap(),
-            StreamEvent::Done { text: String::new(), tokens_generated: Some(7) }
+            StreamEvent::Done(Ending { tokens_generated: Some(7), ..Ending::default() })
         );
-        assert_eq!(
-            stream_event(b"data: [DONE]").unwrap(),
-            StreamEvent::Done { text: String::new(), tokens_generated: None }
-        );
+        assert_eq!(stream_event(b"data: [DONE]").unwrap(), StreamEvent::Done(Ending::default()));
+        let last = br#"data: {"choices":[{"delta":{},"finish_reason":"length"}]}"#;
+        assert_eq!(stream_event(last).unwrap(), StreamEvent::Finish("length".into()));
         assert_eq!(stream_event(b": ping").unwrap(), StreamEvent::Skip);
     }
 }

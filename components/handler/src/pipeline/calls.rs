@@ -3,9 +3,9 @@
 
 use super::Ctx;
 use super::host::{Host, Pending, TextSource};
-use crate::backend::{Generation, StreamEvent};
+use crate::backend::{Ending, Generation, StreamEvent};
 use crate::error::ApiError;
-use crate::request::Prepared;
+use crate::request::{GenerateRequest, Prepared};
 
 /// Whether another model may do better: not for overload or timeouts, where
 /// trying again would only add load or overrun the deadline.
@@ -16,12 +16,17 @@ pub(super) fn worth_a_fallback(error: &ApiError) -> bool {
     )
 }
 
-pub(super) fn generation<'a>(prepared: &'a Prepared, model: &'a str) -> Generation<'a> {
+pub(super) fn generation<'a>(
+    request: &'a GenerateRequest,
+    prepared: &'a Prepared,
+    model: &'a str,
+) -> Generation<'a> {
     Generation {
         model,
         system: prepared.system.as_deref(),
         prompt: &prepared.prompt,
         settings: &prepared.settings,
+        question: request.question.as_deref(),
     }
 }
 
@@ -32,13 +37,14 @@ pub(super) fn complete_whole<H: Host>(
     ctx: &Ctx<'_, H>,
     prepared: &Prepared,
     first: Result<Box<dyn Pending>, ApiError>,
-) -> Result<(String, u64, usize), ApiError> {
+) -> Result<(String, Ending, usize), ApiError> {
     let mut first = Some(first);
     let mut first_error = None;
     for (index, model) in ctx.request.models.iter().enumerate() {
-        let attempt = first.take().unwrap_or_else(|| ctx.host.start(&generation(prepared, model), false));
+        let attempt =
+            first.take().unwrap_or_else(|| ctx.host.start(&generation(ctx.request, prepared, model), false));
         match attempt.and_then(|pending| pending.open()).and_then(read_whole) {
-            Ok((text, tokens)) => return Ok((text, tokens, index)),
+            Ok((text, ending)) => return Ok((text, ending, index)),
             Err(error) if worth_a_fallback(&error) => {
                 first_error.get_or_insert(error);
             }
@@ -48,18 +54,24 @@ pub(super) fn complete_whole<H: Host>(
     Err(first_error.expect("at least one model was tried"))
 }
 
-fn read_whole(mut source: Box<dyn TextSource>) -> Result<(String, u64), ApiError> {
-    let (mut text, mut pieces) = (String::new(), 0u64);
+/// The whole text, and how it ended (tokens counted as pieces when the
+/// backend does not say).
+fn read_whole(mut source: Box<dyn TextSource>) -> Result<(String, Ending), ApiError> {
+    let (mut text, mut pieces, mut finish) = (String::new(), 0u64, None);
     loop {
         match source.next()? {
+            StreamEvent::Finish(reason) => finish = Some(reason),
             StreamEvent::Text(piece) => {
                 pieces += 1;
                 text.push_str(&piece);
             }
-            StreamEvent::Done { text: last, tokens_generated } => {
+            StreamEvent::Done(mut ending) => {
+                let last = std::mem::take(&mut ending.text);
                 text.push_str(&last);
                 let pieces = pieces + u64::from(!last.is_empty());
-                return Ok((text, tokens_generated.unwrap_or(pieces)));
+                ending.tokens_generated = Some(ending.tokens_generated.unwrap_or(pieces));
+                ending.done_reason = ending.done_reason.or(finish);
+                return Ok((text, ending));
             }
             StreamEvent::Skip => {}
         }
@@ -73,7 +85,11 @@ pub(super) fn open_stream<H: Host>(
 ) -> Result<(Box<dyn TextSource>, usize), ApiError> {
     let mut first_error = None;
     for (index, model) in ctx.request.models.iter().enumerate() {
-        match ctx.host.start(&generation(prepared, model), true).and_then(|pending| pending.open()) {
+        match ctx
+            .host
+            .start(&generation(ctx.request, prepared, model), true)
+            .and_then(|pending| pending.open())
+        {
             Ok(source) => return Ok((source, index)),
             Err(error) => {
                 let fall_back = worth_a_fallback(&error);

@@ -31,7 +31,7 @@ mod tests;
 
 use self::calls::{complete_whole, generation, open_stream};
 use self::host::{Cached, FlightEvent, Follow, Found, Host, Lead, Lookup, Pending, TextSource};
-use crate::backend::{Kind, StreamEvent};
+use crate::backend::{Ending, Kind, StreamEvent};
 use crate::error::ApiError;
 use crate::key::{key, prompt_hash};
 use crate::request::{GenerateRequest, Prepared};
@@ -113,7 +113,8 @@ pub struct Flow<H: Host> {
 }
 
 enum Source<H: Host> {
-    Generating(Generating<H>),
+    // Boxed: a generation carries its text and backend state, a follower little.
+    Generating(Box<Generating<H>>),
     Following(Following<H>),
 }
 
@@ -126,7 +127,8 @@ struct Generating<H: Host> {
     /// Text and pieces received so far (streams).
     text: String,
     pieces: u64,
-    tokens: Option<u64>,
+    /// How the backend said the stream ended.
+    ending: Ending,
     /// Whether a piece went to the client (no stale stand-in after that).
     delivered: bool,
 }
@@ -217,7 +219,7 @@ fn generate<H: Host>(
             Err(error) => return Begun::Done(fail(lead, stale, error)),
         }
     } else {
-        Backend::Sent(ctx.host.start(&generation(&prepared, ctx.request.primary_model()), false))
+        Backend::Sent(ctx.host.start(&generation(ctx.request, &prepared, ctx.request.primary_model()), false))
     };
     let generating = Generating {
         lead,
@@ -226,10 +228,10 @@ fn generate<H: Host>(
         backend,
         text: String::new(),
         pieces: 0,
-        tokens: None,
+        ending: Ending::default(),
         delivered: false,
     };
-    Begun::Flowing(Flow { source: Source::Generating(generating), cache_use })
+    Begun::Flowing(Flow { source: Source::Generating(Box::new(generating)), cache_use })
 }
 
 impl<H: Host> Flow<H> {
@@ -282,8 +284,11 @@ impl<H: Host> Generating<H> {
             match source.next() {
                 Ok(StreamEvent::Text(piece)) => return Some(self.deliver(piece)),
                 Ok(StreamEvent::Skip) => {}
-                Ok(StreamEvent::Done { text, tokens_generated }) => {
-                    self.tokens = tokens_generated;
+                Ok(StreamEvent::Finish(reason)) => self.ending.done_reason = Some(reason),
+                Ok(StreamEvent::Done(mut ending)) => {
+                    let text = std::mem::take(&mut ending.text);
+                    ending.done_reason = ending.done_reason.or(self.ending.done_reason.take());
+                    self.ending = ending;
                     self.backend = Backend::Ended(Ok(index));
                     // The final line's own text is the answer's last piece.
                     return (!text.is_empty()).then(|| self.deliver(text));
@@ -317,14 +322,15 @@ impl<H: Host> Generating<H> {
         let completed = match backend {
             Backend::Sent(first) => complete_whole(ctx, &self.prepared, first),
             Backend::Ended(Ok(index)) => {
-                let tokens = self.tokens.unwrap_or(self.pieces);
-                Ok((std::mem::take(&mut self.text), tokens, index))
+                let mut ending = std::mem::take(&mut self.ending);
+                ending.tokens_generated = Some(ending.tokens_generated.unwrap_or(self.pieces));
+                Ok((std::mem::take(&mut self.text), ending, index))
             }
             Backend::Ended(Err(error)) => Err(error),
             Backend::Streaming { .. } => unreachable!("read to its end above"),
         };
         let stale = if self.delivered { None } else { self.stale.take() };
-        let (text, tokens_generated, index) = match completed {
+        let (text, ending, index) = match completed {
             Ok(completed) => completed,
             Err(error) => return fail(self.lead, stale, error),
         };
@@ -336,7 +342,9 @@ impl<H: Host> Generating<H> {
         let stored = Stored {
             response,
             model: request.models[index].clone(),
-            tokens_generated,
+            tokens_generated: ending.tokens_generated.unwrap_or_default(),
+            prompt_tokens: ending.prompt_tokens,
+            done_reason: ending.done_reason,
             temperature: self.prepared.settings.temperature,
             prompt_hash: prompt_hash(&request.prompt),
         };

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::host::{Cached, FlightEvent, Follow, Found, Host, Lead, Lookup, Pending, TextSource};
 use super::*;
-use crate::backend::Generation;
+use crate::backend::{Ending, Generation};
 use crate::request::tests::{config, parsed};
 
 /// What the fake saw, in order.
@@ -89,7 +89,7 @@ struct Events(VecDeque<StreamEvent>);
 
 impl TextSource for Events {
     fn next(&mut self) -> Result<StreamEvent, ApiError> {
-        Ok(self.0.pop_front().unwrap_or(StreamEvent::Done { text: String::new(), tokens_generated: None }))
+        Ok(self.0.pop_front().unwrap_or(StreamEvent::Done(Ending::default())))
     }
 }
 
@@ -134,13 +134,15 @@ fn stored(response: &str, model: &str) -> Stored {
         tokens_generated: 2,
         temperature: 0.8,
         prompt_hash: prompt_hash("hi"),
+        prompt_tokens: None,
+        done_reason: None,
     }
 }
 
 fn text(pieces: &[&str]) -> Result<Vec<StreamEvent>, ApiError> {
     let mut events: Vec<StreamEvent> =
         pieces.iter().map(|piece| StreamEvent::Text(piece.to_string())).collect();
-    events.push(StreamEvent::Done { text: String::new(), tokens_generated: Some(2) });
+    events.push(StreamEvent::Done(Ending { tokens_generated: Some(2), ..Ending::default() }));
     Ok(events)
 }
 
@@ -298,7 +300,8 @@ fn without_the_cache_nothing_is_looked_up_or_landed() {
 
 #[test]
 fn text_on_the_final_line_is_the_answers_last_piece() {
-    let last = StreamEvent::Done { text: " end".into(), tokens_generated: Some(2) };
+    let last =
+        StreamEvent::Done(Ending { text: " end".into(), tokens_generated: Some(2), ..Ending::default() });
     let fake =
         Fake::default().lookup(Scripted::Lead, None).answer(Ok(vec![StreamEvent::Text("the".into()), last]));
     let (outcome, pieces) = run(&fake, json!({"prompt": "hi", "stream": true}), &[]);

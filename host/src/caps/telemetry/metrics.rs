@@ -35,6 +35,20 @@ const KNOWN_ENDPOINTS: &[&str] = &[
     "/cache/clear",
     "/livez",
     "/readyz",
+    // The Ollama dialect.
+    "/",
+    "/api/generate",
+    "/api/chat",
+    "/api/tags",
+    "/api/ps",
+    "/api/show",
+    "/api/version",
+    "/api/embed",
+    "/api/embeddings",
+    // The OpenAI dialect.
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v1/embeddings",
 ];
 /// Characters that get a label of their own; the rest share `other`, so
 /// clients inventing names cannot grow the series without bound.

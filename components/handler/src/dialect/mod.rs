@@ -1,0 +1,186 @@
+//! The client dialects: Ollama's API ([`ollama`], [`ollama_meta`]) and
+//! OpenAI's ([`openai`], [`openai_meta`]). Each is a codec around the one
+//! generation pipeline: it decodes its request into a
+//! [`crate::request::GenerateRequest`] carrying a [`Question`], and frames
+//! the pipeline's answer in its own shapes ([`crate::serve::Framing`]).
+//! Either dialect runs against either backend protocol; the backends
+//! translate the question.
+//!
+//! This module holds what both need: the clock in each dialect's format,
+//! answer ids, short-lived caching of model listings, and the checks every
+//! dialect request body goes through.
+
+pub mod ollama;
+pub mod ollama_meta;
+pub mod openai;
+pub mod openai_meta;
+
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use llm_service_sdk::bindings::llm_service::host::cache;
+use llm_service_sdk::http::Request;
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::question::Question;
+use crate::request::{GenerateRequest, models_to_try};
+
+/// Seconds a model listing (`/api/tags`, `/v1/models`) is reused: a pulled
+/// model shows within this, and a burst of clients costs one backend call.
+pub const LISTING_FRESH_S: u64 = 5;
+/// Seconds `/api/ps` is reused: what is loaded changes faster.
+pub const LOADED_FRESH_S: u64 = 2;
+/// Cache keys of listings start so (never cleared by /cache/clear, which
+/// removes answers; they expire within seconds).
+const LISTING_KEY_PREFIX: &str = "llm_meta:";
+
+/// Now, as RFC 3339 with nanoseconds (Ollama's `created_at`).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
+}
+
+/// Now, in whole seconds since the epoch (OpenAI's `created`).
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or_default()
+}
+
+/// An id unique enough for one answer: the clock's nanoseconds and a
+/// per-instance counter, in hex.
+pub fn answer_id(prefix: &str) -> String {
+    thread_local!(static NEXT: Cell<u64> = const { Cell::new(0) });
+    let count = NEXT.with(|next| {
+        let count = next.get();
+        next.set(count.wrapping_add(1));
+        count
+    });
+    let nanos =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_nanos()).unwrap_or_default();
+    format!("{prefix}{nanos:x}{count:04x}")
+}
+
+/// The body as a JSON object, or the error that says why not.
+pub fn object_body(request: &Request) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(request.body())? {
+        Value::Object(object) => Ok(object),
+        _ => Err(ApiError::invalid("body", "body must be a JSON object")),
+    }
+}
+
+/// Whether the client asked not to use the cache (`Cache-Control: no-cache`
+/// or `no-store`): these dialects have no `use_cache` field.
+pub fn cache_bypassed(request: &Request) -> bool {
+    request.header("cache-control").is_some_and(|value| {
+        value.split(',').map(str::trim).any(|directive| directive == "no-cache" || directive == "no-store")
+    })
+}
+
+/// A generation request for `question`: `prompt` is what the key's prompt
+/// hash, the logs and the metrics see (a chat's last user message), the
+/// model is the one named (else the current one), then FALLBACK_MODELS.
+pub fn generation_request(
+    question: Question,
+    prompt: String,
+    model: Option<String>,
+    stream: bool,
+    use_cache: bool,
+) -> Result<GenerateRequest, ApiError> {
+    let config = Config::get();
+    let chars = prompt.chars().count();
+    if chars > config.max_prompt_chars {
+        let limit = config.max_prompt_chars;
+        return Err(ApiError::invalid(
+            "prompt",
+            format!("the prompt has {chars} characters; the limit is {limit} (MAX_PROMPT_CHARS)"),
+        ));
+    }
+    let model = model.filter(|model| !model.trim().is_empty()).unwrap_or_else(runtime_model);
+    let mut question = question;
+    question.digest = ollama_meta::digest_of(&model);
+    let mut settings = config.defaults.clone();
+    // The seed's metadata reports these; the question carries what is sent.
+    if let Some(temperature) = question.options.get("temperature").and_then(Value::as_f64) {
+        settings.temperature = temperature;
+    }
+    Ok(GenerateRequest {
+        prompt,
+        character_name: None,
+        conversation_id: None,
+        use_cache,
+        stream,
+        cache_ttl_s: None,
+        settings,
+        models: models_to_try(model, config),
+        plugin: None,
+        question: Some(Box::new(question)),
+    })
+}
+
+fn runtime_model() -> String {
+    llm_service_sdk::runtime::current_model()
+}
+
+/// An optional string field; `name` locates it in errors.
+pub fn string_field(object: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(ApiError::invalid(name, format!("{name} must be a string"))),
+    }
+}
+
+/// An optional boolean field.
+pub fn bool_field(object: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(value)) => Ok(Some(*value)),
+        Some(_) => Err(ApiError::invalid(name, format!("{name} must be true or false"))),
+    }
+}
+
+/// A list of base64 images (absent, null and `[]` alike are none).
+pub fn images_field(object: &Map<String, Value>, field: &str) -> Result<Vec<String>, ApiError> {
+    match object.get("images") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::invalid(field, format!("{field} must be a list of base64 strings"))
+                })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::invalid(field, format!("{field} must be a list of base64 strings"))),
+    }
+}
+
+/// `fetch`'s bytes, reused for `fresh_s` seconds under `name` through the
+/// host's cache: concurrent callers share one backend call. A failure is
+/// not kept.
+pub fn short_cached(
+    name: &str,
+    fresh_s: u64,
+    fetch: impl FnOnce() -> Result<Vec<u8>, ApiError>,
+) -> Result<Vec<u8>, ApiError> {
+    let key = format!("{LISTING_KEY_PREFIX}{name}");
+    let found = cache::lookup(&key, 0);
+    match found.found {
+        cache::Found::Fresh(cached) => Ok(cached.value),
+        cache::Found::Lead(lead) => match fetch() {
+            Ok(bytes) => {
+                let _ = lead.land(&bytes, fresh_s, 0);
+                Ok(bytes)
+            }
+            // Dropping the lead abandons the flight: followers fetch themselves.
+            Err(error) => Err(error),
+        },
+        cache::Found::Follow(follow) => loop {
+            match follow.next() {
+                cache::FlightEvent::Landed(bytes) => return Ok(bytes),
+                cache::FlightEvent::Chunk(_) => {}
+                cache::FlightEvent::Crashed(_) | cache::FlightEvent::Abandoned => return fetch(),
+            }
+        },
+    }
+}
