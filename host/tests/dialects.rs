@@ -193,7 +193,11 @@ fn each_dialect_frames_its_own_answers_errors_and_refusals() {
     assert_eq!(loads.len(), 2, "{loads:?}");
     assert!(ollama.requests().iter().all(|request| request.path != "/api/pull"));
 
-    // Each dialect is its own endpoint in the metrics.
+    // Each dialect is its own endpoint in the log lines and the metrics.
+    let logged = service.wait_for_log(Duration::from_secs(5), |line| {
+        line["message"] == "LLM Request" && line["endpoint"] == "/v1/chat/completions"
+    });
+    assert_eq!(logged["status"], 200, "{logged}");
     let metrics = client.get(&service.url("/metrics/prometheus")).body;
     for endpoint in ["/v1/chat/completions", "/api/generate", "/"] {
         assert!(metrics.contains(&format!("endpoint=\"{endpoint}\"")), "{endpoint} in:\n{metrics}");

@@ -196,14 +196,29 @@ impl HandlerComponent {
         slot: &InstanceSlot,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
         let deadline = Instant::now() + timeout;
+        let endpoint = crate::caps::telemetry::metrics::endpoint_label(request.uri().path());
         let (lease, kept) = slot.claim(&self.sha256).await;
         let (mut store, kept, uses) = match kept {
             Some((mut store, proxy, uses)) => {
-                store.data_mut().renew(capabilities, request_id, self.tag.clone(), deadline, timeout);
+                store.data_mut().renew(
+                    capabilities,
+                    request_id,
+                    self.tag.clone(),
+                    endpoint,
+                    deadline,
+                    timeout,
+                );
                 (store, Some(proxy), uses)
             }
             None => {
-                let state = RequestState::new(capabilities, request_id, self.tag.clone(), deadline, timeout);
+                let state = RequestState::new(
+                    capabilities,
+                    request_id,
+                    self.tag.clone(),
+                    endpoint,
+                    deadline,
+                    timeout,
+                );
                 let mut store = Store::new(self.pre.engine(), state);
                 if capabilities.count_host_calls {
                     store.call_hook(|mut store, hook| {

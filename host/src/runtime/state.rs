@@ -43,6 +43,7 @@ impl RequestState {
         capabilities: &HostCapabilities,
         request_id: Arc<str>,
         handler_version: Arc<str>,
+        endpoint: &'static str,
         deadline: Instant,
         timeout: Duration,
     ) -> Self {
@@ -58,7 +59,7 @@ impl RequestState {
             hooks: capabilities.backend.hooks(deadline, timeout),
             table: ResourceTable::new(),
             output,
-            telemetry: capabilities.telemetry.for_request(request_id, handler_version),
+            telemetry: capabilities.telemetry.for_request(request_id, handler_version, endpoint),
             cache: capabilities.cache.clone(),
             plugins: capabilities.plugins.clone(),
             deadline,
@@ -67,18 +68,19 @@ impl RequestState {
     }
 
     /// Points a kept instance's state at its next request: what is per
-    /// request (id, deadline, outbound budget, version tag) is renewed; the
+    /// request (id, endpoint, deadline, outbound budget, version tag) is renewed; the
     /// WASI context, the table and the output buffer stay with the instance.
     pub fn renew(
         &mut self,
         capabilities: &HostCapabilities,
         request_id: Arc<str>,
         handler_version: Arc<str>,
+        endpoint: &'static str,
         deadline: Instant,
         timeout: Duration,
     ) {
         self.hooks = capabilities.backend.hooks(deadline, timeout);
-        self.telemetry = capabilities.telemetry.for_request(request_id, handler_version);
+        self.telemetry = capabilities.telemetry.for_request(request_id, handler_version, endpoint);
         self.deadline = deadline;
         self.host_calls = 0;
     }

@@ -61,7 +61,8 @@ impl Host for RequestTelemetry {
             ($level:expr) => {
                 tracing::event!(
                     target: "llm_service::generate", $level,
-                    request_id = %self.request_id, handler_version = %self.handler_version, character,
+                    request_id = %self.request_id, handler_version = %self.handler_version,
+                    endpoint = self.endpoint, character,
                     prompt_length, response_time = response_time_s, cache_hit, tokens_generated, model, status,
                     error_kind, prompt = prompt.as_deref(), "LLM Request"
                 )

@@ -21,6 +21,12 @@ use crate::registry::{counter, registered};
 /// hit (well under a millisecond) to a long generation.
 pub const LATENCY_BUCKETS_S: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// `path` as the endpoint label of metrics and log lines: itself when it is
+/// one of [`KNOWN_ENDPOINTS`], else `other`.
+pub fn endpoint_label(path: &str) -> &'static str {
+    KNOWN_ENDPOINTS.iter().copied().find(|known| *known == path).unwrap_or("other")
+}
+
 /// Endpoints counted under their own label; any other path is `other`, so a
 /// scan of random URLs cannot grow the label set.
 const KNOWN_ENDPOINTS: &[&str] = &[
@@ -153,7 +159,7 @@ impl Metrics {
 
     /// Records a finished request (time to its response head).
     pub fn record_request(&self, path: &str, status: u16, latency: Duration) {
-        let endpoint = KNOWN_ENDPOINTS.iter().copied().find(|known| *known == path).unwrap_or("other");
+        let endpoint = endpoint_label(path);
         self.requests.with_label_values(&[endpoint, status.to_string().as_str()]).inc();
         self.latency.observe(latency.as_secs_f64());
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, HDR_MAX_US);

@@ -143,10 +143,16 @@ impl Telemetry {
         }
     }
 
-    /// The per-request view for a request with `request_id`, served by
-    /// the handler version tagged `handler_version`.
-    pub fn for_request(&self, request_id: Arc<str>, handler_version: Arc<str>) -> RequestTelemetry {
-        RequestTelemetry { service: self.clone(), request_id, handler_version }
+    /// The per-request view for a request with `request_id` to `endpoint`
+    /// ([`metrics::endpoint_label`]), served by the handler version tagged
+    /// `handler_version`.
+    pub fn for_request(
+        &self,
+        request_id: Arc<str>,
+        handler_version: Arc<str>,
+        endpoint: &'static str,
+    ) -> RequestTelemetry {
+        RequestTelemetry { service: self.clone(), request_id, handler_version, endpoint }
     }
 }
 
@@ -155,6 +161,8 @@ pub struct RequestTelemetry {
     service: Telemetry,
     request_id: Arc<str>,
     handler_version: Arc<str>,
+    /// The route, as the metrics label it (each dialect its own).
+    endpoint: &'static str,
 }
 
 /// Adds the interface to `linker`; `get` finds the view in a store's data.
