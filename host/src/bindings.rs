@@ -20,6 +20,7 @@ wasmtime::component::bindgen!({
         "llm-service:host/cache.[method]lead.publish": trappable,
         "llm-service:host/cache.[method]lead.land": async | trappable,
         "llm-service:host/cache.[method]lead.crash": trappable,
+        "llm-service:host/cache.[method]lead.followers": trappable,
         "llm-service:host/cache.[method]follow.next": async | trappable,
         "llm-service:host/plugins.serving": trappable,
         "llm-service:host/plugins.[method]applied-plugin.transform": async | trappable,

@@ -272,6 +272,9 @@ impl Config {
             ),
             ("REQUEST_TIMEOUT".to_string(), self.server.request_timeout_s.to_string()),
             ("LOG_PROMPTS".to_string(), self.log.log_prompts.to_string()),
+            // Read by the handler's Ollama dialect (not in the typed record,
+            // which cannot grow a field without breaking older handlers).
+            ("ALLOW_MODEL_MANAGEMENT".to_string(), self.backend.allow_model_management.to_string()),
         ];
         environment.extend(self.generation.guest_environment());
         environment.extend(self.cache.guest_environment());

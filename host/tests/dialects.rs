@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use llm_service_test_support::fake_ollama::FakeOllama;
+use llm_service_test_support::ndjson::NdjsonStream;
 use llm_service_test_support::small_model::SmallModel;
 use llm_service_test_support::{Client, Service};
 use serde_json::{Value, json};
@@ -78,6 +79,7 @@ fn the_openai_sdk_over_an_ollama_backend_gets_answers_hits_and_not_found() {
     assert_eq!(seen["models"], json!([MODEL]));
     let chats = ollama.chat_requests();
     assert_eq!(chats.len(), 3, "whole, streamed, missing model: {chats:?}");
+    assert_eq!(ollama.generate_requests().len(), 1, "one completion, then hits");
     // OpenAI's defaults, sent explicitly; max_tokens as num_predict.
     assert_eq!(chats[0]["options"], json!({"num_predict": 12, "seed": 5, "temperature": 1.0, "top_p": 1.0}));
 }
@@ -125,6 +127,39 @@ fn twenty_identical_streamed_chats_make_one_backend_call() {
 }
 
 #[test]
+fn tool_calls_reach_both_clients_whole_and_streamed() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_tool_call("get_weather", json!({"city": "Paris"}));
+    let service = service_over(&ollama);
+    let seen = run_client("tools_client.py", &service.url(""), MODEL, &[]);
+    assert_eq!(seen, json!({"ollama": "get_weather", "openai": "get_weather", "follow_up": true}));
+    let chats = ollama.chat_requests();
+    assert!(
+        chats.iter().all(|chat| chat["tools"][0]["function"]["name"] == "get_weather"),
+        "tools passed on"
+    );
+    // The follow-up's assistant turn reached Ollama with its call, in Ollama's shape.
+    let follow_up = chats.last().unwrap();
+    assert_eq!(follow_up["messages"][1]["tool_calls"][0]["function"]["arguments"], json!({"city": "Paris"}));
+}
+
+#[test]
+fn with_model_management_allowed_pull_copy_and_delete_reach_ollama() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = Service::builder(BINARY)
+        .env("OLLAMA_BASE_URL", &ollama.url())
+        .env("ALLOW_MODEL_MANAGEMENT", "true")
+        .start();
+    let seen = run_client("ollama_client.py", &service.url(""), MODEL, &["--manage"]);
+    assert_eq!(seen["pulled"], json!(["pulling manifest", "success"]), "{seen}");
+    let paths: Vec<(String, String)> =
+        ollama.requests().into_iter().map(|request| (request.method, request.path)).collect();
+    for expected in [("POST", "/api/pull"), ("POST", "/api/copy"), ("DELETE", "/api/delete")] {
+        assert!(paths.contains(&(expected.0.into(), expected.1.into())), "{expected:?} in {paths:?}");
+    }
+}
+
+#[test]
 fn a_re_pulled_model_never_serves_the_old_models_answers() {
     let ollama = FakeOllama::start(&[MODEL]);
     let service = service_over(&ollama);
@@ -146,6 +181,46 @@ fn a_re_pulled_model_never_serves_the_old_models_answers() {
     }
     assert_eq!(ask().header("x-cache"), Some("HIT"));
     assert_eq!(ollama.chat_requests().len(), 2, "one generation per digest");
+}
+
+#[test]
+fn a_leader_whose_client_leaves_still_generates_for_its_followers() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_token_delay(Duration::from_millis(100));
+    let service = service_over(&ollama);
+    let words = "one two three four five six seven eight";
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": words}]});
+    let mut leader = NdjsonStream::post(service.addr(), "/api/chat", &body);
+    assert!(leader.next_line().is_some(), "the leader's first piece");
+    // The follower's first piece comes from the flight: no second backend call.
+    let mut follower = NdjsonStream::post(service.addr(), "/api/chat", &body);
+    assert!(follower.next_line().is_some(), "the follower's first piece");
+    assert_eq!(ollama.chat_requests().len(), 1, "the second request follows the first");
+    drop(leader);
+    let mut text = String::new();
+    let mut lines = 1;
+    while let Some((_, line)) = follower.next_line() {
+        lines += 1;
+        text.push_str(line["message"]["content"].as_str().unwrap_or_default());
+        assert!(line.get("error").is_none(), "{line}");
+    }
+    assert!(lines > 2 && words.ends_with(&text), "the follower got the rest: {text:?}");
+    assert_eq!(ollama.chat_requests().len(), 1, "no second generation");
+    assert_eq!(ollama.cancelled_streams(), 0, "the backend call was not cancelled");
+
+    // Alone, a client that leaves cancels its generation.
+    let mut alone = NdjsonStream::post(
+        service.addr(),
+        "/api/chat",
+        &json!({"model": MODEL, "messages": [{"role": "user", "content": "a b c d e f g h i j"}]}),
+    );
+    assert!(alone.next_line().is_some());
+    drop(alone);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while ollama.cancelled_streams() == 0 {
+        assert!(std::time::Instant::now() < until, "the lone generation was never cancelled");
+        std::thread::sleep(Duration::from_millis(20)); // a polling interval
+    }
 }
 
 #[test]
@@ -178,7 +253,7 @@ fn each_dialect_frames_its_own_answers_errors_and_refusals() {
     // Model management is refused with a reason; nothing reaches the backend.
     let pull = client.send("POST", &service.url("/api/pull"), br#"{"model": "llama3"}"#);
     assert_eq!(pull.status, 403);
-    assert!(pull.json()["error"].as_str().unwrap().contains("does not manage models"));
+    assert!(pull.json()["error"].as_str().unwrap().contains("ALLOW_MODEL_MANAGEMENT=true"), "{}", pull.body);
 
     // A load (empty prompt) goes to the backend each time, never cached.
     for _ in 0..2 {

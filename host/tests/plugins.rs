@@ -84,6 +84,41 @@ fn peter_reaches_the_backend_with_the_plugins_system_prompt_and_options() {
 }
 
 #[test]
+fn a_character_named_by_header_gets_its_plugin_in_the_ollama_and_openai_dialects() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let (service, _dir) = service_with_plugins(&ollama, &[("peter.wasm", PETER)], &[]);
+    let chat = json!({"model": MODEL, "stream": false, "messages": [{"role": "user", "content": "How is the sea?"}]});
+    let reply = Client::new().send_with_headers(
+        "POST",
+        &service.url("/api/chat"),
+        &[("x-character", "peter")],
+        chat.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let sent = ollama.chat_requests().pop().unwrap();
+    assert_eq!(sent["messages"][0]["role"], "system", "{sent}");
+    assert!(sent["messages"][0]["content"].as_str().unwrap().starts_with("You are Peter"), "{sent}");
+    assert_eq!(sent["messages"][1]["content"], "How is the sea?");
+
+    // The seed's field works in the OpenAI dialect; no character, no plugin.
+    let openai =
+        json!({"model": MODEL, "character_name": "peter", "messages": [{"role": "user", "content": "Hi?"}]});
+    let reply =
+        Client::new().send("POST", &service.url("/v1/chat/completions"), openai.to_string().as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(ollama.chat_requests().pop().unwrap()["messages"][0]["role"], "system");
+    let plain = json!({"model": MODEL, "messages": [{"role": "user", "content": "Hi?"}]});
+    let reply =
+        Client::new().send("POST", &service.url("/v1/chat/completions"), plain.to_string().as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        ollama.chat_requests().pop().unwrap()["messages"][0]["role"],
+        "user",
+        "no plugin without a character"
+    );
+}
+
+#[test]
 fn the_post_processor_cuts_echoes_and_the_unfinished_sentence() {
     let ollama = FakeOllama::start(&[MODEL]);
     let (service, _dir) = service_with_plugins(&ollama, &[], &[]);

@@ -1,11 +1,12 @@
 """The Ollama dialect through ollama-python, unmodified, pointed at llm-service.
 
-usage: ollama_client.py URL MODEL [--embed] [--missing-model]
+usage: ollama_client.py URL MODEL [--embed] [--missing-model] [--manage]
 
 Asserts as it goes (an AssertionError or the client's own exception fails
 the run), then prints one JSON line: what it saw. --embed also checks
 /api/embed (the backend must embed); --missing-model checks that a model
-the backend lacks raises ollama.ResponseError with status 404.
+the backend lacks raises ollama.ResponseError with status 404; --manage
+pulls, copies and deletes a model (the service must allow it).
 """
 
 import json
@@ -77,6 +78,11 @@ def main():
         embedded = client.embed(model=model, input=["first text", "second"])
         assert len(embedded.embeddings) == 2 and all(embedded.embeddings), embedded
         seen["embeddings"] = len(embedded.embeddings)
+
+    if "--manage" in sys.argv:
+        seen["pulled"] = [progress.status for progress in client.pull(model, stream=True)]
+        assert client.copy(model, "copied:latest").status == "success"
+        assert client.delete("copied:latest").status == "success"
 
     if "--missing-model" in sys.argv:
         try:

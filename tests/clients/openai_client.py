@@ -53,6 +53,17 @@ def main():
     assert stream_text() == streamed
     seen["stream"] = streamed
 
+    # The legacy completions API: whole, a hit again, and streamed.
+    raw = client.completions.with_raw_response.create(model=model, prompt="Once upon a time", max_tokens=8, seed=5)
+    completion = raw.parse()
+    assert completion.object == "text_completion" and completion.choices[0].text.strip(), completion
+    again = client.completions.with_raw_response.create(model=model, prompt="Once upon a time", max_tokens=8, seed=5)
+    assert again.headers.get("x-cache") == "HIT" and again.parse().choices[0].text == completion.choices[0].text
+    pieces = [chunk.choices[0].text for chunk in client.completions.create(
+        model=model, prompt="Once upon a time", max_tokens=8, seed=5, stream=True) if chunk.choices]
+    assert "".join(pieces) == completion.choices[0].text, (pieces, completion.choices[0].text)
+    seen["completion"] = completion.choices[0].text
+
     ids = [entry.id for entry in client.models.list()]
     assert model in ids, ids
     assert client.models.retrieve(model).id == model

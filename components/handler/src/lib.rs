@@ -22,9 +22,10 @@ mod request;
 mod serve;
 mod settings;
 mod stored;
+mod tool_calls;
 mod wasm_host;
 
-use dialect::{ollama, ollama_meta, openai, openai_meta};
+use dialect::{ollama, ollama_meta, openai, openai_completions, openai_meta};
 use llm_service_sdk::Handler;
 use llm_service_sdk::http::{Reply, Request, Response};
 
@@ -65,6 +66,7 @@ const ROUTES: &[Route] = &[
     Route { path: "/api/delete", methods: &["DELETE"], handle: ollama_meta::management },
     // OpenAI's API.
     Route { path: "/v1/chat/completions", methods: &["POST"], handle: openai::chat_completions },
+    Route { path: "/v1/completions", methods: &["POST"], handle: openai_completions::completions },
     Route { path: "/v1/models", methods: &["GET"], handle: openai_meta::list },
     Route { path: "/v1/embeddings", methods: &["POST"], handle: openai_meta::embeddings },
 ];

@@ -109,7 +109,7 @@ fn probe(backend: &Backend, model: &str) -> Result<(Option<Duration>, f64), ApiE
                 tokens = tokens_generated;
                 break;
             }
-            StreamEvent::Skip | StreamEvent::Finish(_) => {}
+            _ => {}
         }
     }
     let tokens = tokens.unwrap_or(chunks) as f64;

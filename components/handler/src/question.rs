@@ -117,6 +117,21 @@ impl Question {
         }
     }
 
+    /// The conversation as sent: `system` (a plugin's) first, and the last
+    /// user message's text replaced by `prompt` (what the plugin made of it;
+    /// without a plugin, the same text).
+    pub fn messages_sent(&self, system: Option<&str>, prompt: &str) -> Vec<Message> {
+        let mut messages = self.messages.clone();
+        if let Some(last_user) = messages.iter_mut().rev().find(|message| message.role == "user") {
+            last_user.content = prompt.to_string();
+        }
+        if let Some(system) = system {
+            let system = Message { role: "system".into(), content: system.to_string(), ..Message::default() };
+            messages.insert(0, system);
+        }
+        messages
+    }
+
     /// Everything that changes the answer, in one canonical JSON value:
     /// fixed order, numbers as the client wrote them, hardware options and
     /// `keep_alive` left out.

@@ -5,9 +5,10 @@
 //!
 //! A failure before the first byte is an ordinary HTTP error in the
 //! framing's shape; after it, the framing's error event ends the stream. A
-//! client that leaves drops the backend response, which cancels the
-//! generation (its followers then try again). A cached answer is replayed
-//! in the same framing: the text as one piece, then the end.
+//! client that leaves cancels the generation (its backend response is
+//! dropped) only when no other request follows it; else it is finished for
+//! them. A cached answer is replayed in the same framing: the text as one
+//! piece, then the end.
 
 use std::time::Instant;
 
@@ -98,14 +99,19 @@ fn stream<F: Framing>(
     Reply::Stream {
         head,
         write: Box::new(move |writer| {
+            let ctx = Ctx { host: &host, request: &request, policy: &policy };
             while let Some(piece) = flow.next_chunk() {
                 if framing.piece(writer, &piece).is_err() {
-                    // The client left: dropping the flow abandons the flight
-                    // and the backend response, which cancels the generation.
+                    // The client left. With others waiting, the generation
+                    // is finished for them (and cached); alone, dropping the
+                    // flow drops the backend response, which cancels it.
+                    if flow.others_wait() {
+                        let outcome = flow.finish(&ctx);
+                        report::generation(&request, started, 200, &outcome);
+                    }
                     return;
                 }
             }
-            let ctx = Ctx { host: &host, request: &request, policy: &policy };
             let outcome = flow.finish(&ctx);
             report::generation(&request, started, 200, &outcome);
             let _ = framing.end(writer, &outcome, started);

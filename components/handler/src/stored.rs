@@ -22,6 +22,9 @@ pub struct Stored {
     /// Why the generation stopped (`stop`, `length`), when the backend said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_reason: Option<String>,
+    /// The tool calls the model answered with, in Ollama's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
 }
 
 impl Stored {

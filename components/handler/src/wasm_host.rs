@@ -65,6 +65,10 @@ impl host::Lead for Lead {
         let _ = self.0.land(value, fresh_s, stale_s);
     }
 
+    fn followers(&self) -> u32 {
+        self.0.followers()
+    }
+
     fn crash(self, error: &ApiError) {
         let parts = error.parts();
         self.0.crash(&Failure {

@@ -55,6 +55,8 @@ struct State {
     latency: Mutex<Duration>,
     token_delay: Mutex<Duration>,
     reply: Mutex<Option<String>>,
+    /// A tool call /api/chat answers with instead of text.
+    tool_call: Mutex<Option<Value>>,
     /// Every model's digest in /api/tags (a re-pull changes it).
     digest: Mutex<Option<String>>,
     faults: Mutex<VecDeque<Fault>>,
@@ -125,6 +127,13 @@ impl FakeOllama {
     /// The bodies of the /api/generate requests received.
     pub fn generate_requests(&self) -> Vec<Value> {
         self.requests().into_iter().filter(|r| r.path == "/api/generate").map(|r| r.body).collect()
+    }
+
+    /// Makes /api/chat answer by calling the tool `name` with `arguments`
+    /// (no text), as a model given tools does.
+    pub fn set_tool_call(&self, name: &str, arguments: Value) {
+        *self.state.tool_call.lock().unwrap() =
+            Some(json!([{"function": {"name": name, "arguments": arguments}}]));
     }
 
     /// Gives every model a new digest, as a re-pull would.
@@ -266,6 +275,15 @@ async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<
                 json!({"model": name, "embeddings": vectors, "prompt_eval_count": inputs.len()}),
             ))
         }
+        ("POST", "/api/pull") => {
+            let lines = [json!({"status": "pulling manifest"}), json!({"status": "success"})];
+            let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+            let mut reply = json_reply(200, Value::Null);
+            *reply.body_mut() = Full::new(Bytes::from(text)).boxed();
+            reply.headers_mut().insert("content-type", "application/x-ndjson".parse().unwrap());
+            Ok(reply)
+        }
+        ("POST", "/api/copy") | ("DELETE", "/api/delete") => Ok(json_reply(200, Value::Null)),
         ("POST", "/api/generate") => generate(state, body, models, false).await,
         ("POST", "/api/chat") => generate(state, body, models, true).await,
         _ => Ok(json_reply(404, json!({"error": "404 page not found"}))),
@@ -311,6 +329,7 @@ async fn generate(
     };
     let text =
         reply.unwrap_or_else(|| asked.and_then(|text| text.as_str().map(str::to_string)).unwrap_or_default());
+    let tool_call = if chat { state.tool_call.lock().unwrap().clone() } else { None };
     // The field a piece of text travels in.
     let carry = move |text: &str| {
         if chat {
@@ -319,6 +338,7 @@ async fn generate(
             json!({"response": text})
         }
     };
+    let text = if tool_call.is_some() { String::new() } else { text };
     let tokens: Vec<String> = text
         .split_whitespace()
         .take(limit)
@@ -338,11 +358,20 @@ async fn generate(
         tokio::time::sleep(token_delay * tokens.len() as u32).await;
         let mut whole = last;
         merge(&mut whole, carry(&tokens.concat()));
+        if let Some(calls) = tool_call {
+            whole["message"]["tool_calls"] = calls;
+        }
         return Ok(json_reply(200, whole));
     }
     let (sender, receiver) = mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         let _open = open;
+        if let Some(calls) = tool_call {
+            // Ollama sends the calls on a line of their own, before the last.
+            let line = json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "done": false,
+                              "message": {"role": "assistant", "content": "", "tool_calls": calls}});
+            let _ = sender.send(Bytes::from(format!("{line}\n"))).await;
+        }
         for token in tokens {
             tokio::time::sleep(token_delay).await;
             let mut line = json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "done": false});

@@ -10,6 +10,7 @@ use llm_service_sdk::outbound::{self, OutboundError, Pending};
 use crate::error::ApiError;
 use crate::question::Question;
 use crate::settings::Settings;
+use crate::tool_calls::ToolCalls;
 
 /// One generation to ask for.
 #[derive(Debug, Clone)]
@@ -41,6 +42,31 @@ pub struct Ending {
     pub prompt_tokens: Option<u64>,
     /// Why it stopped: `stop`, `length`, ...
     pub done_reason: Option<String>,
+    /// The tool calls the model answered with.
+    pub tool_calls: ToolCalls,
+}
+
+impl Ending {
+    /// Takes in what a stream said before its end: why it will stop, tool calls.
+    pub fn note(&mut self, event: StreamEvent) {
+        match event {
+            StreamEvent::Finish(reason) => self.done_reason = Some(reason),
+            StreamEvent::ToolCalls(calls) => self.tool_calls.add_ollama(&calls),
+            StreamEvent::ToolCallFragments(fragments) => self.tool_calls.add_openai_fragments(&fragments),
+            StreamEvent::Text(_) | StreamEvent::Done(_) | StreamEvent::Skip => {}
+        }
+    }
+
+    /// Takes in the stream's last event: its text, counts and calls, with
+    /// what was noted before kept where the end says nothing.
+    pub fn conclude(&mut self, end: Ending) {
+        let Ending { text, tokens_generated, prompt_tokens, done_reason, tool_calls } = end;
+        self.text = text;
+        self.tokens_generated = tokens_generated.or(self.tokens_generated);
+        self.prompt_tokens = prompt_tokens.or(self.prompt_tokens);
+        self.done_reason = done_reason.or(self.done_reason.take());
+        self.tool_calls.extend(tool_calls);
+    }
 }
 
 /// One line of a streamed answer.
@@ -51,6 +77,10 @@ pub enum StreamEvent {
     /// Why the answer will end (OpenAI's `finish_reason`, which comes
     /// before the usage counts and `[DONE]`).
     Finish(String),
+    /// Whole tool calls in Ollama's shape (an Ollama stream line).
+    ToolCalls(serde_json::Value),
+    /// Tool-call fragments of an OpenAI stream (`delta.tool_calls`).
+    ToolCallFragments(serde_json::Value),
     /// The end.
     Done(Ending),
     /// Nothing for the client (keep-alives, role markers).
@@ -132,11 +162,22 @@ impl Backend {
     /// Calls `path` on the backend and reads the whole answer: its status
     /// and body (what the dialects pass through: listings, embeddings).
     pub fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), ApiError> {
-        let url = format!("{}{path}", self.base_url);
-        let response = outbound::send(method, &url, body).map_err(|error| self.failed(error))?;
+        let response = self.open(method, path, body)?;
         let status = response.status();
         let body = response.read_all().map_err(|error| self.failed(error))?;
         Ok((status, body))
+    }
+
+    /// Calls `path` on the backend and returns the answer as it arrives
+    /// (what the dialects stream through untouched: model management).
+    pub fn open(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<outbound::Response, ApiError> {
+        let url = format!("{}{path}", self.base_url);
+        outbound::send(method, &url, body).map_err(|error| self.failed(error))
     }
 }
 

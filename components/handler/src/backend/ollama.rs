@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Completion, Ending, Generation, StreamEvent};
 use crate::error::ApiError;
-use crate::question::{Family, Question};
+use crate::question::{Family, Message, Question};
 
 /// The path and body asking Ollama for `generation`: every setting is an
 /// option under its own name, but `max_tokens` is Ollama's `num_predict`;
@@ -53,15 +53,17 @@ fn dialect_request(generation: &Generation, question: &Question, stream: bool) -
     }
     let path = match question.family {
         Family::Chat => {
-            let messages = question.messages.iter().map(|message| message.to_ollama()).collect();
+            let sent = question.messages_sent(generation.system, generation.prompt);
+            let messages = sent.iter().map(Message::to_ollama).collect();
             body.insert("messages".into(), Value::Array(messages));
             "/api/chat"
         }
         Family::Generate => {
             let parts = &question.prompt_parts;
             body.insert("prompt".into(), json!(generation.prompt));
-            let strings =
-                [("suffix", &parts.suffix), ("system", &parts.system), ("template", &parts.template)];
+            // A plugin's system prompt takes the client's place.
+            let system = generation.system.map(str::to_string).or_else(|| parts.system.clone());
+            let strings = [("suffix", &parts.suffix), ("system", &system), ("template", &parts.template)];
             for (name, value) in strings {
                 if let Some(value) = value {
                     body.insert(name.into(), json!(value));
@@ -91,14 +93,19 @@ fn text_of(value: &Value) -> Option<&str> {
         .or_else(|| value.pointer("/message/content").and_then(Value::as_str))
 }
 
-/// How an answer ended: its counts and `done_reason`.
+/// How an answer ended: its counts, `done_reason` and tool calls.
 fn ending(value: &Value, text: String) -> Ending {
-    Ending {
+    let mut ending = Ending {
         text,
         tokens_generated: value.get("eval_count").and_then(Value::as_u64),
         prompt_tokens: value.get("prompt_eval_count").and_then(Value::as_u64),
         done_reason: value.get("done_reason").and_then(Value::as_str).map(str::to_string),
+        ..Ending::default()
+    };
+    if let Some(calls) = value.pointer("/message/tool_calls") {
+        ending.tool_calls.add_ollama(calls);
     }
+    ending
 }
 
 /// A whole answer: `response` (or `message.content`), `model`, the counts.
@@ -135,7 +142,12 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
         // text; text there is the answer's last piece all the same.
         return Ok(StreamEvent::Done(ending(&value, text)));
     }
-    Ok(StreamEvent::Text(text))
+    match value.pointer("/message/tool_calls") {
+        Some(calls) if text.is_empty() && calls.as_array().is_some_and(|calls| !calls.is_empty()) => {
+            Ok(StreamEvent::ToolCalls(calls.clone()))
+        }
+        _ => Ok(StreamEvent::Text(text)),
+    }
 }
 
 #[cfg(test)]

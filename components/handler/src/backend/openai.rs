@@ -27,6 +27,9 @@ const SHARED_OPTIONS: &[&str] = &[
 /// The path and body asking for `generation`. `top_k` and `repeat_penalty`
 /// are not OpenAI's, but llama.cpp and vLLM read them and others ignore them.
 pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
+    let raw = generation.question.is_some_and(|question| {
+        question.family == Family::Generate && question.prompt_parts.raw == Some(true)
+    });
     let mut body = match generation.question {
         Some(question) => dialect_body(generation, question),
         None => {
@@ -42,6 +45,12 @@ pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
     body.insert("stream".into(), json!(stream));
     if stream {
         body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    if raw {
+        // A raw prompt is text to continue, not a user's message: no chat template.
+        body.remove("messages");
+        body.insert("prompt".into(), json!(generation.prompt));
+        return ("/v1/completions", Value::Object(body));
     }
     ("/v1/chat/completions", Value::Object(body))
 }
@@ -62,8 +71,13 @@ fn prompt_messages(system: Option<&str>, prompt: &str) -> Vec<Value> {
 fn dialect_body(generation: &Generation, question: &Question) -> Map<String, Value> {
     let mut body = Map::new();
     let messages = match question.family {
-        Family::Chat => question.messages.iter().map(chat_message).collect(),
-        Family::Generate => prompt_messages(question.prompt_parts.system.as_deref(), generation.prompt),
+        Family::Chat => {
+            question.messages_sent(generation.system, generation.prompt).iter().map(chat_message).collect()
+        }
+        Family::Generate => {
+            let system = generation.system.or(question.prompt_parts.system.as_deref());
+            prompt_messages(system, generation.prompt)
+        }
     };
     body.insert("messages".into(), Value::Array(messages));
     for (name, value) in &question.options {
@@ -91,7 +105,7 @@ fn dialect_body(generation: &Generation, question: &Question) -> Map<String, Val
 }
 
 /// One message in OpenAI's shape: images as data-URL parts, tool calls with
-/// their arguments as a JSON string.
+/// their arguments as a JSON string ([`crate::tool_calls::to_openai`]).
 fn chat_message(message: &Message) -> Value {
     let content = if message.images.is_empty() {
         json!(message.content)
@@ -104,25 +118,8 @@ fn chat_message(message: &Message) -> Value {
         Value::Array(parts)
     };
     let mut out = json!({"role": message.role, "content": content});
-    if let Some(Value::Array(calls)) = &message.tool_calls {
-        let calls: Vec<Value> = calls
-            .iter()
-            .enumerate()
-            .map(|(index, call)| {
-                let function = call.get("function").cloned().unwrap_or_default();
-                let arguments = match function.get("arguments") {
-                    Some(Value::String(text)) => text.clone(),
-                    Some(other) => other.to_string(),
-                    None => "{}".to_string(),
-                };
-                json!({
-                    "id": format!("call_{index}"),
-                    "type": "function",
-                    "function": {"name": function.get("name").cloned().unwrap_or_default(), "arguments": arguments},
-                })
-            })
-            .collect();
-        out["tool_calls"] = Value::Array(calls);
+    if let Some(calls) = &message.tool_calls {
+        out["tool_calls"] = crate::tool_calls::to_openai(calls);
     }
     if let Some(name) = &message.tool_name {
         out["name"] = json!(name);
@@ -132,7 +129,7 @@ fn chat_message(message: &Message) -> Value {
 
 /// How a choice ended: `finish_reason` and the usage counts.
 fn ending(answer: &Value, choice: Option<&Value>) -> Ending {
-    Ending {
+    let mut ending = Ending {
         text: String::new(),
         tokens_generated: answer.pointer("/usage/completion_tokens").and_then(Value::as_u64),
         prompt_tokens: answer.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
@@ -140,15 +137,31 @@ fn ending(answer: &Value, choice: Option<&Value>) -> Ending {
             .and_then(|choice| choice.get("finish_reason"))
             .and_then(Value::as_str)
             .map(str::to_string),
+        ..Ending::default()
+    };
+    if let Some(calls) = choice.and_then(|choice| choice.pointer("/message/tool_calls")) {
+        ending.tool_calls.add_openai(calls);
     }
+    ending
 }
 
 /// A whole answer: `choices[0].message.content`, `usage.completion_tokens`.
 pub fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
-    let text = answer
-        .pointer("/choices/0/message/content")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::BadGateway { message: "answer has no choices[0].message.content".into() })?;
+    if let Some(text) = answer.pointer("/choices/0/text").and_then(Value::as_str) {
+        // A /v1/completions answer.
+        let mut ending = ending(answer, answer.pointer("/choices/0"));
+        ending.tokens_generated.get_or_insert(0);
+        return Ok(Completion { text: text.to_string(), model: model.to_string(), ending });
+    }
+    let message = answer
+        .pointer("/choices/0/message")
+        .ok_or_else(|| ApiError::BadGateway { message: "answer has no choices[0].message".into() })?;
+    // A message that only calls tools has no content (null).
+    let text = match message.get("content") {
+        Some(Value::String(text)) => text.as_str(),
+        None | Some(Value::Null) if message.get("tool_calls").is_some() => "",
+        _ => return Err(ApiError::BadGateway { message: "answer has no choices[0].message.content".into() }),
+    };
     let mut ending = ending(answer, answer.pointer("/choices/0"));
     ending.tokens_generated.get_or_insert(0);
     Ok(Completion { text: text.to_string(), model: model.to_string(), ending })
@@ -172,7 +185,14 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
         let message = error.get("message").and_then(Value::as_str).unwrap_or("stream error");
         return Err(ApiError::BadGateway { message: message.to_string() });
     }
-    let text = value.pointer("/choices/0/delta/content").and_then(Value::as_str).unwrap_or_default();
+    if let Some(fragments) = value.pointer("/choices/0/delta/tool_calls") {
+        return Ok(StreamEvent::ToolCallFragments(fragments.clone()));
+    }
+    let text = value
+        .pointer("/choices/0/delta/content")
+        .or_else(|| value.pointer("/choices/0/text"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if value.pointer("/usage/completion_tokens").is_some() && text.is_empty() {
         return Ok(StreamEvent::Done(ending(&value, value.pointer("/choices/0"))));
     }

@@ -1,5 +1,6 @@
 //! The client dialects: Ollama's API ([`ollama`], [`ollama_meta`]) and
-//! OpenAI's ([`openai`], [`openai_meta`]). Each is a codec around the one
+//! OpenAI's ([`openai`], [`openai_completions`], [`openai_meta`],
+//! [`openai_params`]). Each is a codec around the one
 //! generation pipeline: it decodes its request into a
 //! [`crate::request::GenerateRequest`] carrying a [`Question`], and frames
 //! the pipeline's answer in its own shapes ([`crate::serve::Framing`]).
@@ -13,7 +14,9 @@
 pub mod ollama;
 pub mod ollama_meta;
 pub mod openai;
+pub mod openai_completions;
 pub mod openai_meta;
+pub mod openai_params;
 
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,7 +28,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::question::Question;
-use crate::request::{GenerateRequest, models_to_try};
+use crate::request::{GenerateRequest, MAX_CHARACTER_CHARS, models_to_try};
 
 /// Seconds a model listing (`/api/tags`, `/v1/models`) is reused: a pulled
 /// model shows within this, and a burst of clients costs one backend call.
@@ -76,17 +79,39 @@ pub fn cache_bypassed(request: &Request) -> bool {
     })
 }
 
-/// A generation request for `question`: `prompt` is what the key's prompt
-/// hash, the logs and the metrics see (a chat's last user message), the
-/// model is the one named (else the current one), then FALLBACK_MODELS.
+/// A generation request for `question`, asked by `request` with `body`:
+/// - `prompt` is what the key's prompt hash, the logs, the metrics and a
+///   plugin see (a chat's last user message);
+/// - the model is `body.model` (else the current one), then FALLBACK_MODELS;
+/// - the character is the `X-Character` header or `body.character_name`
+///   (the seed's field), and its prompt plugin is pinned; without either,
+///   no plugin runs;
+/// - `Cache-Control: no-cache` or `no-store` skips the cache.
 pub fn generation_request(
+    request: &Request,
+    body: &Map<String, Value>,
     question: Question,
     prompt: String,
-    model: Option<String>,
     stream: bool,
-    use_cache: bool,
 ) -> Result<GenerateRequest, ApiError> {
     let config = Config::get();
+    let model = string_field(body, "model")?;
+    let character = match request.header("x-character") {
+        Some(character) => Some(character.to_string()),
+        None => string_field(body, "character_name")?,
+    }
+    .filter(|character| !character.is_empty());
+    if let Some(character) = &character
+        && character.chars().count() > MAX_CHARACTER_CHARS
+    {
+        return Err(ApiError::invalid(
+            "character_name",
+            format!(
+                "the character has {} characters; the limit is {MAX_CHARACTER_CHARS}",
+                character.chars().count()
+            ),
+        ));
+    }
     let chars = prompt.chars().count();
     if chars > config.max_prompt_chars {
         let limit = config.max_prompt_chars;
@@ -103,18 +128,20 @@ pub fn generation_request(
     if let Some(temperature) = question.options.get("temperature").and_then(Value::as_f64) {
         settings.temperature = temperature;
     }
-    Ok(GenerateRequest {
+    let mut generation = GenerateRequest {
         prompt,
-        character_name: None,
+        character_name: character,
         conversation_id: None,
-        use_cache,
+        use_cache: !cache_bypassed(request),
         stream,
         cache_ttl_s: None,
         settings,
         models: models_to_try(model, config),
         plugin: None,
         question: Some(Box::new(question)),
-    })
+    };
+    crate::plugin::pin(&mut generation);
+    Ok(generation)
 }
 
 fn runtime_model() -> String {

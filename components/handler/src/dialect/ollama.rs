@@ -16,9 +16,7 @@ use std::time::Instant;
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
-use super::{
-    bool_field, cache_bypassed, generation_request, images_field, now_rfc3339, object_body, string_field,
-};
+use super::{bool_field, generation_request, images_field, now_rfc3339, object_body, string_field};
 use crate::backend::Kind;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -59,8 +57,7 @@ fn answer(request: &Request, family: Family) -> Reply {
     if empty {
         return load_or_unload(request.path(), &body, family).into();
     }
-    let model = string_field(&body, "model").ok().flatten();
-    match generation_request(question, prompt, model, stream, !cache_bypassed(request)) {
+    match generation_request(request, &body, question, prompt, stream) {
         Ok(generation) => {
             let framing = OllamaFraming { family, model: generation.primary_model().to_string() };
             serve::answer(generation, framing, started)
@@ -215,6 +212,9 @@ impl OllamaFraming {
         body.insert("prompt_eval_count".into(), json!(stored.prompt_tokens.unwrap_or(0)));
         body.insert("eval_count".into(), json!(stored.tokens_generated));
         body.insert("eval_duration".into(), json!(total_ns));
+        if let (Some(calls), Some(message)) = (&stored.tool_calls, body.get_mut("message")) {
+            message["tool_calls"] = calls.clone();
+        }
     }
 }
 

@@ -172,15 +172,60 @@ pub fn embed(request: &Request) -> Reply {
 }
 
 /// Model management (`/api/pull`, `/api/push`, `/api/create`, `/api/copy`,
-/// `DELETE /api/delete`, `/api/blobs/...`): refused, so a client pointed at
-/// the gateway never changes what the fleet's backends hold by accident.
+/// `DELETE /api/delete`, `/api/blobs/...`): off unless the operator set
+/// ALLOW_MODEL_MANAGEMENT, so a client pointed at the gateway never changes
+/// what the fleet's backends hold by accident. On, it goes to an Ollama
+/// backend untouched, and its answer (pull progress is NDJSON) streams back
+/// as it comes, within REQUEST_TIMEOUT.
 pub fn management(request: &Request) -> Reply {
-    let message = format!(
-        "{} {}: llm-service does not manage models; pull, create or delete them on the model server itself (for example `ollama pull MODEL` there)",
-        request.method(),
-        request.path()
-    );
-    Response::json(403, &json!({ "error": message })).into()
+    let refused = |status: u16, why: &str| {
+        let message = format!("{} {}: {why}", request.method(), request.path());
+        Reply::from(Response::json(status, &json!({ "error": message })))
+    };
+    if std::env::var("ALLOW_MODEL_MANAGEMENT").as_deref() != Ok("true") {
+        return refused(
+            403,
+            "model management through llm-service is off; set ALLOW_MODEL_MANAGEMENT=true to pass it to the backend, or do it on the model server itself",
+        );
+    }
+    let backend = &Config::get().backend;
+    if backend.kind() != Kind::Ollama {
+        return refused(501, "the backend is not an Ollama (BACKEND_KIND); it has no model management API");
+    }
+    let body = (!request.body().is_empty()).then_some(request.body());
+    let mut answer = match backend.open(request.method(), request.path(), body) {
+        Ok(answer) => answer,
+        Err(error) => return error.response().into(),
+    };
+    let content_type = match request.path() {
+        "/api/pull" | "/api/push" | "/api/create" => "application/x-ndjson",
+        _ => "application/json",
+    };
+    Reply::Stream {
+        head: Response::new(answer.status(), content_type, Vec::new()),
+        write: Box::new(move |writer| {
+            loop {
+                let written = match answer.next_chunk() {
+                    Ok(Some(chunk)) => writer.write(&chunk),
+                    Ok(None) => return,
+                    // Ollama's clients read an error line as the failure.
+                    Err(error) => {
+                        let line = json!({"error": backend_failure(error)}).to_string() + "\n";
+                        let _ = writer.write(line.as_bytes());
+                        return;
+                    }
+                };
+                if written.is_err() {
+                    return;
+                }
+            }
+        }),
+    }
+}
+
+/// What a failed read of a backend answer says.
+fn backend_failure(error: llm_service_sdk::outbound::OutboundError) -> String {
+    Config::get().backend.failed(error).message()
 }
 
 /// A 200 answer's body, or the backend's failure.

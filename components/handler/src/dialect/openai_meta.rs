@@ -5,7 +5,7 @@
 use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Value, json};
 
-use super::openai::error_response;
+use super::openai_params::error_response;
 use super::{LISTING_FRESH_S, object_body, short_cached};
 use crate::backend::Kind;
 use crate::config::Config;

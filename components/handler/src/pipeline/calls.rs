@@ -57,21 +57,25 @@ pub(super) fn complete_whole<H: Host>(
 /// The whole text, and how it ended (tokens counted as pieces when the
 /// backend does not say).
 fn read_whole(mut source: Box<dyn TextSource>) -> Result<(String, Ending), ApiError> {
-    let (mut text, mut pieces, mut finish) = (String::new(), 0u64, None);
+    let (mut text, mut pieces, mut gathered) = (String::new(), 0u64, Ending::default());
     loop {
         match source.next()? {
-            StreamEvent::Finish(reason) => finish = Some(reason),
+            event @ (StreamEvent::Finish(_)
+            | StreamEvent::ToolCalls(_)
+            | StreamEvent::ToolCallFragments(_)) => {
+                gathered.note(event);
+            }
             StreamEvent::Text(piece) => {
                 pieces += 1;
                 text.push_str(&piece);
             }
-            StreamEvent::Done(mut ending) => {
-                let last = std::mem::take(&mut ending.text);
+            StreamEvent::Done(ending) => {
+                gathered.conclude(ending);
+                let last = std::mem::take(&mut gathered.text);
                 text.push_str(&last);
                 let pieces = pieces + u64::from(!last.is_empty());
-                ending.tokens_generated = Some(ending.tokens_generated.unwrap_or(pieces));
-                ending.done_reason = ending.done_reason.or(finish);
-                return Ok((text, ending));
+                gathered.tokens_generated = Some(gathered.tokens_generated.unwrap_or(pieces));
+                return Ok((text, gathered));
             }
             StreamEvent::Skip => {}
         }

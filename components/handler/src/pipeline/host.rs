@@ -52,6 +52,8 @@ pub trait Lead {
     fn land(self, value: &[u8], fresh_s: u64, stale_s: u64);
     /// Hands `error` to every follower.
     fn crash(self, error: &ApiError);
+    /// Requests following the flight now.
+    fn followers(&self) -> u32;
 }
 
 /// Following another request's flight.

@@ -240,6 +240,17 @@ impl<H: Host> Flow<H> {
         matches!(self.source, Source::Following(_))
     }
 
+    /// Whether other requests wait on this generation: if its own client
+    /// leaves, it should still be finished for them.
+    pub fn others_wait(&self) -> bool {
+        match &self.source {
+            Source::Generating(generating) => {
+                generating.lead.as_ref().is_some_and(|lead| lead.followers() > 0)
+            }
+            Source::Following(_) => false,
+        }
+    }
+
     /// The next piece of a streamed answer, or `None` at its end (at once
     /// for a whole request).
     pub fn next_chunk(&mut self) -> Option<String> {
@@ -284,11 +295,16 @@ impl<H: Host> Generating<H> {
             match source.next() {
                 Ok(StreamEvent::Text(piece)) => return Some(self.deliver(piece)),
                 Ok(StreamEvent::Skip) => {}
-                Ok(StreamEvent::Finish(reason)) => self.ending.done_reason = Some(reason),
-                Ok(StreamEvent::Done(mut ending)) => {
-                    let text = std::mem::take(&mut ending.text);
-                    ending.done_reason = ending.done_reason.or(self.ending.done_reason.take());
-                    self.ending = ending;
+                Ok(
+                    event @ (StreamEvent::Finish(_)
+                    | StreamEvent::ToolCalls(_)
+                    | StreamEvent::ToolCallFragments(_)),
+                ) => {
+                    self.ending.note(event);
+                }
+                Ok(StreamEvent::Done(ending)) => {
+                    self.ending.conclude(ending);
+                    let text = std::mem::take(&mut self.ending.text);
                     self.backend = Backend::Ended(Ok(index));
                     // The final line's own text is the answer's last piece.
                     return (!text.is_empty()).then(|| self.deliver(text));
@@ -345,6 +361,7 @@ impl<H: Host> Generating<H> {
             tokens_generated: ending.tokens_generated.unwrap_or_default(),
             prompt_tokens: ending.prompt_tokens,
             done_reason: ending.done_reason,
+            tool_calls: ending.tool_calls.finish(),
             temperature: self.prepared.settings.temperature,
             prompt_hash: prompt_hash(&request.prompt),
         };

@@ -75,6 +75,9 @@ impl Lead for FakeLead {
     fn crash(self, error: &ApiError) {
         self.0.borrow_mut().push(Seen::Crashed(error.clone()));
     }
+    fn followers(&self) -> u32 {
+        0
+    }
 }
 
 struct FakeFollow(VecDeque<FlightEvent>);
@@ -136,6 +139,7 @@ fn stored(response: &str, model: &str) -> Stored {
         prompt_hash: prompt_hash("hi"),
         prompt_tokens: None,
         done_reason: None,
+        tool_calls: None,
     }
 }
 

@@ -78,6 +78,11 @@ pub struct BackendConfig {
     #[arg(long, env = "OLLAMA_RETRY_ATTEMPTS", value_name = "OLLAMA_RETRY_ATTEMPTS",
           default_value_t = DEFAULT_RETRY_ATTEMPTS, value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retry_attempts: u32,
+    /// Pass Ollama's model management (/api/pull, push, create, copy, delete, blobs)
+    /// through to an Ollama backend; off, those answer 403.
+    #[arg(long, env = "ALLOW_MODEL_MANAGEMENT", value_name = "ALLOW_MODEL_MANAGEMENT", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_model_management: bool,
 }
 
 /// The protocol the backend speaks.

@@ -169,6 +169,14 @@ impl FlightLease {
         self.shared.tick();
     }
 
+    /// Requests following the flight now: every holder of its state but
+    /// this lease and the table's entry (a follower that went away has
+    /// dropped its hold).
+    pub fn followers(&self) -> u32 {
+        let holders = Arc::strong_count(&self.shared).saturating_sub(2);
+        u32::try_from(holders).unwrap_or(u32::MAX)
+    }
+
     /// Ends the flight with `end` for every follower.
     pub fn finish(mut self, end: End) {
         self.end(end);
@@ -231,6 +239,20 @@ mod tests {
         let (third, end) = waiter.await.unwrap();
         assert!(matches!(third, Event::Chunk(chunk) if chunk == "c"));
         assert!(matches!(end, Event::End(End::Landed(value)) if value == "abc"));
+    }
+
+    #[tokio::test]
+    async fn followers_are_counted_while_they_wait() {
+        let table = Arc::new(FlightTable::default());
+        let Join::Lead(lease) = table.join("k") else { panic!("the first joiner leads") };
+        assert_eq!(lease.followers(), 0);
+        let Join::Follow(first) = table.join("k") else { panic!("a second joiner follows") };
+        let Join::Follow(second) = table.join("k") else { panic!("a third joiner follows") };
+        assert_eq!(lease.followers(), 2);
+        drop(first);
+        assert_eq!(lease.followers(), 1, "a follower that leaves is not counted");
+        drop(second);
+        assert_eq!(lease.followers(), 0);
     }
 
     #[tokio::test]

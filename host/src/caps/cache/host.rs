@@ -141,6 +141,10 @@ impl HostLead for CacheView<'_> {
         Ok(())
     }
 
+    fn followers(&mut self, lead: Resource<Lead>) -> wasmtime::Result<u32> {
+        Ok(self.table.get(&lead)?.lease.as_ref().map_or(0, FlightLease::followers))
+    }
+
     fn drop(&mut self, lead: Resource<Lead>) -> wasmtime::Result<()> {
         // Dropping an unfinished lease abandons the flight.
         self.table.delete(lead)?;

@@ -53,6 +53,7 @@ const KNOWN_ENDPOINTS: &[&str] = &[
     "/api/embeddings",
     // The OpenAI dialect.
     "/v1/chat/completions",
+    "/v1/completions",
     "/v1/models",
     "/v1/embeddings",
 ];
