@@ -160,6 +160,30 @@ fn with_model_management_allowed_pull_copy_and_delete_reach_ollama() {
 }
 
 #[test]
+fn a_thinking_models_thoughts_are_relayed_and_cached_apart_from_its_answer() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_thinking("The user wants two words.");
+    let service = service_over(&ollama);
+    let ask = |stream: bool| {
+        let body = json!({"model": MODEL, "think": true, "stream": stream, "messages": [{"role": "user", "content": "x y"}]});
+        Client::new().send("POST", &service.url("/api/chat"), body.to_string().as_bytes())
+    };
+    let whole = ask(false).json();
+    assert_eq!(whole["message"]["content"], "x y", "{whole}");
+    assert_eq!(whole["message"]["thinking"], "The user wants two words.");
+    // Streamed (a cache hit now): the thoughts come with the last line.
+    let streamed = ask(true);
+    assert_eq!(streamed.header("x-cache"), Some("HIT"));
+    let last: Value = serde_json::from_str(streamed.body.lines().last().unwrap()).unwrap();
+    assert_eq!(last["message"]["thinking"], "The user wants two words.", "{}", streamed.body);
+    // OpenAI's dialect carries them as llama.cpp does, in reasoning_content.
+    let openai = json!({"model": MODEL, "messages": [{"role": "user", "content": "x y z"}]});
+    let answer =
+        Client::new().send("POST", &service.url("/v1/chat/completions"), openai.to_string().as_bytes());
+    assert_eq!(answer.json()["choices"][0]["message"]["reasoning_content"], "The user wants two words.");
+}
+
+#[test]
 fn a_re_pulled_model_never_serves_the_old_models_answers() {
     let ollama = FakeOllama::start(&[MODEL]);
     let service = service_over(&ollama);

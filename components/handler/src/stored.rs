@@ -25,6 +25,9 @@ pub struct Stored {
     /// The tool calls the model answered with, in Ollama's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<serde_json::Value>,
+    /// What a thinking model thought before answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
 }
 
 impl Stored {

@@ -57,6 +57,8 @@ struct State {
     reply: Mutex<Option<String>>,
     /// A tool call /api/chat answers with instead of text.
     tool_call: Mutex<Option<Value>>,
+    /// What /api/chat "thinks" before its answer (a thinking model's `thinking`).
+    thinking: Mutex<Option<String>>,
     /// Every model's digest in /api/tags (a re-pull changes it).
     digest: Mutex<Option<String>>,
     faults: Mutex<VecDeque<Fault>>,
@@ -134,6 +136,12 @@ impl FakeOllama {
     pub fn set_tool_call(&self, name: &str, arguments: Value) {
         *self.state.tool_call.lock().unwrap() =
             Some(json!([{"function": {"name": name, "arguments": arguments}}]));
+    }
+
+    /// Makes /api/chat think `thoughts` before answering: whole, in
+    /// `message.thinking`; streamed, on a line of their own first.
+    pub fn set_thinking(&self, thoughts: &str) {
+        *self.state.thinking.lock().unwrap() = Some(thoughts.to_string());
     }
 
     /// Gives every model a new digest, as a re-pull would.
@@ -330,6 +338,7 @@ async fn generate(
     let text =
         reply.unwrap_or_else(|| asked.and_then(|text| text.as_str().map(str::to_string)).unwrap_or_default());
     let tool_call = if chat { state.tool_call.lock().unwrap().clone() } else { None };
+    let thinking = if chat { state.thinking.lock().unwrap().clone() } else { None };
     // The field a piece of text travels in.
     let carry = move |text: &str| {
         if chat {
@@ -361,11 +370,19 @@ async fn generate(
         if let Some(calls) = tool_call {
             whole["message"]["tool_calls"] = calls;
         }
+        if let Some(thinking) = thinking {
+            whole["message"]["thinking"] = json!(thinking);
+        }
         return Ok(json_reply(200, whole));
     }
     let (sender, receiver) = mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         let _open = open;
+        if let Some(thinking) = thinking {
+            let line = json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "done": false,
+                              "message": {"role": "assistant", "content": "", "thinking": thinking}});
+            let _ = sender.send(Bytes::from(format!("{line}\n"))).await;
+        }
         if let Some(calls) = tool_call {
             // Ollama sends the calls on a line of their own, before the last.
             let line = json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "done": false,

@@ -44,6 +44,8 @@ pub struct Ending {
     pub done_reason: Option<String>,
     /// The tool calls the model answered with.
     pub tool_calls: ToolCalls,
+    /// What a thinking model thought before answering (Ollama's `thinking`).
+    pub thinking: String,
 }
 
 impl Ending {
@@ -53,6 +55,7 @@ impl Ending {
             StreamEvent::Finish(reason) => self.done_reason = Some(reason),
             StreamEvent::ToolCalls(calls) => self.tool_calls.add_ollama(&calls),
             StreamEvent::ToolCallFragments(fragments) => self.tool_calls.add_openai_fragments(&fragments),
+            StreamEvent::Thinking(piece) => self.thinking.push_str(&piece),
             StreamEvent::Text(_) | StreamEvent::Done(_) | StreamEvent::Skip => {}
         }
     }
@@ -60,7 +63,8 @@ impl Ending {
     /// Takes in the stream's last event: its text, counts and calls, with
     /// what was noted before kept where the end says nothing.
     pub fn conclude(&mut self, end: Ending) {
-        let Ending { text, tokens_generated, prompt_tokens, done_reason, tool_calls } = end;
+        let Ending { text, tokens_generated, prompt_tokens, done_reason, tool_calls, thinking } = end;
+        self.thinking.push_str(&thinking);
         self.text = text;
         self.tokens_generated = tokens_generated.or(self.tokens_generated);
         self.prompt_tokens = prompt_tokens.or(self.prompt_tokens);
@@ -81,6 +85,8 @@ pub enum StreamEvent {
     ToolCalls(serde_json::Value),
     /// Tool-call fragments of an OpenAI stream (`delta.tool_calls`).
     ToolCallFragments(serde_json::Value),
+    /// A piece of a thinking model's thoughts (gathered, relayed with the end).
+    Thinking(String),
     /// The end.
     Done(Ending),
     /// Nothing for the client (keep-alives, role markers).

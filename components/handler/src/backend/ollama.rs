@@ -105,7 +105,18 @@ fn ending(value: &Value, text: String) -> Ending {
     if let Some(calls) = value.pointer("/message/tool_calls") {
         ending.tool_calls.add_ollama(calls);
     }
+    ending.thinking = thinking_of(value).to_string();
     ending
+}
+
+/// A line's or answer's thoughts: `/api/chat`'s `message.thinking`, or
+/// `/api/generate`'s `thinking`.
+fn thinking_of(value: &Value) -> &str {
+    value
+        .pointer("/message/thinking")
+        .or_else(|| value.get("thinking"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// A whole answer: `response` (or `message.content`), `model`, the counts.
@@ -145,6 +156,9 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     match value.pointer("/message/tool_calls") {
         Some(calls) if text.is_empty() && calls.as_array().is_some_and(|calls| !calls.is_empty()) => {
             Ok(StreamEvent::ToolCalls(calls.clone()))
+        }
+        _ if text.is_empty() && !thinking_of(&value).is_empty() => {
+            Ok(StreamEvent::Thinking(thinking_of(&value).to_string()))
         }
         _ => Ok(StreamEvent::Text(text)),
     }

@@ -142,6 +142,9 @@ fn ending(answer: &Value, choice: Option<&Value>) -> Ending {
     if let Some(calls) = choice.and_then(|choice| choice.pointer("/message/tool_calls")) {
         ending.tool_calls.add_openai(calls);
     }
+    let thinking =
+        choice.and_then(|choice| choice.pointer("/message/reasoning_content")).and_then(Value::as_str);
+    ending.thinking = thinking.unwrap_or_default().to_string();
     ending
 }
 
@@ -187,6 +190,12 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     }
     if let Some(fragments) = value.pointer("/choices/0/delta/tool_calls") {
         return Ok(StreamEvent::ToolCallFragments(fragments.clone()));
+    }
+    // llama.cpp and vLLM stream a reasoning model's thoughts so.
+    if let Some(thinking) = value.pointer("/choices/0/delta/reasoning_content").and_then(Value::as_str)
+        && !thinking.is_empty()
+    {
+        return Ok(StreamEvent::Thinking(thinking.to_string()));
     }
     let text = value
         .pointer("/choices/0/delta/content")

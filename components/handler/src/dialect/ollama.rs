@@ -215,6 +215,14 @@ impl OllamaFraming {
         if let (Some(calls), Some(message)) = (&stored.tool_calls, body.get_mut("message")) {
             message["tool_calls"] = calls.clone();
         }
+        if let Some(thinking) = &stored.thinking {
+            match body.get_mut("message") {
+                Some(message) => message["thinking"] = json!(thinking),
+                None => {
+                    body.insert("thinking".into(), json!(thinking));
+                }
+            }
+        }
     }
 }
 

@@ -114,6 +114,10 @@ impl OpenAiFraming {
 /// its tool calls in OpenAI's shape.
 fn assistant_message(stored: &Stored) -> Value {
     let mut message = json!({"role": "assistant", "content": stored.response});
+    if let Some(thinking) = &stored.thinking {
+        // The field llama.cpp and vLLM use for a reasoning model's thoughts.
+        message["reasoning_content"] = json!(thinking);
+    }
     if let Some(calls) = &stored.tool_calls {
         if stored.response.is_empty() {
             message["content"] = Value::Null;

@@ -62,7 +62,8 @@ fn read_whole(mut source: Box<dyn TextSource>) -> Result<(String, Ending), ApiEr
         match source.next()? {
             event @ (StreamEvent::Finish(_)
             | StreamEvent::ToolCalls(_)
-            | StreamEvent::ToolCallFragments(_)) => {
+            | StreamEvent::ToolCallFragments(_)
+            | StreamEvent::Thinking(_)) => {
                 gathered.note(event);
             }
             StreamEvent::Text(piece) => {

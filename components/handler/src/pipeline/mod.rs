@@ -298,7 +298,8 @@ impl<H: Host> Generating<H> {
                 Ok(
                     event @ (StreamEvent::Finish(_)
                     | StreamEvent::ToolCalls(_)
-                    | StreamEvent::ToolCallFragments(_)),
+                    | StreamEvent::ToolCallFragments(_)
+                    | StreamEvent::Thinking(_)),
                 ) => {
                     self.ending.note(event);
                 }
@@ -362,6 +363,7 @@ impl<H: Host> Generating<H> {
             prompt_tokens: ending.prompt_tokens,
             done_reason: ending.done_reason,
             tool_calls: ending.tool_calls.finish(),
+            thinking: Some(ending.thinking).filter(|thinking| !thinking.is_empty()),
             temperature: self.prepared.settings.temperature,
             prompt_hash: prompt_hash(&request.prompt),
         };

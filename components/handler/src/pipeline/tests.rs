@@ -140,6 +140,7 @@ fn stored(response: &str, model: &str) -> Stored {
         prompt_tokens: None,
         done_reason: None,
         tool_calls: None,
+        thinking: None,
     }
 }
 
