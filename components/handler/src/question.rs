@@ -41,6 +41,10 @@ pub struct Message {
     pub images: Vec<String>,
     pub tool_calls: Option<Value>,
     pub tool_name: Option<String>,
+    /// OpenAI's id of the call a tool message answers: relayed to an
+    /// OpenAI-compatible backend, which needs it; not in the key (ids are
+    /// the gateway's own `call_N`, or the client's).
+    pub tool_call_id: Option<String>,
     pub thinking: Option<String>,
 }
 

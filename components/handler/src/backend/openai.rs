@@ -71,9 +71,7 @@ fn prompt_messages(system: Option<&str>, prompt: &str) -> Vec<Value> {
 fn dialect_body(generation: &Generation, question: &Question) -> Map<String, Value> {
     let mut body = Map::new();
     let messages = match question.family {
-        Family::Chat => {
-            question.messages_sent(generation.system, generation.prompt).iter().map(chat_message).collect()
-        }
+        Family::Chat => chat_messages(&question.messages_sent(generation.system, generation.prompt)),
         Family::Generate => {
             let system = generation.system.or(question.prompt_parts.system.as_deref());
             prompt_messages(system, generation.prompt)
@@ -104,6 +102,40 @@ fn dialect_body(generation: &Generation, question: &Question) -> Map<String, Val
     body
 }
 
+/// The conversation in OpenAI's shape. A tool's answer must name the call
+/// it answers (`tool_call_id`); Ollama's name only the tool, so such a
+/// message gets the id of the latest call of that tool (the ids are the
+/// `call_N` that [`crate::tool_calls::to_openai`] gives).
+fn chat_messages(messages: &[Message]) -> Vec<Value> {
+    let mut calls: Vec<(String, String)> = Vec::new();
+    messages
+        .iter()
+        .map(|message| {
+            let mut out = chat_message(message);
+            if let Some(Value::Array(made)) = out.get("tool_calls") {
+                calls = made
+                    .iter()
+                    .filter_map(|call| {
+                        Some((
+                            call["id"].as_str()?.to_string(),
+                            call.pointer("/function/name")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect();
+            }
+            if message.role == "tool" && message.tool_call_id.is_none() {
+                let answered = message.tool_name.as_deref();
+                let id =
+                    calls.iter().rev().find(|(_, name)| Some(name.as_str()) == answered).or(calls.last());
+                if let Some((id, _)) = id {
+                    out["tool_call_id"] = json!(id);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
 /// One message in OpenAI's shape: images as data-URL parts, tool calls with
 /// their arguments as a JSON string ([`crate::tool_calls::to_openai`]).
 fn chat_message(message: &Message) -> Value {
@@ -120,6 +152,9 @@ fn chat_message(message: &Message) -> Value {
     let mut out = json!({"role": message.role, "content": content});
     if let Some(calls) = &message.tool_calls {
         out["tool_calls"] = crate::tool_calls::to_openai(calls);
+    }
+    if let Some(id) = &message.tool_call_id {
+        out["tool_call_id"] = json!(id);
     }
     if let Some(name) = &message.tool_name {
         out["name"] = json!(name);
@@ -215,6 +250,25 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_answer_in_ollamas_shape_names_the_call_it_answers() {
+        let call = serde_json::json!([{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]);
+        let conversation = [
+            Message { role: "user".into(), content: "Weather?".into(), ..Message::default() },
+            Message { role: "assistant".into(), tool_calls: Some(call), ..Message::default() },
+            Message {
+                role: "tool".into(),
+                content: "sunny".into(),
+                tool_name: Some("get_weather".into()),
+                ..Message::default()
+            },
+        ];
+        let sent = chat_messages(&conversation);
+        assert_eq!(sent[1]["tool_calls"][0]["id"], "call_0");
+        assert_eq!(sent[1]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert_eq!(sent[2]["tool_call_id"], "call_0");
+    }
 
     #[test]
     fn server_sent_events_become_text_then_done() {

@@ -146,6 +146,7 @@ fn messages(body: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
                 images: images_field(object, &field("images"))?,
                 tool_calls,
                 tool_name: text("tool_name")?,
+                tool_call_id: None,
                 thinking: text("thinking")?.filter(|thinking| !thinking.is_empty()),
             })
         })

@@ -93,6 +93,7 @@ fn messages(body: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
                 message.tool_calls = Some(Value::Array(calls));
             }
             message.tool_name = item.get("name").and_then(Value::as_str).map(str::to_string);
+            message.tool_call_id = item.get("tool_call_id").and_then(Value::as_str).map(str::to_string);
             Ok(message)
         })
         .collect()
