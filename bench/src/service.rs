@@ -105,10 +105,13 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// A directory of its own under the system's temporary directory.
+/// A directory of its own under the system's temporary directory, private
+/// to this user (0700): the service keeps compiled components only in a
+/// directory nobody else can write, and turns its cache off otherwise.
 pub fn scratch_directory(name: &str) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!("llm-service-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
     Ok(dir)
 }
