@@ -16,6 +16,9 @@ rustup toolchain install
 LLM_SERVICE_TEST_PYTHON="$(./scripts/python-env.sh)"
 export LLM_SERVICE_TEST_PYTHON
 
+# Debian's chromium and playwright-core, for the console's browser tests.
+./scripts/browser-env.sh
+
 # Guest crates' own unit tests, run natively (they never call the host there).
 cargo test --manifest-path components/Cargo.toml --workspace --locked
 

@@ -137,12 +137,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let admission = Admission {
+        max_in_flight: config.server.max_in_flight,
+        max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
+        request_timeout: config.request_timeout(),
+    };
+    let listener = tokio::net::TcpListener::bind((config.server.bind, config.server.port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.server.bind, config.server.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
+    let service = Arc::new(Service::new(versions, capabilities.clone(), admission));
     match &config.admin.admin_token {
         Some(token) => {
             let admin = Arc::new(AdminApi {
                 installer: installer.clone(),
                 token: token.clone(),
-                plugins: plugins.clone(),
+                capabilities,
+                service: service.clone(),
                 max_component_bytes: config.admin.max_component_bytes,
             });
             let listener = tokio::net::TcpListener::bind((config.admin.admin_bind, config.admin.admin_port))
@@ -163,18 +176,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         None => tracing::info!("admin API off: ADMIN_TOKEN is not set"),
     }
 
-    let admission = Admission {
-        max_in_flight: config.server.max_in_flight,
-        max_body_bytes: config.server.max_body_bytes,
-        body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
-        request_timeout: config.request_timeout(),
-    };
-    let listener = tokio::net::TcpListener::bind((config.server.bind, config.server.port))
-        .await
-        .with_context(|| format!("binding {}:{}", config.server.bind, config.server.port))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
-    let service = Arc::new(Service::new(versions, capabilities, admission));
     let limits = config.connection_limits();
     let drained =
         server::serve(listener, service, limits, until_stopped(stopped), config.shutdown_grace()).await;

@@ -49,9 +49,8 @@ const MAX_REQUEST_ID_BYTES: usize = 128;
 /// one: 128 random bits in hex. Ids need to be unique, not unguessable, so
 /// they come from a per-thread generator seeded once rather than from the
 /// kernel's (a `getrandom` call per request showed in the profile).
-fn request_id(request: &hyper::Request<Incoming>) -> Arc<str> {
-    request
-        .headers()
+fn request_id(headers: &http::HeaderMap) -> Arc<str> {
+    headers
         .get(REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .filter(|id| {
@@ -116,12 +115,47 @@ impl Service {
         let metrics = self.capabilities.telemetry.metrics();
         let _in_flight = metrics.enter();
         let path = request.uri().path().to_string();
-        let request_id = request_id(&request);
-        let mut response = match self.probe(&request) {
-            Some(answer) => answer,
-            None => self.admit(request, request_id.clone(), slot).await,
-        };
+        let response = self.answer(request, slot, |request| self.read_body(request)).await;
         metrics.record_request(&path, response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    /// Answers a request whose body is already read, from inside the
+    /// process (the admin API's `/service/...`): the same probes, admission
+    /// and handler as on the public port, but not counted in its request
+    /// metrics, so an operator's console polling /health does not show up
+    /// as client traffic.
+    pub async fn handle_in_process(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> hyper::Response<HyperOutgoingBody> {
+        let slot = self.connection_slot();
+        let within_limit = |request: hyper::Request<Full<Bytes>>| {
+            let size = hyper::body::Body::size_hint(request.body()).exact().unwrap_or(u64::MAX);
+            std::future::ready(if size > self.max_body_bytes { Err(self.too_large()) } else { Ok(request) })
+        };
+        self.answer(request, &slot, within_limit).await
+    }
+
+    /// The probes, else `read` the body and admit the request; tags the
+    /// answer with its request id.
+    async fn answer<B, Read>(
+        &self,
+        request: hyper::Request<B>,
+        slot: &InstanceSlot,
+        read: impl FnOnce(hyper::Request<B>) -> Read,
+    ) -> hyper::Response<HyperOutgoingBody>
+    where
+        Read: Future<Output = Result<hyper::Request<Full<Bytes>>, hyper::Response<HyperOutgoingBody>>>,
+    {
+        let request_id = request_id(request.headers());
+        let mut response = match self.probe(request.method(), request.uri().path()) {
+            Some(answer) => answer,
+            None => match read(request).await {
+                Ok(request) => self.admit(request, request_id.clone(), slot).await,
+                Err(refused) => refused,
+            },
+        };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
@@ -134,11 +168,11 @@ impl Service {
     /// a gateway whose backend is down still serves its cache, so it must
     /// not be restarted or taken out of rotation for that (`/health` keeps
     /// the seed's meaning and says 503 then).
-    fn probe(&self, request: &hyper::Request<Incoming>) -> Option<hyper::Response<HyperOutgoingBody>> {
-        if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+    fn probe(&self, method: &http::Method, path: &str) -> Option<hyper::Response<HyperOutgoingBody>> {
+        if !matches!(*method, http::Method::GET | http::Method::HEAD) {
             return None;
         }
-        match request.uri().path() {
+        match path {
             LIVENESS_PATH => Some(json_response(StatusCode::OK, &serde_json::json!({"status": "alive"}))),
             READINESS_PATH => Some(if self.in_flight.available_permits() > 0 {
                 let handler = self.versions.current();
@@ -158,14 +192,10 @@ impl Service {
 
     async fn admit(
         &self,
-        request: hyper::Request<Incoming>,
+        mut request: hyper::Request<Full<Bytes>>,
         request_id: Arc<str>,
         slot: &InstanceSlot,
     ) -> hyper::Response<HyperOutgoingBody> {
-        let mut request = match self.read_body(request).await {
-            Ok(request) => request,
-            Err(response) => return response,
-        };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return busy("the service is at its in-flight request limit; retry shortly");
         };
@@ -214,17 +244,19 @@ impl Service {
         response
     }
 
+    fn too_large(&self) -> hyper::Response<HyperOutgoingBody> {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body exceeds MAX_BODY_BYTES ({} bytes)", self.max_body_bytes),
+        )
+    }
+
     /// Reads the whole body, bounded by size and by the request deadline.
     async fn read_body(
         &self,
         request: hyper::Request<Incoming>,
     ) -> Result<hyper::Request<Full<Bytes>>, hyper::Response<HyperOutgoingBody>> {
-        let too_large = || {
-            json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body exceeds MAX_BODY_BYTES ({} bytes)", self.max_body_bytes),
-            )
-        };
+        let too_large = || self.too_large();
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)

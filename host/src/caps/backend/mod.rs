@@ -74,6 +74,11 @@ impl Backend {
         &self.client
     }
 
+    /// Generations holding a backend slot now, and waiting for one.
+    pub fn load(&self) -> (u32, u32) {
+        (self.limiter.in_flight(), self.limiter.queued())
+    }
+
     async fn send(
         &self,
         request: http::Request<WasiBody>,

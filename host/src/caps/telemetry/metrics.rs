@@ -243,6 +243,22 @@ impl Metrics {
         ]
     }
 
+    /// The request latency histogram: each bucket's upper bound in seconds
+    /// ([`LATENCY_BUCKETS_S`]) with the requests at or under it, then
+    /// `None` (+Inf) with every request.
+    pub fn latency_buckets(&self) -> Vec<(Option<f64>, u64)> {
+        let mut buckets: Vec<(Option<f64>, u64)> = self
+            .latency
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .flat_map(|metric| metric.get_histogram().get_bucket())
+            .map(|bucket| (Some(bucket.upper_bound()), bucket.cumulative_count()))
+            .collect();
+        buckets.push((None, self.latency.get_sample_count()));
+        buckets
+    }
+
     /// (cache hits, cache misses, tokens generated).
     pub fn generation_totals(&self) -> (u64, u64, u64) {
         (self.cache_hits.get(), self.cache_misses.get(), self.tokens.get())

@@ -1,6 +1,7 @@
 //! The operator API, on its own listener (ADMIN_BIND:ADMIN_PORT, loopback by
 //! default), off unless ADMIN_TOKEN is set. Every call needs
-//! `Authorization: Bearer $ADMIN_TOKEN` (401 otherwise).
+//! `Authorization: Bearer $ADMIN_TOKEN` (401 otherwise), except the
+//! console's page and assets ([`console`]), which hold no data.
 //!
 //! - `PUT /components/handler` (body: the .wasm): through the
 //!   [`HandlerInstaller`] → `{version, sha256, compile_ms,
@@ -13,24 +14,39 @@
 //!   if another plugin serves one of its characters.
 //! - `GET /plugins`: the loaded plugins.
 //! - `DELETE /plugins/{name}`: unloads it (404 if none has that name).
+//! - `GET /stats`: the live counters, as totals since start.
+//! - `/service/{path}`: the public port's `/{path}` (any method, the same
+//!   handler, admission and body limit), answered in-process, so the
+//!   console reaches /health, /models, /model and /cache/clear through this
+//!   listener and its token. Not counted in the public request metrics.
+//! - `GET /console/`: the operator console.
+
+mod console;
+mod describe;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::caps::plugins::{PluginInstallError, PromptPlugin, PromptPlugins};
+pub use self::console::CONSOLE_PATH;
+use self::describe::{describe, describe_plugin, pushed};
+use crate::caps::HostCapabilities;
+use crate::caps::plugins::PluginInstallError;
 use crate::listener::{ConnectionLimits, accept_loop};
 use crate::runtime::installer::HandlerInstaller;
-use crate::runtime::versions::{HandlerVersion, RollbackError};
-use crate::server::{json_error, json_response as json};
+use crate::runtime::versions::RollbackError;
+use crate::server::{Service, json_error, json_response as json};
+
+/// The prefix under which the admin listener reaches the public endpoints.
+const SERVICE_PREFIX: &str = "/service/";
 
 /// What the admin API needs.
 pub struct AdminApi {
@@ -38,14 +54,21 @@ pub struct AdminApi {
     pub installer: Arc<HandlerInstaller>,
     /// The bearer token.
     pub token: String,
-    /// The loaded prompt plugins.
-    pub plugins: Arc<PromptPlugins>,
+    /// The host's shared state: plugins, counters, backend load.
+    pub capabilities: HostCapabilities,
+    /// The public service, for `/service/...`.
+    pub service: Arc<Service>,
     /// Largest upload accepted.
     pub max_component_bytes: u64,
 }
 
 impl AdminApi {
     async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
+        if matches!(*request.method(), Method::GET | Method::HEAD)
+            && let Some(page) = console::asset(request.uri().path())
+        {
+            return page;
+        }
         if !self.authorized(&request) {
             let mut response = json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -57,7 +80,38 @@ impl AdminApi {
             Ok(body) => body.to_bytes(),
             Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "upload over MAX_COMPONENT_BYTES"),
         };
-        match (&parts.method, parts.uri.path()) {
+        let mut response = match parts.uri.path().strip_prefix(SERVICE_PREFIX).map(str::to_string) {
+            Some(path) => self.forward(parts, &path, body).await,
+            None => self.operate(&parts.method, parts.uri.path(), body).await,
+        };
+        // Answers carry what the token guards: no cache may keep them.
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    /// `/service/{path}`: the public endpoint `/{path}`, in-process. The
+    /// admin token stays here: the handler never sees it.
+    async fn forward(
+        &self,
+        mut parts: http::request::Parts,
+        path: &str,
+        body: Bytes,
+    ) -> hyper::Response<HyperOutgoingBody> {
+        let target = match parts.uri.query() {
+            Some(query) => format!("/{path}?{query}"),
+            None => format!("/{path}"),
+        };
+        parts.uri = match target.parse() {
+            Ok(uri) => uri,
+            Err(_) => return json_error(StatusCode::BAD_REQUEST, "not a valid path"),
+        };
+        parts.headers.remove(header::AUTHORIZATION);
+        self.service.handle_in_process(hyper::Request::from_parts(parts, Full::new(body))).await
+    }
+
+    async fn operate(&self, method: &Method, path: &str, body: Bytes) -> hyper::Response<HyperOutgoingBody> {
+        let plugins = &self.capabilities.plugins;
+        match (method, path) {
             (&Method::PUT, "/components/handler") => match self.installer.push(body, "admin upload").await {
                 Ok(version) => json(StatusCode::OK, &pushed(&version)),
                 Err(error) => {
@@ -84,7 +138,7 @@ impl AdminApi {
                     }
                 }
             }
-            (&Method::PUT, "/plugins") => match self.plugins.push(body, "admin upload").await {
+            (&Method::PUT, "/plugins") => match plugins.push(body, "admin upload").await {
                 Ok(installed) => {
                     let mut answer = describe_plugin(&installed.plugin);
                     answer["replaced"] = json!(installed.replaced.as_ref().map(|old| old.sha256()));
@@ -99,14 +153,15 @@ impl AdminApi {
                     json_error(status, &error.to_string())
                 }
             },
+            (&Method::GET, "/stats") => json(StatusCode::OK, &describe::stats(&self.capabilities)),
             (&Method::GET, "/plugins") => {
                 let plugins: Vec<Value> =
-                    self.plugins.list().iter().map(|plugin| describe_plugin(plugin)).collect();
+                    plugins.list().iter().map(|plugin| describe_plugin(plugin)).collect();
                 json(StatusCode::OK, &json!({ "plugins": plugins }))
             }
             (&Method::DELETE, path) if path.starts_with("/plugins/") => {
                 let name = &path["/plugins/".len()..];
-                match self.plugins.remove(name) {
+                match plugins.remove(name) {
                     Some(plugin) => json(StatusCode::OK, &json!({ "removed": describe_plugin(&plugin) })),
                     None => json_error(StatusCode::NOT_FOUND, &format!("no plugin named '{name}' is loaded")),
                 }
@@ -114,7 +169,7 @@ impl AdminApi {
             (_, path) if path == "/plugins" || path.starts_with("/plugins/") => {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this admin endpoint")
             }
-            (_, "/components/handler" | "/components" | "/components/handler/rollback") => {
+            (_, "/components/handler" | "/components" | "/components/handler/rollback" | "/stats") => {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this admin endpoint")
             }
             (_, path) => json_error(StatusCode::NOT_FOUND, &format!("no such admin endpoint: {path}")),
@@ -155,43 +210,4 @@ impl AdminApi {
         })
         .await;
     }
-}
-
-fn rfc3339(at: SystemTime) -> String {
-    let seconds = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
-}
-
-fn pushed(version: &HandlerVersion) -> Value {
-    let (compile_ms, cached) = version.component.compilation().report();
-    json!({
-        "version": version.number,
-        "sha256": version.component.sha256(),
-        "compile_ms": compile_ms,
-        "compiled_from_cache": cached,
-    })
-}
-
-fn describe(version: &HandlerVersion) -> Value {
-    json!({
-        "version": version.number,
-        "sha256": version.component.sha256(),
-        "size": version.size,
-        "loaded_at": rfc3339(version.loaded_at),
-        "source": version.component.source_name(),
-    })
-}
-
-fn describe_plugin(plugin: &PromptPlugin) -> Value {
-    let (compile_ms, cached) = plugin.compilation.report();
-    json!({
-        "name": plugin.manifest().name,
-        "characters": plugin.manifest().characters,
-        "sha256": plugin.sha256(),
-        "size": plugin.size,
-        "loaded_at": rfc3339(plugin.loaded_at),
-        "source": plugin.source,
-        "compile_ms": compile_ms,
-        "compiled_from_cache": cached,
-    })
 }

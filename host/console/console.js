@@ -1,0 +1,211 @@
+// The operator console. Every call goes through the admin API with the
+// token in the Authorization header; the token lives in this tab's session
+// storage only. Everything shown is set with textContent, never parsed as
+// HTML, so names and sources from components and plugins are inert text.
+
+import { TrafficCharts } from "/console/charts.js";
+
+const TOKEN_KEY = "llm-service-admin-token";
+const REFRESH_MS = 2000;
+
+const $ = (id) => document.getElementById(id);
+let charts = null;
+let timer = null;
+
+/** The admin API's answer: {ok, status, body (parsed JSON or text)}. */
+async function api(method, path, body, contentType) {
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}` };
+  if (contentType) headers["Content-Type"] = contentType;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body, cache: "no-store" });
+  } catch (error) {
+    return { ok: false, status: 0, body: { error: `the service did not answer: ${error.message}` } };
+  }
+  const text = await response.text();
+  let parsed = text;
+  try { parsed = JSON.parse(text); } catch { /* not JSON: keep the text */ }
+  if (response.status === 401) signOut("The admin API refused this token (401): check ADMIN_TOKEN.");
+  return { ok: response.ok, status: response.status, body: parsed };
+}
+
+const json = (value) => JSON.stringify(value);
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function row(cells, action) {
+  const tr = document.createElement("tr");
+  cells.forEach((cell) => tr.append(element("td", cell)));
+  const last = document.createElement("td");
+  if (action) last.append(action);
+  tr.append(last);
+  return tr;
+}
+
+function button(label, onClick) {
+  const node = element("button", label);
+  node.type = "button";
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+/** Records what the API answered to `action`, error text included. */
+function report(action, answer) {
+  const body = typeof answer.body === "string" ? answer.body : json(answer.body);
+  const item = element("li", `${new Date().toLocaleTimeString()} ${action}: ${answer.status} ${body}`,
+    answer.ok ? "ok" : "error");
+  $("answers").prepend(item);
+  while ($("answers").children.length > 50) $("answers").lastChild.remove();
+}
+
+/** Asks first, then runs the call, reports its answer and refreshes. */
+async function confirmed(question, action, call) {
+  if (!window.confirm(question)) return;
+  report(action, await call());
+  await refresh();
+}
+
+const short = (sha256) => (sha256 ?? "").slice(0, 12);
+
+function showHandlers(components) {
+  const { active, previous } = components;
+  $("handler-active").textContent = `v${active.version} · sha256 ${active.sha256}`;
+  $("handler-active").dataset.sha256 = active.sha256;
+  const rows = [row([`v${active.version} (serving)`, short(active.sha256), active.loaded_at, active.source])];
+  previous.forEach((version) => {
+    const rollBack = button("Roll back to this", () => confirmed(
+      `Roll back the handler to v${version.version} (sha256 ${short(version.sha256)})?`,
+      `roll back to v${version.version}`,
+      () => api("POST", "/components/handler/rollback", json({ sha256: version.sha256 }), "application/json"),
+    ));
+    rollBack.dataset.sha256 = version.sha256;
+    rows.push(row([`v${version.version}`, short(version.sha256), version.loaded_at, version.source], rollBack));
+  });
+  $("handler-versions").replaceChildren(...rows);
+}
+
+function showPlugins({ plugins }) {
+  const rows = plugins.map((plugin) => row(
+    [plugin.name, plugin.characters.join(", "), short(plugin.sha256), plugin.source],
+    button("Unload", () => confirmed(
+      `Unload the plugin ${plugin.name}? Its characters get the default prompt.`,
+      `unload plugin ${plugin.name}`,
+      () => api("DELETE", `/plugins/${encodeURIComponent(plugin.name)}`),
+    )),
+  ));
+  if (rows.length === 0) rows.push(row(["no plugin loaded", "", "", ""]));
+  $("plugin-list").replaceChildren(...rows);
+}
+
+function showService(health, stats) {
+  const status = health.body?.status ?? `unknown (${health.status})`;
+  $("overall").textContent = status;
+  $("overall").className = `badge ${status}`;
+  $("health-status").textContent = status;
+  $("backend-status").textContent = health.body?.ollama_status ?? "";
+  $("cache-status").textContent = health.body?.cache_status ?? "";
+  $("current-model").textContent = health.body?.model ?? "";
+  $("requests-in-flight").textContent = stats.requests_in_flight;
+  $("generations-in-flight").textContent = stats.generations_in_flight;
+  $("generations-queued").textContent = stats.generations_queued;
+  $("uptime").textContent = `${Math.round(stats.uptime_s)} s`;
+}
+
+/** One refresh of everything shown; false when the token was refused. */
+async function refresh() {
+  const [stats, health, components, plugins] = await Promise.all([
+    api("GET", "/stats"),
+    api("GET", "/service/health"),
+    api("GET", "/components"),
+    api("GET", "/plugins"),
+  ]);
+  if ([stats, components, plugins].some((answer) => answer.status === 401)) return false;
+  if (stats.ok) {
+    charts.add(stats.body);
+    showService(health, stats.body);
+  }
+  if (components.ok) showHandlers(components.body);
+  if (plugins.ok) showPlugins(plugins.body);
+  $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  return true;
+}
+
+async function loadModels() {
+  const answer = await api("GET", "/service/models");
+  if (!answer.ok) { report("list models", answer); return; }
+  const options = answer.body.models.map((model) => {
+    const option = element("option", model.name);
+    option.value = model.name;
+    option.selected = model.name === answer.body.current;
+    return option;
+  });
+  $("model-choice").replaceChildren(...options);
+}
+
+async function push(inputId, path, what) {
+  const file = $(inputId).files[0];
+  if (!file) { report(`push ${what}`, { ok: false, status: 0, body: "choose a .wasm file first" }); return; }
+  await confirmed(`Push ${file.name} (${file.size} bytes) as the ${what}? It serves at once.`,
+    `push ${what} ${file.name}`, () => api("PUT", path, file, "application/wasm"));
+  $(inputId).value = "";
+}
+
+function signOut(why) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  clearInterval(timer);
+  timer = null;
+  $("dashboard").hidden = true;
+  $("login").hidden = false;
+  $("sign-out").hidden = true;
+  $("overall").textContent = "signed out";
+  $("overall").className = "badge";
+  $("refreshed").textContent = "";
+  // No token, no data: what was shown goes with it.
+  ["handler-versions", "plugin-list", "model-choice", "answers"].forEach((id) => $(id).replaceChildren());
+  document.querySelectorAll(".facts dd, #handler-active").forEach((node) => { node.textContent = ""; });
+  charts?.reset();
+  $("login-error").textContent = why ?? "";
+}
+
+async function signIn(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("login-error").textContent = "";
+  charts ??= new TrafficCharts($("chart-requests"), $("chart-hits"), $("chart-latency"));
+  $("dashboard").hidden = false;
+  if (!(await refresh())) return;
+  $("login").hidden = true;
+  $("sign-out").hidden = false;
+  await loadModels();
+  timer = setInterval(refresh, REFRESH_MS);
+}
+
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("token").value.trim();
+  $("token").value = "";
+  signIn(token);
+});
+$("sign-out").addEventListener("click", () => signOut());
+$("push-handler").addEventListener("click", () => push("handler-file", "/components/handler", "handler"));
+$("push-plugin").addEventListener("click", () => push("plugin-file", "/plugins", "plugin"));
+$("reload-models").addEventListener("click", loadModels);
+$("switch-model").addEventListener("click", () => {
+  const model = $("model-choice").value;
+  if (!model) return;
+  confirmed(`Switch the current model to ${model}? This empties the response cache.`,
+    `switch model to ${model}`, () => api("POST", "/service/model", json({ model }), "application/json"));
+});
+$("clear-cache").addEventListener("click", () => {
+  const character = $("clear-character").value.trim();
+  const scope = character ? `the character ${character}` : "every character";
+  confirmed(`Clear the cached answers of ${scope}?`, `clear cache (${scope})`,
+    () => api("POST", "/service/cache/clear", json(character ? { character } : {}), "application/json"));
+});
+
+const saved = sessionStorage.getItem(TOKEN_KEY);
+if (saved) signIn(saved);

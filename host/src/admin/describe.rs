@@ -1,0 +1,76 @@
+//! What the admin API answers about the service, as JSON: handler versions,
+//! plugins and the live counters the console charts. Only reads; nothing
+//! here changes state.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::caps::HostCapabilities;
+use crate::caps::plugins::PromptPlugin;
+use crate::runtime::versions::HandlerVersion;
+
+fn rfc3339(at: SystemTime) -> String {
+    let seconds = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
+}
+
+pub(super) fn pushed(version: &HandlerVersion) -> Value {
+    let (compile_ms, cached) = version.component.compilation().report();
+    json!({
+        "version": version.number,
+        "sha256": version.component.sha256(),
+        "compile_ms": compile_ms,
+        "compiled_from_cache": cached,
+    })
+}
+
+pub(super) fn describe(version: &HandlerVersion) -> Value {
+    json!({
+        "version": version.number,
+        "sha256": version.component.sha256(),
+        "size": version.size,
+        "loaded_at": rfc3339(version.loaded_at),
+        "source": version.component.source_name(),
+    })
+}
+
+pub(super) fn describe_plugin(plugin: &PromptPlugin) -> Value {
+    let (compile_ms, cached) = plugin.compilation.report();
+    json!({
+        "name": plugin.manifest().name,
+        "characters": plugin.manifest().characters,
+        "sha256": plugin.sha256(),
+        "size": plugin.size,
+        "loaded_at": rfc3339(plugin.loaded_at),
+        "source": plugin.source,
+        "compile_ms": compile_ms,
+        "compiled_from_cache": cached,
+    })
+}
+
+/// The counters behind the console's charts, as totals since start: a
+/// client takes the difference of two reads for rates, hit ratios and
+/// latency percentiles over the time between them.
+pub(super) fn stats(capabilities: &HostCapabilities) -> Value {
+    let telemetry = &capabilities.telemetry;
+    let metrics = telemetry.metrics();
+    let (cache_hits, cache_misses, tokens_generated) = metrics.generation_totals();
+    let (backend_in_flight, backend_queued) = capabilities.backend.load();
+    let latency: Vec<Value> = metrics
+        .latency_buckets()
+        .into_iter()
+        .map(|(upper_bound_s, count)| json!({"le_s": upper_bound_s, "count": count}))
+        .collect();
+    json!({
+        "uptime_s": telemetry.uptime().as_secs_f64(),
+        "requests_total": metrics.requests_total(),
+        "requests_in_flight": metrics.in_flight(),
+        "generations_in_flight": backend_in_flight,
+        "generations_queued": backend_queued,
+        "cache_hits": cache_hits,
+        "cache_misses": cache_misses,
+        "tokens_generated": tokens_generated,
+        "latency_buckets": latency,
+    })
+}

@@ -1,0 +1,170 @@
+// Drives the operator console in a real browser: Debian's Chromium, headless,
+// through playwright-core. host/tests/console.rs starts the service and runs
+// this with:
+//   CONSOLE_URL     the admin listener's base URL
+//   PUBLIC_URL      the public port's base URL
+//   ADMIN_TOKEN     the right token
+//   SECOND_HANDLER  a second handler component to push through the file picker
+//   BROKEN_UPLOAD   a file the admin API must refuse (422)
+//   SCREENSHOT      where to save the screenshot
+//   CHROMIUM        the browser (default /usr/bin/chromium)
+// Prints one JSON line of what it saw; exits non-zero on the first failed check.
+
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  assert.ok(value, `${name} is not set`);
+  return value;
+};
+const consoleUrl = `${env("CONSOLE_URL")}/console/`;
+const publicUrl = env("PUBLIC_URL");
+const token = env("ADMIN_TOKEN");
+const secondHandler = env("SECOND_HANDLER");
+const secondSha256 = createHash("sha256").update(readFileSync(secondHandler)).digest("hex");
+const WAIT_MS = 20_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"],
+});
+
+/** A fresh tab that records every console error and uncaught exception. */
+async function openTab() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1500 } });
+  const page = await context.newPage();
+  const seen = { consoleErrors: [], pageErrors: [], dialogs: [] };
+  page.on("console", (message) => {
+    if (message.type() === "error") seen.consoleErrors.push(message.text());
+  });
+  page.on("pageerror", (error) => seen.pageErrors.push(String(error)));
+  // Every destructive action asks first; the tests say yes unless told.
+  page.on("dialog", (dialog) => {
+    seen.dialogs.push(dialog.message());
+    if (seen.refuseNext) { seen.refuseNext = false; dialog.dismiss(); } else { dialog.accept(); }
+  });
+  await page.goto(consoleUrl);
+  return { context, page, seen };
+}
+
+async function signIn(page, withToken) {
+  await page.fill("#token", withToken);
+  await page.click("#login-form button[type=submit]");
+}
+
+const activeSha256 = (page) => page.getAttribute("#handler-active", "data-sha256");
+
+async function waitForActive(page, sha256) {
+  await page.waitForFunction(
+    (expected) => document.querySelector("#handler-active")?.dataset.sha256 === expected,
+    sha256, { timeout: WAIT_MS });
+}
+
+async function publicVersion() {
+  const response = await fetch(`${publicUrl}/health`);
+  return response.headers.get("x-handler-version");
+}
+
+/** Non-blank pixels in the latency chart's canvas: did uPlot draw a line? */
+const drawnPixels = (page) => page.evaluate(() => {
+  const canvas = document.querySelector("#chart-requests canvas");
+  const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+  let drawn = 0;
+  for (let index = 3; index < data.length; index += 4) if (data[index] > 0) drawn += 1;
+  return drawn;
+});
+
+const seenAll = {};
+
+// 1. A wrong token: an error, and no data on the page.
+{
+  const { context, page, seen } = await openTab();
+  await signIn(page, "not-the-token-at-all");
+  await page.waitForFunction(() => document.querySelector("#login-error").textContent.includes("401"),
+    null, { timeout: WAIT_MS });
+  seenAll.wrongTokenError = await page.textContent("#login-error");
+  assert.equal(await page.isVisible("#dashboard"), false, "the dashboard stays hidden");
+  assert.equal(await page.textContent("#handler-active"), "", "no handler version shown");
+  assert.equal(await page.locator("#handler-versions tr").count(), 0, "no version rows");
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0, "a refused token is not kept");
+  assert.deepEqual(seen.pageErrors, [], "no script error");
+  await context.close();
+}
+
+// 2. The right token: versions, charts; push, refusals, rollback.
+const { context, page, seen } = await openTab();
+const traffic = setInterval(() => {
+  fetch(`${publicUrl}/generate`, { method: "POST", body: JSON.stringify({ prompt: "console traffic" }) })
+    .catch(() => {});
+}, 150);
+try {
+  await signIn(page, token);
+  await page.waitForSelector("#dashboard:not([hidden])", { timeout: WAIT_MS });
+  const first = await activeSha256(page);
+  assert.match(first, /^[0-9a-f]{64}$/, "the serving sha256 is shown");
+  assert.equal(await publicVersion(), first.slice(0, 12), "the page shows what the public port serves");
+  seenAll.first = first;
+  // Three reads of /stats make two points.
+  await page.waitForFunction(() => Number(document.querySelector("#chart-requests").dataset.points) >= 2,
+    null, { timeout: WAIT_MS });
+  seenAll.chartPoints = Number(await page.getAttribute("#chart-requests", "data-points"));
+  seenAll.drawnPixels = await drawnPixels(page);
+  assert.ok(seenAll.drawnPixels > 0, "the requests chart drew");
+  assert.notEqual(await page.textContent("#health-status"), "", "the service status is shown");
+  assert.equal(await page.evaluate(() => location.href.includes("token")), false, "no secret in the URL");
+
+  // Push a second handler through the file picker.
+  await page.setInputFiles("#handler-file", secondHandler);
+  await page.click("#push-handler");
+  await waitForActive(page, secondSha256);
+  assert.equal(await publicVersion(), secondSha256.slice(0, 12), "the pushed handler serves");
+  seenAll.afterPush = secondSha256;
+
+  // A dismissed confirmation does nothing.
+  const answersBefore = await page.locator("#answers li").count();
+  seen.refuseNext = true;
+  await page.click(`#handler-versions button[data-sha256="${first}"]`);
+  assert.equal(await page.locator("#answers li").count(), answersBefore, "nothing was called");
+  assert.equal(await publicVersion(), secondSha256.slice(0, 12), "still the second version");
+
+  // Roll back to the first version from its row.
+  await page.click(`#handler-versions button[data-sha256="${first}"]`);
+  await waitForActive(page, first);
+  seenAll.afterRollback = await publicVersion();
+  assert.equal(seenAll.afterRollback, first.slice(0, 12), "the first version serves again");
+
+  // Clear one character's cache: the API's answer is shown.
+  await page.fill("#clear-character", "peter");
+  await page.click("#clear-cache");
+  await page.waitForFunction(() => document.querySelector("#answers li")?.textContent.includes("cleared"),
+    null, { timeout: WAIT_MS });
+  seenAll.clearAnswer = await page.textContent("#answers li");
+  await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+  seenAll.dialogs = seen.dialogs;
+  seenAll.consoleErrors = [...seen.consoleErrors, ...seen.pageErrors];
+  assert.deepEqual(seenAll.consoleErrors, [], "the browser console shows no errors");
+} finally {
+  clearInterval(traffic);
+  await context.close();
+}
+
+// 3. A refused upload: the API's error text reaches the operator.
+{
+  const { context, page, seen } = await openTab();
+  await signIn(page, token);
+  await page.waitForSelector("#dashboard:not([hidden])", { timeout: WAIT_MS });
+  await page.setInputFiles("#plugin-file", env("BROKEN_UPLOAD"));
+  await page.click("#push-plugin");
+  await page.waitForSelector("#answers li.error", { timeout: WAIT_MS });
+  seenAll.refusal = await page.textContent("#answers li.error");
+  assert.match(seenAll.refusal, /: 422 \{"error":"/, "the status and the API's error text");
+  assert.deepEqual(seen.pageErrors, [], "no script error");
+  await context.close();
+}
+
+await browser.close();
+console.log(JSON.stringify(seenAll));
