@@ -102,6 +102,18 @@ fn the_console_shows_versions_and_charts_pushes_rolls_back_and_refuses_a_wrong_t
 }
 
 #[test]
+fn the_charts_arithmetic_passes_its_node_tests() {
+    let output = Command::new("node")
+        .args(["--test", "charts.test.mjs"])
+        .current_dir(repo().join("tests/console"))
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("# pass 3"), "every test ran: {stdout}");
+}
+
+#[test]
 fn the_page_needs_no_token_but_its_data_does_and_it_carries_a_strict_policy() {
     let ollama = FakeOllama::start(&[MODEL]);
     let service = service(&ollama);
