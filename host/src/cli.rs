@@ -119,6 +119,12 @@ fn component_call(action: ComponentAction) -> anyhow::Result<Call> {
                 sha256.map(|sha256| serde_json::json!({ "sha256": sha256 }).to_string()).unwrap_or_default();
             ("POST", "/components/handler/rollback".into(), Bytes::from(body))
         }
+        ComponentAction::Canary { file, percent } => {
+            let body = file.map(|file| read_upload(&file)).transpose()?.unwrap_or_default();
+            ("PUT", format!("/components/handler/canary?percent={percent}"), body)
+        }
+        ComponentAction::Promote => ("POST", "/components/handler/promote".into(), Bytes::new()),
+        ComponentAction::DropCanary => ("DELETE", "/components/handler/canary".into(), Bytes::new()),
     })
 }
 

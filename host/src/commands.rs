@@ -72,4 +72,17 @@ pub enum ComponentAction {
         /// The version to return to.
         sha256: Option<String>,
     },
+    /// Upload FILE as a canary serving PERCENT of requests beside the
+    /// handler; without FILE, change the serving canary's share.
+    Canary {
+        /// The candidate handler .wasm.
+        file: Option<PathBuf>,
+        /// Its share of requests, 0 to 100.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
+        percent: u32,
+    },
+    /// Make the canary the handler for every request.
+    Promote,
+    /// Stop the canary: every request goes to the handler again.
+    DropCanary,
 }

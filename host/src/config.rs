@@ -19,6 +19,7 @@ pub use crate::caps::backend::config::BackendConfig;
 pub use crate::caps::cache::config::CacheConfig;
 pub use crate::caps::plugins::config::PluginConfig;
 pub use crate::handler_settings::GenerationConfig;
+pub use crate::rollout::config::RolloutConfig;
 
 /// The shortest admin token accepted: a guessable token guards pushing code.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
@@ -91,6 +92,9 @@ pub struct Config {
     /// The operator API.
     #[command(flatten)]
     pub admin: AdminConfig,
+    /// Canaries, model splits and quality checks.
+    #[command(flatten)]
+    pub rollout: RolloutConfig,
     /// Instead of serving: a command for a running service.
     #[command(subcommand)]
     pub command: Option<crate::commands::Command>,

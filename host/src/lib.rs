@@ -17,6 +17,8 @@ pub mod handler_settings;
 pub mod listener;
 pub mod logging;
 pub mod registry;
+pub mod rollout;
+pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod watch;

@@ -18,6 +18,7 @@ use llm_service::config::Config;
 use llm_service::guest::compiled::CompiledCache;
 use llm_service::guest::engine::{EngineLimits, EpochTicker, build_engine};
 use llm_service::logging;
+use llm_service::rollout::quality;
 use llm_service::runtime::handler::{
     BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker,
 };
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let quality_checks = config.rollout.quality_checks().map_err(anyhow::Error::msg)?;
     // A slot per admitted request, plus the instances kept idle for reuse.
     let engine = build_engine(EngineLimits {
         max_instances: config.server.max_in_flight.saturating_add(reuse::MAX_IDLE as u32),
@@ -75,7 +77,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let handler = HandlerComponent::load(&linker, &compiled, &bytes, &source_name)?;
     let (compile_ms, compiled_from_cache) = handler.compilation().report();
     let (component, sha256) = (handler.source_name().to_string(), handler.sha256().to_string());
-    let versions = Arc::new(HandlerVersions::new(handler, bytes.len(), config.admin.keep_versions));
+    let versions = Arc::new(HandlerVersions::new(
+        handler,
+        bytes.len(),
+        config.admin.keep_versions,
+        config.rollout.canary_policy(),
+    ));
 
     // One registry: each capability registers its own metrics in it.
     let registry = prometheus::Registry::new();
@@ -83,6 +90,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let backend = Arc::new(Backend::new(&config.backend, &registry));
     let telemetry = Telemetry::new(
         &config.backend.ollama_model,
+        config.rollout.model_split.clone(),
         backend.clone(),
         cache.clone(),
         config.handler_settings(),
@@ -149,6 +157,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
     let service = Arc::new(Service::new(versions, capabilities.clone(), admission));
+    let _quality = quality_checks.map(|(probes, interval)| {
+        quality::start(service.clone(), capabilities.telemetry.clone(), probes, interval)
+    });
     match &config.admin.admin_token {
         Some(token) => {
             let admin = Arc::new(AdminApi {

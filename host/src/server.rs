@@ -29,8 +29,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::caps::HostCapabilities;
 use crate::listener::{ConnectionLimits, accept_loop};
+use crate::routing::RoutingKey;
+use crate::runtime::handler::{InvokeError, Ticket};
 use crate::runtime::reuse::{IdleCount, InstanceSlot};
-use crate::runtime::versions::HandlerVersions;
+use crate::runtime::versions::{HandlerVersion, HandlerVersions};
 
 /// Seconds a client told 503 should wait before trying again.
 const RETRY_AFTER_S: &str = "1";
@@ -50,14 +52,22 @@ const MAX_REQUEST_ID_BYTES: usize = 128;
 /// they come from a per-thread generator seeded once rather than from the
 /// kernel's (a `getrandom` call per request showed in the profile).
 fn request_id(headers: &http::HeaderMap) -> Arc<str> {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            !id.is_empty() && id.len() <= MAX_REQUEST_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
-        })
+    client_request_id(headers)
         .map(Arc::from)
         .unwrap_or_else(|| Arc::from(format!("{:032x}", fastrand::u128(..))))
+}
+
+/// The client's `X-Request-Id`, if it sent a usable one.
+fn client_request_id(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(REQUEST_ID).and_then(|value| value.to_str().ok()).filter(|id| {
+        !id.is_empty() && id.len() <= MAX_REQUEST_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
+    })
+}
+
+/// One client connection.
+struct Connection {
+    slot: InstanceSlot,
+    id: u64,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -101,21 +111,22 @@ impl Service {
         }
     }
 
-    /// Where a new connection keeps its instance between requests.
-    fn connection_slot(&self) -> InstanceSlot {
-        InstanceSlot::new(self.idle.clone())
+    /// A new connection: where it keeps its instance between requests, and
+    /// its id (the routing key of requests that bring none of their own).
+    fn connection(&self) -> Connection {
+        Connection { slot: InstanceSlot::new(self.idle.clone()), id: fastrand::u64(..) }
     }
 
     async fn handle(
         &self,
         request: hyper::Request<Incoming>,
-        slot: &InstanceSlot,
+        connection: &Connection,
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
         let metrics = self.capabilities.telemetry.metrics();
         let _in_flight = metrics.enter();
         let path = request.uri().path().to_string();
-        let response = self.answer(request, slot, |request| self.read_body(request)).await;
+        let response = self.answer(request, connection, |request| self.read_body(request)).await;
         metrics.record_request(&path, response.status().as_u16(), started.elapsed());
         response
     }
@@ -127,14 +138,13 @@ impl Service {
     /// as client traffic.
     pub async fn handle_in_process(
         &self,
-        request: hyper::Request<Full<Bytes>>,
+        request: hyper::Request<Bytes>,
     ) -> hyper::Response<HyperOutgoingBody> {
-        let slot = self.connection_slot();
-        let within_limit = |request: hyper::Request<Full<Bytes>>| {
-            let size = hyper::body::Body::size_hint(request.body()).exact().unwrap_or(u64::MAX);
+        let within_limit = |request: hyper::Request<Bytes>| {
+            let size = request.body().len() as u64;
             std::future::ready(if size > self.max_body_bytes { Err(self.too_large()) } else { Ok(request) })
         };
-        self.answer(request, &slot, within_limit).await
+        self.answer(request, &self.connection(), within_limit).await
     }
 
     /// The probes, else `read` the body and admit the request; tags the
@@ -142,17 +152,17 @@ impl Service {
     async fn answer<B, Read>(
         &self,
         request: hyper::Request<B>,
-        slot: &InstanceSlot,
+        connection: &Connection,
         read: impl FnOnce(hyper::Request<B>) -> Read,
     ) -> hyper::Response<HyperOutgoingBody>
     where
-        Read: Future<Output = Result<hyper::Request<Full<Bytes>>, hyper::Response<HyperOutgoingBody>>>,
+        Read: Future<Output = Result<hyper::Request<Bytes>, hyper::Response<HyperOutgoingBody>>>,
     {
         let request_id = request_id(request.headers());
         let mut response = match self.probe(request.method(), request.uri().path()) {
             Some(answer) => answer,
             None => match read(request).await {
-                Ok(request) => self.admit(request, request_id.clone(), slot).await,
+                Ok(request) => self.admit(request, request_id.clone(), connection).await,
                 Err(refused) => refused,
             },
         };
@@ -192,9 +202,9 @@ impl Service {
 
     async fn admit(
         &self,
-        mut request: hyper::Request<Full<Bytes>>,
+        mut request: hyper::Request<Bytes>,
         request_id: Arc<str>,
-        slot: &InstanceSlot,
+        connection: &Connection,
     ) -> hyper::Response<HyperOutgoingBody> {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return busy("the service is at its in-flight request limit; retry shortly");
@@ -206,28 +216,30 @@ impl Service {
         }
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        // The version is loaded once and held to the end of the request.
-        let version = self.versions.current();
+        let routing_key = RoutingKey::of(client_request_id(request.headers()), request.body(), connection.id);
+        // The version is picked once and held to the end of the request.
+        let version = self.versions.pick(routing_key);
         let tag = HeaderValue::from_str(version.tag()).ok();
+        let ticket = Ticket { request_id: request_id.clone(), routing_key, timeout: self.request_timeout };
+        let started = Instant::now();
         let outcome = version
             .component
-            .serve(request, &self.capabilities, request_id.clone(), self.request_timeout, permit, slot)
+            .serve(request.map(Full::new), &self.capabilities, ticket, permit, &connection.slot)
             .await;
+        let trapped = matches!(outcome, Err(InvokeError::Trap { .. }));
         let mut response = match outcome {
             Ok(response) => response,
             Err(error) => {
                 let status = error.status();
                 let guest_output = match &error {
-                    crate::runtime::handler::InvokeError::Trap { guest_output, .. } => {
-                        Some(guest_output.as_str())
-                    }
+                    InvokeError::Trap { guest_output, .. } => Some(guest_output.as_str()),
                     _ => None,
                 };
                 tracing::warn!(cap = "handler", %method, %path, %request_id, handler_version = version.tag(), status = status.as_u16(), %error, guest_output, "request failed in the handler");
                 match &error {
                     // A trap's text is the guest's internals (a wasm
                     // backtrace): it goes to the log, the client gets the id.
-                    crate::runtime::handler::InvokeError::Trap { .. } => json_response(
+                    InvokeError::Trap { .. } => json_response(
                         status,
                         &serde_json::json!({
                             "error": "the handler failed; the service log has the details under this request_id",
@@ -238,10 +250,20 @@ impl Service {
                 }
             }
         };
+        self.record_answer(&version, response.status().as_u16(), started.elapsed(), trapped);
         if let Some(tag) = tag {
             response.headers_mut().insert(HANDLER_VERSION, tag);
         }
         response
+    }
+
+    /// Counts an answer for its version, and for the canary's verdict.
+    fn record_answer(&self, version: &Arc<HandlerVersion>, status: u16, latency: Duration, trapped: bool) {
+        let metrics = self.capabilities.telemetry.rollout_metrics();
+        metrics.record_answer(version.tag(), status, latency);
+        if let Some(reason) = self.versions.record(version, status, latency, trapped) {
+            metrics.record_canary_drop(reason.label());
+        }
     }
 
     fn too_large(&self) -> hyper::Response<HyperOutgoingBody> {
@@ -255,7 +277,7 @@ impl Service {
     async fn read_body(
         &self,
         request: hyper::Request<Incoming>,
-    ) -> Result<hyper::Request<Full<Bytes>>, hyper::Response<HyperOutgoingBody>> {
+    ) -> Result<hyper::Request<Bytes>, hyper::Response<HyperOutgoingBody>> {
         let too_large = || self.too_large();
         let declared = request
             .headers()
@@ -270,7 +292,7 @@ impl Service {
             || (declared.is_none() && !parts.headers.contains_key(header::TRANSFER_ENCODING))
         {
             // Nothing to read (a GET, say): no reader slot, no timer.
-            return Ok(hyper::Request::from_parts(parts, Full::new(Bytes::new())));
+            return Ok(hyper::Request::from_parts(parts, Bytes::new()));
         }
         let Ok(_reader) = self.body_readers.clone().try_acquire_owned() else {
             return Err(busy("too many request bodies are arriving at once; retry shortly"));
@@ -279,7 +301,7 @@ impl Service {
         let timeout = self.body_read_timeout.min(self.request_timeout);
         let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
         match collected {
-            Ok(Ok(body)) => Ok(hyper::Request::from_parts(parts, Full::new(body.to_bytes()))),
+            Ok(Ok(body)) => Ok(hyper::Request::from_parts(parts, body.to_bytes())),
             Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
             Ok(Err(error)) => {
                 Err(json_error(StatusCode::BAD_REQUEST, &format!("reading the request body: {error}")))
@@ -331,12 +353,12 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let builder = limits.http1();
     accept_loop("service", listener, limits, shutdown, |stream, peer, permit| {
-        let (service, slot) = (service.clone(), service.connection_slot());
+        let (service, connection) = (service.clone(), Arc::new(service.connection()));
         let connection = builder.serve_connection(
             TokioIo::new(stream),
             hyper::service::service_fn(move |request| {
-                let (service, slot) = (service.clone(), slot.clone());
-                async move { Ok::<_, Infallible>(service.handle(request, &slot).await) }
+                let (service, connection) = (service.clone(), connection.clone());
+                async move { Ok::<_, Infallible>(service.handle(request, &connection).await) }
             }),
         );
         let connection = graceful.watch(connection);

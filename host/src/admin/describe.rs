@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 use crate::caps::HostCapabilities;
 use crate::caps::plugins::PromptPlugin;
+use crate::caps::telemetry::rollout_metrics::RolloutMetrics;
+use crate::runtime::canary::Canary;
 use crate::runtime::versions::HandlerVersion;
 
 fn rfc3339(at: SystemTime) -> String {
@@ -25,14 +27,28 @@ pub(super) fn pushed(version: &HandlerVersion) -> Value {
     })
 }
 
-pub(super) fn describe(version: &HandlerVersion) -> Value {
+/// A version, with the answers it gave (all, and 5xx) since start.
+pub(super) fn describe(version: &HandlerVersion, metrics: &RolloutMetrics) -> Value {
+    let (answers, server_errors) = metrics.answers(version.tag());
     json!({
         "version": version.number,
         "sha256": version.component.sha256(),
         "size": version.size,
         "loaded_at": rfc3339(version.loaded_at),
         "source": version.component.source_name(),
+        "answers": answers,
+        "server_errors": server_errors,
     })
+}
+
+/// The canary: its version, share, and both sides' windows.
+pub(super) fn describe_canary(canary: &Canary, metrics: &RolloutMetrics) -> Value {
+    let window = |(answers, error_rate, p99): (usize, f64, std::time::Duration)| json!({"answers": answers, "error_rate": error_rate, "p99_ms": p99.as_secs_f64() * 1000.0});
+    let [stable, candidate] = canary.windows();
+    let mut described = describe(&canary.version, metrics);
+    described["percent"] = json!(canary.percent());
+    described["window"] = json!({"stable": window(stable), "canary": window(candidate)});
+    described
 }
 
 pub(super) fn describe_plugin(plugin: &PromptPlugin) -> Value {

@@ -15,6 +15,7 @@
 //! - `GET /plugins`: the loaded plugins.
 //! - `DELETE /plugins/{name}`: unloads it (404 if none has that name).
 //! - `GET /stats`: the live counters, as totals since start.
+//! - canaries and model splits: see [`rollout`].
 //! - `/service/{path}`: the public port's `/{path}` (any method, the same
 //!   handler, admission and body limit), answered in-process, so the
 //!   console reaches /health, /models, /model and /cache/clear through this
@@ -23,13 +24,14 @@
 
 mod console;
 mod describe;
+mod rollout;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -37,7 +39,7 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 pub use self::console::CONSOLE_PATH;
-use self::describe::{describe, describe_plugin, pushed};
+use self::describe::{describe, describe_canary, describe_plugin, pushed};
 use crate::caps::HostCapabilities;
 use crate::caps::plugins::PluginInstallError;
 use crate::listener::{ConnectionLimits, accept_loop};
@@ -82,7 +84,13 @@ impl AdminApi {
         };
         let mut response = match parts.uri.path().strip_prefix(SERVICE_PREFIX).map(str::to_string) {
             Some(path) => self.forward(parts, &path, body).await,
-            None => self.operate(&parts.method, parts.uri.path(), body).await,
+            None => match self
+                .rollout(&parts.method, parts.uri.path(), parts.uri.query().unwrap_or(""), body.clone())
+                .await
+            {
+                Some(response) => response,
+                None => self.operate(&parts.method, parts.uri.path(), body).await,
+            },
         };
         // Answers carry what the token guards: no cache may keep them.
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -106,7 +114,7 @@ impl AdminApi {
             Err(_) => return json_error(StatusCode::BAD_REQUEST, "not a valid path"),
         };
         parts.headers.remove(header::AUTHORIZATION);
-        self.service.handle_in_process(hyper::Request::from_parts(parts, Full::new(body))).await
+        self.service.handle_in_process(hyper::Request::from_parts(parts, body)).await
     }
 
     async fn operate(&self, method: &Method, path: &str, body: Bytes) -> hyper::Response<HyperOutgoingBody> {
@@ -120,16 +128,26 @@ impl AdminApi {
                 }
             },
             (&Method::GET, "/components") => {
-                let (active, previous) = self.installer.versions().list();
-                let previous: Vec<Value> = previous.iter().map(|version| describe(version)).collect();
-                json(StatusCode::OK, &json!({"active": describe(&active), "previous": previous}))
+                let metrics = self.capabilities.telemetry.rollout_metrics();
+                let versions = self.installer.versions();
+                let (active, previous) = versions.list();
+                let previous: Vec<Value> =
+                    previous.iter().map(|version| describe(version, metrics)).collect();
+                let canary = versions.canary().map(|canary| describe_canary(&canary, metrics));
+                json(
+                    StatusCode::OK,
+                    &json!({"active": describe(&active, metrics), "previous": previous, "canary": canary}),
+                )
             }
             (&Method::POST, "/components/handler/rollback") => {
                 let sha256 = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|value| value.get("sha256").and_then(Value::as_str).map(str::to_string));
                 match self.installer.versions().rollback(sha256.as_deref()) {
-                    Ok(version) => json(StatusCode::OK, &describe(&version)),
+                    Ok(version) => json(
+                        StatusCode::OK,
+                        &describe(&version, self.capabilities.telemetry.rollout_metrics()),
+                    ),
                     Err(error @ RollbackError::NoPrevious) => {
                         json_error(StatusCode::CONFLICT, &error.to_string())
                     }

@@ -24,7 +24,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::reuse::InstanceSlot;
-use super::state::RequestState;
+use super::state::{RequestScope, RequestState};
 use crate::caps;
 use crate::caps::HostCapabilities;
 use crate::guest::call::{self, GuestFailure};
@@ -123,6 +123,17 @@ pub fn handler_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>>
     Ok(linker)
 }
 
+/// What the caller knows of a request before a handler serves it.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    /// Its id.
+    pub request_id: Arc<str>,
+    /// Its routing key (canary and model split).
+    pub routing_key: crate::routing::RoutingKey,
+    /// How long it may take.
+    pub timeout: Duration,
+}
+
 /// A compiled, pre-instantiated handler.
 pub struct HandlerComponent {
     pre: ProxyPre<RequestState>,
@@ -190,35 +201,28 @@ impl HandlerComponent {
         &self,
         request: hyper::Request<Full<Bytes>>,
         capabilities: &HostCapabilities,
-        request_id: Arc<str>,
-        timeout: Duration,
+        ticket: Ticket,
         guard: impl Send + 'static,
         slot: &InstanceSlot,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError> {
+        let timeout = ticket.timeout;
         let deadline = Instant::now() + timeout;
-        let endpoint = crate::caps::telemetry::metrics::endpoint_label(request.uri().path());
+        let scope = RequestScope {
+            request_id: ticket.request_id,
+            routing_key: ticket.routing_key,
+            handler_version: self.tag.clone(),
+            endpoint: crate::caps::telemetry::metrics::endpoint_label(request.uri().path()),
+            deadline,
+            timeout,
+        };
         let (lease, kept) = slot.claim(&self.sha256).await;
         let (mut store, kept, uses) = match kept {
             Some((mut store, proxy, uses)) => {
-                store.data_mut().renew(
-                    capabilities,
-                    request_id,
-                    self.tag.clone(),
-                    endpoint,
-                    deadline,
-                    timeout,
-                );
+                store.data_mut().renew(capabilities, scope);
                 (store, Some(proxy), uses)
             }
             None => {
-                let state = RequestState::new(
-                    capabilities,
-                    request_id,
-                    self.tag.clone(),
-                    endpoint,
-                    deadline,
-                    timeout,
-                );
+                let state = RequestState::new(capabilities, scope);
                 let mut store = Store::new(self.pre.engine(), state);
                 if capabilities.count_host_calls {
                     store.call_hook(|mut store, hook| {

@@ -12,12 +12,14 @@ use http::{StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use wasmtime::component::Linker;
 
-use super::handler::HandlerComponent;
+use super::canary::Canary;
+use super::handler::{HandlerComponent, Ticket};
 use super::reuse::InstanceSlot;
 use super::state::RequestState;
 use super::versions::{HandlerVersion, HandlerVersions};
 use crate::caps::HostCapabilities;
 use crate::guest::compiled::CompiledCache;
+use crate::routing::RoutingKey;
 
 /// How long a new handler's smoke-check `GET /health` may take.
 const SMOKE_DEADLINE: Duration = Duration::from_secs(5);
@@ -62,6 +64,21 @@ impl HandlerInstaller {
 
     /// Loads `bytes` from `source`, smoke-checks and installs it.
     pub async fn push(&self, bytes: Bytes, source: &str) -> Result<Arc<HandlerVersion>, PushError> {
+        let size = bytes.len();
+        let component = self.checked(bytes, source).await?;
+        Ok(self.versions.install(component, size))
+    }
+
+    /// Loads `bytes` from `source`, smoke-checks it and starts it as the
+    /// canary at `percent`.
+    pub async fn canary(&self, bytes: Bytes, source: &str, percent: u32) -> Result<Arc<Canary>, PushError> {
+        let size = bytes.len();
+        let component = self.checked(bytes, source).await?;
+        Ok(self.versions.start_canary(component, size, percent))
+    }
+
+    /// `bytes`, loaded and smoke-checked.
+    async fn checked(&self, bytes: Bytes, source: &str) -> Result<HandlerComponent, PushError> {
         let (linker, compiled, source_owned, bytes_for_load) =
             (self.linker.clone(), self.compiled.clone(), source.to_string(), bytes.clone());
         // Compiling is seconds of CPU: keep it off the async workers.
@@ -71,7 +88,7 @@ impl HandlerInstaller {
         .await
         .map_err(|error| PushError::Smoke { reason: format!("loader failed: {error}") })??;
         self.smoke(&component).await?;
-        Ok(self.versions.install(component, bytes.len()))
+        Ok(component)
     }
 
     async fn smoke(&self, component: &HandlerComponent) -> Result<(), PushError> {
@@ -81,14 +98,7 @@ impl HandlerInstaller {
             .map_err(|error| PushError::Smoke { reason: error.to_string() })?;
         let answer = tokio::time::timeout(SMOKE_DEADLINE, async {
             let response = component
-                .serve(
-                    request,
-                    &self.capabilities,
-                    Arc::from("smoke-check"),
-                    SMOKE_DEADLINE,
-                    (),
-                    &InstanceSlot::disabled(),
-                )
+                .serve(request, &self.capabilities, smoke_ticket(), (), &InstanceSlot::disabled())
                 .await
                 .map_err(|error| error.to_string())?;
             let status = response.status();
@@ -102,5 +112,13 @@ impl HandlerInstaller {
             Ok(Err(reason)) => Err(PushError::Smoke { reason }),
             Err(_) => Err(PushError::Smoke { reason: format!("did not answer within {SMOKE_DEADLINE:?}") }),
         }
+    }
+}
+
+fn smoke_ticket() -> Ticket {
+    Ticket {
+        request_id: Arc::from("smoke-check"),
+        routing_key: RoutingKey::of(None, b"", 0),
+        timeout: SMOKE_DEADLINE,
     }
 }

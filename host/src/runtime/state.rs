@@ -20,6 +20,24 @@ use crate::caps::cache::{CacheView, ResponseCache};
 use crate::caps::plugins::{PluginsView, PromptPlugins};
 use crate::caps::telemetry::RequestTelemetry;
 use crate::guest::call::GuestOutput;
+use crate::routing::RoutingKey;
+
+/// What is particular to one request, for its store.
+#[derive(Debug, Clone)]
+pub struct RequestScope {
+    /// Its id, as logged and answered in `X-Request-Id`.
+    pub request_id: Arc<str>,
+    /// What keeps its conversation on one model in a model split.
+    pub routing_key: RoutingKey,
+    /// The tag of the handler version serving it.
+    pub handler_version: Arc<str>,
+    /// Its route, as the metrics label it.
+    pub endpoint: &'static str,
+    /// When it must be done.
+    pub deadline: Instant,
+    /// The whole time it was given (the backend's margin is a share of it).
+    pub timeout: Duration,
+}
 
 /// Per-request store data.
 pub struct RequestState {
@@ -39,14 +57,7 @@ pub struct RequestState {
 
 impl RequestState {
     /// A fresh, isolated state for a request that must end by `deadline`.
-    pub fn new(
-        capabilities: &HostCapabilities,
-        request_id: Arc<str>,
-        handler_version: Arc<str>,
-        endpoint: &'static str,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(capabilities: &HostCapabilities, scope: RequestScope) -> Self {
         let output = GuestOutput::default();
         let wasi = WasiCtx::builder()
             .stdout(output.pipe())
@@ -56,32 +67,24 @@ impl RequestState {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: capabilities.backend.hooks(deadline, timeout),
+            hooks: capabilities.backend.hooks(scope.deadline, scope.timeout),
             table: ResourceTable::new(),
             output,
-            telemetry: capabilities.telemetry.for_request(request_id, handler_version, endpoint),
             cache: capabilities.cache.clone(),
             plugins: capabilities.plugins.clone(),
-            deadline,
+            deadline: scope.deadline,
+            telemetry: capabilities.telemetry.for_request(scope),
             host_calls: 0,
         }
     }
 
     /// Points a kept instance's state at its next request: what is per
-    /// request (id, endpoint, deadline, outbound budget, version tag) is renewed; the
+    /// request (its [`RequestScope`] and outbound budget) is renewed; the
     /// WASI context, the table and the output buffer stay with the instance.
-    pub fn renew(
-        &mut self,
-        capabilities: &HostCapabilities,
-        request_id: Arc<str>,
-        handler_version: Arc<str>,
-        endpoint: &'static str,
-        deadline: Instant,
-        timeout: Duration,
-    ) {
-        self.hooks = capabilities.backend.hooks(deadline, timeout);
-        self.telemetry = capabilities.telemetry.for_request(request_id, handler_version, endpoint);
-        self.deadline = deadline;
+    pub fn renew(&mut self, capabilities: &HostCapabilities, scope: RequestScope) {
+        self.hooks = capabilities.backend.hooks(scope.deadline, scope.timeout);
+        self.deadline = scope.deadline;
+        self.telemetry = capabilities.telemetry.for_request(scope);
         self.host_calls = 0;
     }
 

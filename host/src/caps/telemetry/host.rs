@@ -3,8 +3,10 @@
 use super::RequestTelemetry;
 use super::checks::DependencyStatus as Checked;
 use crate::bindings::llm_service::host::runtime::{
-    DependencyStatus, GenerationReport, HandlerSettings, Host, ServiceStats as Stats,
+    DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus, ServiceStats as Stats,
+    WeightedModel,
 };
+use crate::rollout::quality::Verdict;
 
 impl Host for RequestTelemetry {
     fn current_model(&mut self) -> String {
@@ -26,6 +28,29 @@ impl Host for RequestTelemetry {
 
     fn settings(&mut self) -> HandlerSettings {
         self.service.handler_settings().clone()
+    }
+
+    fn model_for_generation(&mut self) -> String {
+        self.service.model_for(self.routing_key).to_string()
+    }
+
+    fn model_split(&mut self) -> Vec<WeightedModel> {
+        let Some(split) = self.service.model_split().get() else { return Vec::new() };
+        split
+            .models()
+            .iter()
+            .map(|(model, weight)| WeightedModel { model: model.clone(), weight: *weight })
+            .collect()
+    }
+
+    fn quality(&mut self) -> QualityStatus {
+        let (state, failing_check) = match self.service.quality().get() {
+            Verdict::Off => ("off", None),
+            Verdict::Pending => ("pending", None),
+            Verdict::Ok => ("ok", None),
+            Verdict::Degraded(failure) => ("degraded", Some(failure)),
+        };
+        QualityStatus { state: state.to_string(), failing_check }
     }
 
     fn stats(&mut self) -> Stats {
@@ -53,6 +78,13 @@ impl Host for RequestTelemetry {
             cache_hit,
             tokens_generated,
             error_kind.as_deref(),
+        );
+        self.service.rollout_metrics().record_generation(
+            &model,
+            error_kind.is_some(),
+            cache_hit,
+            tokens_generated,
+            response_time_s,
         );
         let character = character.as_deref().unwrap_or("default");
         // `prompt` is only ever Some when the operator set LOG_PROMPTS=true;

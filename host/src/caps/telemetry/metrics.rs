@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use prometheus::core::Collector;
 use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::registry::{counter, registered};
+use crate::registry::{BoundedLabels, counter, registered};
 
 /// Upper bounds (seconds) of the latency histogram's buckets: from a cache
 /// hit (well under a millisecond) to a long generation.
@@ -62,12 +62,11 @@ const KNOWN_ENDPOINTS: &[&str] = &[
 pub const MAX_CHARACTER_LABELS: usize = 100;
 /// Longest character label; a longer name counts as `other`.
 const MAX_CHARACTER_LABEL_BYTES: usize = 128;
-/// The label characters share past the bound.
-const OTHER: &str = "other";
 /// Latencies recorded by the percentile histogram: 1 µs to 1 hour.
 const HDR_MAX_US: u64 = 3_600_000_000;
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+/// A counter `name` with `help` and `labels`, registered in `registry`.
+pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     registered(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric name"))
 }
 
@@ -87,7 +86,7 @@ pub struct Metrics {
     errors: IntCounterVec,
     characters: IntCounterVec,
     /// The characters with a label of their own, first come first served.
-    labelled: Mutex<std::collections::HashSet<String>>,
+    labelled: BoundedLabels,
     /// Set when rendered.
     pub(super) uptime_s: IntGauge,
     /// Set when rendered.
@@ -142,7 +141,7 @@ impl Metrics {
                 "Successful generations, by character.",
                 &["character"],
             ),
-            labelled: Mutex::default(),
+            labelled: BoundedLabels::new(MAX_CHARACTER_LABELS, MAX_CHARACTER_LABEL_BYTES),
             uptime_s: gauge(registry, "llm_service_uptime_seconds", "Seconds since start."),
             resident_memory_bytes: gauge(
                 registry,
@@ -186,25 +185,8 @@ impl Metrics {
             // Only tokens the backend generated now; a hit generated none.
             self.tokens.inc_by(tokens);
         }
-        let character = self.character_label(character.unwrap_or("default"));
+        let character = self.labelled.label(character.unwrap_or("default"));
         self.characters.with_label_values(&[character]).inc();
-    }
-
-    /// `character`'s own label while fewer than [`MAX_CHARACTER_LABELS`]
-    /// have one (and it is short), else `other`.
-    fn character_label<'a>(&self, character: &'a str) -> &'a str {
-        if character.len() > MAX_CHARACTER_LABEL_BYTES || character == OTHER {
-            return OTHER;
-        }
-        let mut labelled = self.labelled.lock().unwrap_or_else(|poison| poison.into_inner());
-        if labelled.contains(character) {
-            return character;
-        }
-        if labelled.len() >= MAX_CHARACTER_LABELS {
-            return OTHER;
-        }
-        labelled.insert(character.to_string());
-        character
     }
 
     /// Requests by (endpoint, status).

@@ -12,6 +12,7 @@ pub mod hit_summary;
 mod host;
 pub mod metrics;
 pub mod prometheus;
+pub mod rollout_metrics;
 
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -21,9 +22,14 @@ use wasmtime::component::{HasSelf, Linker};
 use self::checks::HealthChecks;
 use self::hit_summary::HitSummary;
 use self::metrics::Metrics;
+use self::rollout_metrics::RolloutMetrics;
 use crate::bindings::llm_service::host::runtime::{self, HandlerSettings, NamedCount, ServiceStats as Stats};
 use crate::caps::backend::Backend;
 use crate::caps::cache::ResponseCache;
+use crate::rollout::model_split::{ModelSplit, SplitState};
+use crate::rollout::quality::QualityState;
+use crate::routing::RoutingKey;
+use crate::runtime::state::RequestScope;
 
 /// Service-wide facts, shared by every request.
 #[derive(Clone)]
@@ -34,6 +40,9 @@ pub struct Telemetry {
 struct Shared {
     current_model: RwLock<Arc<str>>,
     metrics: Metrics,
+    rollout_metrics: RolloutMetrics,
+    model_split: SplitState,
+    quality: QualityState,
     checks: Arc<HealthChecks>,
     started: Instant,
     backend: Arc<Backend>,
@@ -44,10 +53,12 @@ struct Shared {
 }
 
 impl Telemetry {
-    /// Starts with `model` as the current model; handlers get
-    /// `handler_settings`. Its metrics join the others in `registry`.
+    /// Starts with `model` as the current model and `split` as the model
+    /// split; handlers get `handler_settings`. Its metrics join the others
+    /// in `registry`.
     pub fn new(
         model: &str,
+        split: Option<ModelSplit>,
         backend: Arc<Backend>,
         cache: Arc<ResponseCache>,
         handler_settings: HandlerSettings,
@@ -57,6 +68,9 @@ impl Telemetry {
             shared: Arc::new(Shared {
                 current_model: RwLock::new(Arc::from(model)),
                 metrics: Metrics::register(registry),
+                rollout_metrics: RolloutMetrics::register(registry),
+                model_split: SplitState::new(split),
+                quality: QualityState::default(),
                 checks: Arc::default(),
                 started: Instant::now(),
                 backend,
@@ -68,14 +82,19 @@ impl Telemetry {
         }
     }
 
-    /// The model generations use when a request names none.
+    /// The model generations use when a request names none and no model
+    /// split is set.
     pub fn current_model(&self) -> Arc<str> {
         // A poisoned lock still holds a valid model name.
         self.shared.current_model.read().unwrap_or_else(|poison| poison.into_inner()).clone()
     }
 
-    /// Switches the current model; returns the previous one.
+    /// Switches the current model; returns the previous one. A model split
+    /// ends: the operator asked for one model.
     pub fn set_current_model(&self, model: &str) -> Arc<str> {
+        if self.shared.model_split.get().is_some() {
+            self.shared.model_split.set(None);
+        }
         let mut current = self.shared.current_model.write().unwrap_or_else(|poison| poison.into_inner());
         let previous = std::mem::replace(&mut *current, Arc::from(model));
         tracing::info!(cap = "runtime", %previous, current = model, "current model switched");
@@ -105,6 +124,30 @@ impl Telemetry {
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Per-version and per-model counters.
+    pub fn rollout_metrics(&self) -> &RolloutMetrics {
+        &self.shared.rollout_metrics
+    }
+
+    /// The sampled quality checks' verdict.
+    pub fn quality(&self) -> &QualityState {
+        &self.shared.quality
+    }
+
+    /// The model split in force, if any.
+    pub fn model_split(&self) -> &SplitState {
+        &self.shared.model_split
+    }
+
+    /// The model for a generation of a request with `key` that names none:
+    /// the split's pick, else the current model.
+    pub fn model_for(&self, key: RoutingKey) -> Arc<str> {
+        match self.shared.model_split.get() {
+            Some(split) => Arc::from(split.pick(key)),
+            None => self.current_model(),
+        }
     }
 
     /// The background checks' results.
@@ -143,16 +186,15 @@ impl Telemetry {
         }
     }
 
-    /// The per-request view for a request with `request_id` to `endpoint`
-    /// ([`metrics::endpoint_label`]), served by the handler version tagged
-    /// `handler_version`.
-    pub fn for_request(
-        &self,
-        request_id: Arc<str>,
-        handler_version: Arc<str>,
-        endpoint: &'static str,
-    ) -> RequestTelemetry {
-        RequestTelemetry { service: self.clone(), request_id, handler_version, endpoint }
+    /// The per-request view for the request `scope` describes.
+    pub fn for_request(&self, scope: RequestScope) -> RequestTelemetry {
+        RequestTelemetry {
+            service: self.clone(),
+            request_id: scope.request_id,
+            handler_version: scope.handler_version,
+            endpoint: scope.endpoint,
+            routing_key: scope.routing_key,
+        }
     }
 }
 
@@ -163,6 +205,8 @@ pub struct RequestTelemetry {
     handler_version: Arc<str>,
     /// The route, as the metrics label it (each dialect its own).
     endpoint: &'static str,
+    /// Picks its model in a model split.
+    routing_key: RoutingKey,
 }
 
 /// Adds the interface to `linker`; `get` finds the view in a store's data.
