@@ -15,6 +15,7 @@ const ARTIFACTS: &[(&str, &str)] = &[
     ("handler", "LLM_SERVICE_HANDLER_WASM"),
     ("misbehave", "LLM_SERVICE_TEST_PROGRAM_MISBEHAVE"),
     ("sick", "LLM_SERVICE_TEST_PROGRAM_SICK"),
+    ("failing_generate", "LLM_SERVICE_TEST_PROGRAM_FAILING_GENERATE"),
     ("command", "LLM_SERVICE_TEST_PROGRAM_COMMAND"),
     ("first_protocol", "LLM_SERVICE_TEST_PROGRAM_FIRST_PROTOCOL"),
     ("peter", "LLM_SERVICE_PLUGIN_PETER"),

@@ -282,6 +282,7 @@ impl Config {
         ];
         environment.extend(self.generation.guest_environment());
         environment.extend(self.cache.guest_environment());
+        environment.extend(self.rollout.guest_environment());
         environment
     }
 

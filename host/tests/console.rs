@@ -5,11 +5,11 @@
 //! page's headers, that its data needs the token, and the `/service/...` and
 //! `/stats` endpoints it is built on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use llm_service_test_support::fake_ollama::FakeOllama;
-use llm_service_test_support::{Client, Service, fresh_directory};
+use llm_service_test_support::{Client, Service, component_variant, fresh_directory};
 use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
@@ -25,21 +25,6 @@ fn service(ollama: &FakeOllama) -> Service {
     Service::builder(BINARY)
         .envs(&[("OLLAMA_BASE_URL", &ollama.url()), ("OLLAMA_MODEL", MODEL), ("ADMIN_TOKEN", TOKEN)])
         .start()
-}
-
-/// The built-in handler with a custom section appended: a valid component
-/// that behaves the same under another sha256, i.e. a second version.
-fn second_handler(dir: &Path) -> PathBuf {
-    let mut bytes = std::fs::read(HANDLER).unwrap();
-    let (name, payload) = (b"llm-service-console-test", b"second version");
-    let size = 1 + name.len() + payload.len();
-    assert!(size < 128 && name.len() < 128, "one-byte LEB128 lengths");
-    bytes.extend([0, size as u8, name.len() as u8]);
-    bytes.extend(name);
-    bytes.extend(payload);
-    let path = dir.join("handler-v2.wasm");
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 #[test]
@@ -74,7 +59,7 @@ fn the_console_shows_versions_and_charts_pushes_rolls_back_and_refuses_a_wrong_t
         .env("CONSOLE_URL", service.admin_url(""))
         .env("PUBLIC_URL", service.url(""))
         .env("ADMIN_TOKEN", TOKEN)
-        .env("SECOND_HANDLER", second_handler(&dir))
+        .env("SECOND_HANDLER", component_variant(HANDLER, &dir, "second-version"))
         .env("BROKEN_UPLOAD", &broken)
         .env("SCREENSHOT", &screenshot)
         .env("CHROMIUM", &chromium)

@@ -20,7 +20,7 @@ use crate::serve::{self, Framing};
 
 /// One request object, validated, its model resolved and its plugin pinned.
 pub fn parse_item(value: &Value, prefix: &str, config: &Config) -> Result<GenerateRequest, ApiError> {
-    let mut request = GenerateRequest::from_value(value, prefix, config, &runtime::current_model)?;
+    let mut request = GenerateRequest::from_value(value, prefix, config, &runtime::model_for_generation)?;
     crate::plugin::pin(&mut request);
     Ok(request)
 }

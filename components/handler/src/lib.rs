@@ -15,6 +15,7 @@ mod metrics;
 mod models;
 mod pipeline;
 mod plugin;
+mod quality;
 mod question;
 mod render;
 mod report;
@@ -23,6 +24,7 @@ mod serve;
 mod settings;
 mod stored;
 mod tool_calls;
+mod validate;
 mod wasm_host;
 
 use dialect::{ollama, ollama_meta, openai, openai_completions, openai_meta};
@@ -47,7 +49,7 @@ const ROUTES: &[Route] = &[
     Route { path: "/metrics/prometheus", methods: &["GET"], handle: metrics::prometheus },
     Route { path: "/models", methods: &["GET"], handle: models::list },
     Route { path: "/model", methods: &["POST"], handle: models::switch },
-    Route { path: "/validate-model", methods: &["GET", "POST"], handle: models::validate },
+    Route { path: "/validate-model", methods: &["GET", "POST"], handle: validate::validate },
     Route { path: "/openapi.json", methods: &["GET"], handle: openapi },
     // Ollama's API.
     Route { path: "/", methods: &["GET", "HEAD"], handle: ollama_meta::index },

@@ -16,6 +16,10 @@ pub const DEFAULT_CANARY_MAX_ERROR_DELTA: f64 = 0.05;
 /// A canary's p99 may be twice the stable's.
 pub const DEFAULT_CANARY_MAX_LATENCY_RATIO: f64 = 2.0;
 
+/// A probe answer (a few dozen tokens) slower than this is a problem even
+/// on a CPU backend.
+pub const DEFAULT_QUALITY_LATENCY_BUDGET_MS: u64 = 10_000;
+
 /// Canaries, model splits and quality checks.
 #[derive(Debug, Clone, Args)]
 pub struct RolloutConfig {
@@ -42,6 +46,10 @@ pub struct RolloutConfig {
     #[arg(long, env = "QUALITY_CHECK_INTERVAL", value_name = "QUALITY_CHECK_INTERVAL", default_value_t = 0.0,
           value_parser = parse_interval)]
     pub quality_check_interval_s: f64,
+    /// Milliseconds a quality probe's whole answer may take before it fails (also /validate-model's budget).
+    #[arg(long, env = "QUALITY_LATENCY_BUDGET_MS", value_name = "QUALITY_LATENCY_BUDGET_MS",
+          default_value_t = DEFAULT_QUALITY_LATENCY_BUDGET_MS, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub quality_latency_budget_ms: u64,
     /// A JSON file of quality probes, [{"prompt": "...", "max_tokens": 16}, ...] (default: a built-in set).
     #[arg(long, env = "QUALITY_PROBES_FILE", value_name = "QUALITY_PROBES_FILE")]
     pub quality_probes_file: Option<PathBuf>,
@@ -69,6 +77,13 @@ impl RolloutConfig {
             None => builtin_probes(),
         };
         Ok(Some((probes, Duration::from_secs_f64(self.quality_check_interval_s))))
+    }
+}
+
+impl RolloutConfig {
+    /// What the handler reads from its environment: the probes' latency budget.
+    pub fn guest_environment(&self) -> Vec<(String, String)> {
+        vec![("QUALITY_LATENCY_BUDGET_MS".to_string(), self.quality_latency_budget_ms.to_string())]
     }
 }
 

@@ -9,8 +9,9 @@
 //!   side (status class and time to the response head).
 //! - **Verdict** once the canary's window is full: dropped when its 5xx
 //!   rate exceeds the stable's by more than `max_error_delta`, or its p99
-//!   exceeds `max_latency_ratio` × the stable's (compared only when the
-//!   stable's window is full too); dropped at once when it traps. Nothing
+//!   exceeds `max_latency_ratio` × the stable's by more than
+//!   [`LATENCY_NOISE_FLOOR`] (compared only when the stable's window is
+//!   full too); dropped at once when it traps. Nothing
 //!   restarts: the next request simply routes to the stable version.
 
 use std::collections::VecDeque;
@@ -20,6 +21,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::versions::HandlerVersion;
+
+/// Latency differences smaller than this are noise, whatever their ratio:
+/// a cache hit takes well under a millisecond, and a fresh version's first
+/// instances (not yet reused) are a little slower without being worse.
+pub const LATENCY_NOISE_FLOOR: Duration = Duration::from_millis(50);
 
 /// When a canary is dropped on its own.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -196,9 +202,9 @@ fn verdict(stable: &Window, canary: &Window, capacity: usize, policy: &CanaryPol
         return Some(DropReason::Errors { canary: canary_errors, stable: stable_errors });
     }
     let (canary_p99, stable_p99) = (canary.p99(), stable.p99());
-    if stable.len() >= capacity
-        && canary_p99.as_secs_f64() > policy.max_latency_ratio * stable_p99.as_secs_f64()
-    {
+    let slower = canary_p99.as_secs_f64() > policy.max_latency_ratio * stable_p99.as_secs_f64()
+        && canary_p99 > stable_p99 + LATENCY_NOISE_FLOOR;
+    if stable.len() >= capacity && slower {
         return Some(DropReason::Latency { canary: canary_p99, stable: stable_p99 });
     }
     None
@@ -242,13 +248,16 @@ mod tests {
     #[test]
     fn latency_compares_p99s_once_both_windows_are_full() {
         let (mut stable, mut canary) = (Window::default(), Window::default());
-        fill(&mut canary, 10, 0, 50);
-        fill(&mut stable, 9, 0, 10);
+        fill(&mut canary, 10, 0, 200);
+        fill(&mut stable, 9, 0, 60);
         assert_eq!(verdict(&stable, &canary, 10, &POLICY), None, "the stable's window is not full");
-        fill(&mut stable, 1, 0, 10);
+        fill(&mut stable, 1, 0, 60);
         assert_eq!(verdict(&stable, &canary, 10, &POLICY).unwrap().label(), "latency");
-        fill(&mut canary, 10, 0, 19);
+        fill(&mut canary, 10, 0, 119);
         assert_eq!(verdict(&stable, &canary, 10, &POLICY), None, "under 2x");
+        fill(&mut stable, 10, 0, 1);
+        fill(&mut canary, 10, 0, 40);
+        assert_eq!(verdict(&stable, &canary, 10, &POLICY), None, "40x, but by less than the noise floor");
     }
 
     #[test]

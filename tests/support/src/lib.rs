@@ -203,6 +203,23 @@ impl Drop for Service {
     }
 }
 
+/// A copy of the component at `component`, in `dir`, with a custom section
+/// named after `label` appended: a valid component that behaves the same
+/// under another sha256, i.e. another version.
+pub fn component_variant(component: &str, dir: &Path, label: &str) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(component).unwrap();
+    let name = format!("llm-service-test-{label}");
+    let size = 1 + name.len() + label.len();
+    assert!(size < 128, "one-byte LEB128 lengths");
+    bytes.extend([0, size as u8, name.len() as u8]);
+    bytes.extend(name.as_bytes());
+    bytes.extend(label.as_bytes());
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("{label}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 /// A directory no other test uses (for the compiled-component cache).
 pub fn fresh_directory() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -120,7 +120,9 @@ pub fn generation_request(
             format!("the prompt has {chars} characters; the limit is {limit} (MAX_PROMPT_CHARS)"),
         ));
     }
-    let model = model.filter(|model| !model.trim().is_empty()).unwrap_or_else(runtime_model);
+    let model = model
+        .filter(|model| !model.trim().is_empty())
+        .unwrap_or_else(llm_service_sdk::runtime::model_for_generation);
     let mut question = question;
     question.digest = ollama_meta::digest_of(&model);
     let mut settings = config.defaults.clone();
@@ -142,10 +144,6 @@ pub fn generation_request(
     };
     crate::plugin::pin(&mut generation);
     Ok(generation)
-}
-
-fn runtime_model() -> String {
-    llm_service_sdk::runtime::current_model()
 }
 
 /// An optional string field; `name` locates it in errors.
