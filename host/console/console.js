@@ -72,8 +72,23 @@ async function confirmed(question, action, call) {
 
 const short = (sha256) => (sha256 ?? "").slice(0, 12);
 
+function showCanary(canary) {
+  $("canary-summary").dataset.sha256 = canary?.sha256 ?? "";
+  if (!canary) {
+    $("canary-summary").textContent = "none";
+    $("canary-window").textContent = "";
+    return;
+  }
+  $("canary-summary").textContent = `v${canary.version} · sha256 ${short(canary.sha256)} · ${canary.percent}% of requests`;
+  const side = (name, window) =>
+    `${name}: ${window.answers} answers, ${(window.error_rate * 100).toFixed(1)}% 5xx, p99 ${window.p99_ms.toFixed(1)} ms`;
+  $("canary-window").textContent =
+    `Window: ${side("stable", canary.window.stable)}; ${side("canary", canary.window.canary)}`;
+}
+
 function showHandlers(components) {
   const { active, previous } = components;
+  showCanary(components.canary);
   $("handler-active").textContent = `v${active.version} · sha256 ${active.sha256}`;
   $("handler-active").dataset.sha256 = active.sha256;
   const rows = [row([`v${active.version} (serving)`, short(active.sha256), active.loaded_at, active.source])];
@@ -110,6 +125,12 @@ function showService(health, stats) {
   $("backend-status").textContent = health.body?.ollama_status ?? "";
   $("cache-status").textContent = health.body?.cache_status ?? "";
   $("current-model").textContent = health.body?.model ?? "";
+  const split = health.body?.model_split;
+  $("model-split").textContent = split
+    ? Object.entries(split).map(([model, weight]) => `${model}=${weight}`).join(", ")
+    : "none";
+  const quality = health.body?.quality ?? "";
+  $("quality").textContent = health.body?.quality_failure ? `${quality}: ${health.body.quality_failure}` : quality;
   $("requests-in-flight").textContent = stats.requests_in_flight;
   $("generations-in-flight").textContent = stats.generations_in_flight;
   $("generations-queued").textContent = stats.generations_queued;
@@ -167,7 +188,8 @@ function signOut(why) {
   $("refreshed").textContent = "";
   // No token, no data: what was shown goes with it.
   ["handler-versions", "plugin-list", "model-choice", "answers"].forEach((id) => $(id).replaceChildren());
-  document.querySelectorAll(".facts dd, #handler-active").forEach((node) => { node.textContent = ""; });
+  document.querySelectorAll(".facts dd, #handler-active, #canary-summary, #canary-window")
+    .forEach((node) => { node.textContent = ""; });
   charts?.reset();
   $("login-error").textContent = why ?? "";
 }
@@ -194,6 +216,29 @@ $("sign-out").addEventListener("click", () => signOut());
 $("push-handler").addEventListener("click", () => push("handler-file", "/components/handler", "handler"));
 $("push-plugin").addEventListener("click", () => push("plugin-file", "/plugins", "plugin"));
 $("reload-models").addEventListener("click", loadModels);
+$("push-canary").addEventListener("click", () => {
+  const percent = Number($("canary-percent").value);
+  push("handler-file", `/components/handler/canary?percent=${percent}`, `canary at ${percent}%`);
+});
+$("set-canary-share").addEventListener("click", () => {
+  const percent = Number($("canary-percent").value);
+  confirmed(`Send ${percent}% of requests to the canary?`, `canary share ${percent}%`,
+    () => api("PUT", `/components/handler/canary?percent=${percent}`));
+});
+$("promote-canary").addEventListener("click", () => confirmed(
+  "Promote the canary? It serves every request from now on.", "promote canary",
+  () => api("POST", "/components/handler/promote")));
+$("drop-canary").addEventListener("click", () => confirmed(
+  "Drop the canary? Every request goes to the serving version.", "drop canary",
+  () => api("DELETE", "/components/handler/canary")));
+$("set-split").addEventListener("click", () => {
+  const split = $("split-text").value.trim();
+  confirmed(`Split generations that name no model as ${split}?`, `model split ${split}`,
+    () => api("PUT", "/model-split", json({ split }), "application/json"));
+});
+$("end-split").addEventListener("click", () => confirmed(
+  "End the model split? Generations use the current model again.", "end model split",
+  () => api("DELETE", "/model-split")));
 $("switch-model").addEventListener("click", () => {
   const model = $("model-choice").value;
   if (!model) return;

@@ -78,8 +78,9 @@ fn the_console_shows_versions_and_charts_pushes_rolls_back_and_refuses_a_wrong_t
     assert!(seen["chartPoints"].as_u64().unwrap() >= 2, "{seen}");
     assert_eq!(seen["consoleErrors"], json!([]), "{seen}");
     assert!(seen["refusal"].as_str().unwrap().contains("422"), "{seen}");
-    // Confirmations: push, rollback (dismissed), rollback, clear; one each.
-    assert_eq!(seen["dialogs"].as_array().unwrap().len(), 4, "{seen}");
+    // Confirmations: push, rollback (dismissed), rollback, canary, drop, clear.
+    assert_eq!(seen["dialogs"].as_array().unwrap().len(), 6, "{seen}");
+    assert!(seen["canary"].as_str().unwrap().contains("30% of requests"), "{seen}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000, "a real screenshot");
     // And from outside the browser: the rollback holds.
     let health = Client::new().get(&service.url("/health"));

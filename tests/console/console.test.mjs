@@ -137,6 +137,20 @@ try {
   seenAll.afterRollback = await publicVersion();
   assert.equal(seenAll.afterRollback, first.slice(0, 12), "the first version serves again");
 
+  // The second version as a 30% canary: its share shows; then drop it.
+  await page.setInputFiles("#handler-file", secondHandler);
+  await page.fill("#canary-percent", "30");
+  await page.click("#push-canary");
+  await page.waitForFunction(
+    (expected) => document.querySelector("#canary-summary").dataset.sha256 === expected
+      && document.querySelector("#canary-summary").textContent.includes("30%"),
+    secondSha256, { timeout: WAIT_MS });
+  seenAll.canary = await page.textContent("#canary-summary");
+  assert.equal(await activeSha256(page), first, "the stable version still serves");
+  await page.click("#drop-canary");
+  await page.waitForFunction(() => document.querySelector("#canary-summary").textContent === "none",
+    null, { timeout: WAIT_MS });
+
   // Clear one character's cache: the API's answer is shown.
   await page.fill("#clear-character", "peter");
   await page.click("#clear-cache");

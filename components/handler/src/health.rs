@@ -19,7 +19,8 @@ struct Health {
     model: String,
     cache_status: &'static str,
     timestamp: String,
-    quality: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     quality_failure: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,7 +65,7 @@ pub fn get(_request: &Request) -> Reply {
         model: runtime::current_model(),
         cache_status: cache_word(cache),
         timestamp: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        quality: quality.state,
+        quality: (quality.state != "off").then_some(quality.state),
         quality_failure: quality.failing_check,
         model_split: (!split.is_empty())
             .then(|| split.into_iter().map(|weighted| (weighted.model, weighted.weight.into())).collect()),

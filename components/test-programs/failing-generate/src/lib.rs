@@ -10,7 +10,9 @@ struct FailingGenerate;
 impl Handler for FailingGenerate {
     fn handle(request: Request) -> Reply {
         match request.path() {
-            "/generate" => Response::json(500, &serde_json::json!({"error": "failing-generate: broken on purpose"})),
+            "/generate" => {
+                Response::json(500, &serde_json::json!({"error": "failing-generate: broken on purpose"}))
+            }
             _ => Response::json(200, &serde_json::json!({"status": "healthy"})),
         }
         .into()
