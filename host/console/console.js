@@ -129,7 +129,7 @@ function showService(health, stats) {
   $("model-split").textContent = split
     ? Object.entries(split).map(([model, weight]) => `${model}=${weight}`).join(", ")
     : "none";
-  const quality = health.body?.quality ?? "";
+  const quality = health.body?.quality ?? "off";
   $("quality").textContent = health.body?.quality_failure ? `${quality}: ${health.body.quality_failure}` : quality;
   $("requests-in-flight").textContent = stats.requests_in_flight;
   $("generations-in-flight").textContent = stats.generations_in_flight;

@@ -146,6 +146,8 @@ try {
       && document.querySelector("#canary-summary").textContent.includes("30%"),
     secondSha256, { timeout: WAIT_MS });
   seenAll.canary = await page.textContent("#canary-summary");
+  // The screenshot shows a canary serving beside the stable version.
+  await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
   assert.equal(await activeSha256(page), first, "the stable version still serves");
   await page.click("#drop-canary");
   await page.waitForFunction(() => document.querySelector("#canary-summary").textContent === "none",
@@ -157,7 +159,6 @@ try {
   await page.waitForFunction(() => document.querySelector("#answers li")?.textContent.includes("cleared"),
     null, { timeout: WAIT_MS });
   seenAll.clearAnswer = await page.textContent("#answers li");
-  await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
   seenAll.dialogs = seen.dialogs;
   seenAll.consoleErrors = [...seen.consoleErrors, ...seen.pageErrors];
   assert.deepEqual(seenAll.consoleErrors, [], "the browser console shows no errors");

@@ -129,6 +129,7 @@ impl RolloutMetrics {
 
     /// Answers by `version` tag: (all, 5xx).
     pub fn answers(&self, version: &str) -> (u64, u64) {
+        let version = self.versions.label(version);
         let count = |class: &str| {
             self.version_answers
                 .get_metric_with_label_values(&[version, class])
