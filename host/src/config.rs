@@ -272,7 +272,7 @@ impl Config {
             ("BACKEND_KIND".to_string(), self.backend.backend_kind.as_str().to_string()),
             (
                 "BACKEND_BASE_URL".to_string(),
-                self.backend.base_url().to_string().trim_end_matches('/').to_string(),
+                self.backend.component_base_url(),
             ),
             ("REQUEST_TIMEOUT".to_string(), self.server.request_timeout_s.to_string()),
             ("LOG_PROMPTS".to_string(), self.log.log_prompts.to_string()),
@@ -295,7 +295,7 @@ impl Config {
                 BackendKind::Ollama => WitBackendKind::Ollama,
                 BackendKind::Openai => WitBackendKind::Openai,
             },
-            backend_url: config.backend.base_url().to_string().trim_end_matches('/').to_string(),
+            backend_url: config.backend.component_base_url(),
             defaults: DefaultSettings {
                 temperature: generation.default_temperature,
                 max_tokens: generation.default_max_tokens,

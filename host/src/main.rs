@@ -87,7 +87,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // One registry: each capability registers its own metrics in it.
     let registry = prometheus::Registry::new();
     let cache = Arc::new(ResponseCache::new(&config.cache, &registry)?);
-    let backend = Arc::new(Backend::new(&config.backend, &registry));
+    let backend = Arc::new(Backend::new(&config.backend, &registry).map_err(anyhow::Error::msg)?);
+    let _backends_file = backend.watch_file();
     let telemetry = Telemetry::new(
         &config.backend.ollama_model,
         config.rollout.model_split.clone(),
@@ -102,6 +103,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             slow_after: Duration::from_millis(config.backend.slow_threshold_ms),
             base_url: config.backend.base_url().to_string(),
             kind: config.backend.backend_kind,
+            pool: backend.pool().cloned(),
         },
         cache.clone(),
     );

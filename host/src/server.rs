@@ -29,6 +29,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::caps::HostCapabilities;
 use crate::listener::{ConnectionLimits, accept_loop};
+use crate::caps::backend::ServedBy;
 use crate::routing::RoutingKey;
 use crate::runtime::handler::{InvokeError, Ticket};
 use crate::runtime::reuse::{IdleCount, InstanceSlot};
@@ -38,6 +39,8 @@ use crate::runtime::versions::{HandlerVersion, HandlerVersions};
 const RETRY_AFTER_S: &str = "1";
 /// The header naming the handler version that answered.
 const HANDLER_VERSION: &str = "x-handler-version";
+/// The header naming the backend node that answered (several nodes only).
+const BACKEND_NODE: &str = "x-backend-node";
 /// The header carrying a request's id, in and out.
 const REQUEST_ID: &str = "x-request-id";
 /// Liveness: the process serves requests.
@@ -220,7 +223,13 @@ impl Service {
         // The version is picked once and held to the end of the request.
         let version = self.versions.pick(routing_key);
         let tag = HeaderValue::from_str(version.tag()).ok();
-        let ticket = Ticket { request_id: request_id.clone(), routing_key, timeout: self.request_timeout };
+        let served_by = ServedBy::default();
+        let ticket = Ticket {
+            request_id: request_id.clone(),
+            routing_key,
+            timeout: self.request_timeout,
+            served_by: served_by.clone(),
+        };
         let started = Instant::now();
         let outcome = version
             .component
@@ -253,6 +262,10 @@ impl Service {
         self.record_answer(&version, response.status().as_u16(), started.elapsed(), trapped);
         if let Some(tag) = tag {
             response.headers_mut().insert(HANDLER_VERSION, tag);
+        }
+        let node = served_by.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+        if let Some(node) = node.and_then(|node| HeaderValue::from_str(&node).ok()) {
+            response.headers_mut().insert(BACKEND_NODE, node);
         }
         response
     }

@@ -132,6 +132,8 @@ pub struct Ticket {
     pub routing_key: crate::routing::RoutingKey,
     /// How long it may take.
     pub timeout: Duration,
+    /// Where the backend node that answered it is recorded.
+    pub served_by: crate::caps::backend::ServedBy,
 }
 
 /// A compiled, pre-instantiated handler.
@@ -214,6 +216,7 @@ impl HandlerComponent {
             endpoint: crate::caps::telemetry::metrics::endpoint_label(request.uri().path()),
             deadline,
             timeout,
+            served_by: ticket.served_by,
         };
         let (lease, kept) = slot.claim(&self.sha256).await;
         let (mut store, kept, uses) = match kept {

@@ -120,5 +120,6 @@ fn smoke_ticket() -> Ticket {
         request_id: Arc::from("smoke-check"),
         routing_key: RoutingKey::of(None, b"", 0),
         timeout: SMOKE_DEADLINE,
+        served_by: Default::default(),
     }
 }

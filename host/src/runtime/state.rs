@@ -15,7 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::HostCapabilities;
-use crate::caps::backend::BackendHooks;
+use crate::caps::backend::{BackendHooks, ServedBy};
 use crate::caps::cache::{CacheView, ResponseCache};
 use crate::caps::plugins::{PluginsView, PromptPlugins};
 use crate::caps::telemetry::RequestTelemetry;
@@ -37,6 +37,8 @@ pub struct RequestScope {
     pub deadline: Instant,
     /// The whole time it was given (the backend's margin is a share of it).
     pub timeout: Duration,
+    /// Which backend node answered its latest backend call.
+    pub served_by: ServedBy,
 }
 
 /// Per-request store data.
@@ -67,7 +69,12 @@ impl RequestState {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: capabilities.backend.hooks(scope.deadline, scope.timeout),
+            hooks: capabilities.backend.hooks(
+                scope.deadline,
+                scope.timeout,
+                scope.routing_key,
+                scope.served_by.clone(),
+            ),
             table: ResourceTable::new(),
             output,
             cache: capabilities.cache.clone(),
@@ -82,7 +89,12 @@ impl RequestState {
     /// request (its [`RequestScope`] and outbound budget) is renewed; the
     /// WASI context, the table and the output buffer stay with the instance.
     pub fn renew(&mut self, capabilities: &HostCapabilities, scope: RequestScope) {
-        self.hooks = capabilities.backend.hooks(scope.deadline, scope.timeout);
+        self.hooks = capabilities.backend.hooks(
+            scope.deadline,
+            scope.timeout,
+            scope.routing_key,
+            scope.served_by.clone(),
+        );
         self.deadline = scope.deadline;
         self.telemetry = capabilities.telemetry.for_request(scope);
         self.host_calls = 0;

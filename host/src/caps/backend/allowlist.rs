@@ -1,7 +1,8 @@
-//! Which backend a component may reach: exactly one scheme, host and port,
-//! parsed once at start-up. Checked twice: on the request's URI, and again
-//! in the resolver, which resolves nothing but the allowed host and drops
-//! addresses that are not unicast or not on the allowed port.
+//! Which backends the host may reach: the origins (scheme, host, port) of
+//! the configured model servers, and only those. Set at start-up, and
+//! replaced when BACKENDS_FILE changes. Checked twice: on the request's URI,
+//! and again in the resolver, which resolves nothing but an allowed host and
+//! drops addresses that are not unicast or not on that host's allowed ports.
 //!
 //! ```
 //! use llm_service::caps::backend::allowlist::Allowlist;
@@ -19,40 +20,64 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use hyper_util::client::legacy::connect::dns::Name;
 
-/// The one origin components may call.
+/// One allowed origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allowlist {
+struct Origin {
     scheme: String,
     host: String,
     port: u16,
 }
 
+impl Origin {
+    fn of(uri: &http::Uri) -> Option<Self> {
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        Some(Self {
+            port: uri.port_u16().unwrap_or(default_port(&scheme)),
+            host: uri.host().unwrap_or_default().trim_matches(['[', ']']).to_ascii_lowercase(),
+            scheme,
+        })
+    }
+}
+
+/// The origins components' backend calls may reach.
+#[derive(Debug)]
+pub struct Allowlist {
+    origins: ArcSwap<Vec<Origin>>,
+}
+
 impl Allowlist {
     /// Allows the origin of `base_url` (its port defaults by scheme).
     pub fn for_base_url(base_url: &http::Uri) -> Self {
-        let scheme = base_url.scheme_str().unwrap_or("http").to_ascii_lowercase();
-        Self {
-            port: base_url.port_u16().unwrap_or(default_port(&scheme)),
-            host: base_url.host().unwrap_or_default().trim_matches(['[', ']']).to_ascii_lowercase(),
-            scheme,
-        }
+        Self::for_base_urls(std::slice::from_ref(base_url))
     }
 
-    /// Whether `uri` points at the allowed origin.
+    /// Allows the origins of `base_urls`.
+    pub fn for_base_urls(base_urls: &[http::Uri]) -> Self {
+        Self { origins: ArcSwap::from_pointee(base_urls.iter().filter_map(Origin::of).collect()) }
+    }
+
+    /// Allows the origins of `base_urls` from now on, and no other.
+    pub fn replace(&self, base_urls: &[http::Uri]) {
+        self.origins.store(Arc::new(base_urls.iter().filter_map(Origin::of).collect()));
+    }
+
+    /// Whether `uri` points at an allowed origin.
     pub fn permits(&self, uri: &http::Uri) -> bool {
-        let Some(scheme) = uri.scheme_str().map(str::to_ascii_lowercase) else { return false };
-        let port = uri.port_u16().unwrap_or(default_port(&scheme));
-        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_ascii_lowercase();
-        scheme == self.scheme && host == self.host && port == self.port
+        Origin::of(uri).is_some_and(|origin| self.origins.load().contains(&origin))
     }
 
-    /// Whether a resolved address may be connected to.
-    fn permits_addr(&self, addr: &SocketAddr) -> bool {
-        let ip = addr.ip();
-        !(ip.is_unspecified() || ip.is_multicast()) && addr.port() == self.port
+    fn permits_host(&self, host: &str) -> bool {
+        self.origins.load().iter().any(|origin| origin.host == host)
     }
+}
+
+/// Whether a resolved address may be connected to: unicast only.
+fn permits_ip(addr: &SocketAddr) -> bool {
+    let ip = addr.ip();
+    !(ip.is_unspecified() || ip.is_multicast())
 }
 
 fn default_port(scheme: &str) -> u16 {
@@ -85,15 +110,17 @@ impl tower_service::Service<Name> for AllowlistResolver {
         let allowlist = self.allowlist.clone();
         Box::pin(async move {
             let host = name.as_str().trim_matches(['[', ']']).to_ascii_lowercase();
-            if host != allowlist.host {
+            if !allowlist.permits_host(&host) {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!("{host} is not the backend"),
                 ));
             }
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), allowlist.port))
+            // The connector puts the URI's port on each address, and the URI
+            // was checked against the allowed origins before it was sent.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
-                .filter(|addr| allowlist.permits_addr(addr))
+                .filter(|addr| permits_ip(addr))
                 .collect();
             if addrs.is_empty() {
                 return Err(io::Error::new(
@@ -124,10 +151,20 @@ mod tests {
     }
 
     #[test]
-    fn resolved_addresses_must_be_on_the_allowed_port() {
-        let allow = Allowlist::for_base_url(&"http://127.0.0.1:11434".parse().unwrap());
-        assert!(allow.permits_addr(&"127.0.0.1:11434".parse().unwrap()));
-        assert!(!allow.permits_addr(&"127.0.0.1:22".parse().unwrap()));
-        assert!(!allow.permits_addr(&"0.0.0.0:11434".parse().unwrap()));
+    fn resolved_addresses_must_be_unicast() {
+        assert!(permits_ip(&"127.0.0.1:11434".parse().unwrap()));
+        assert!(!permits_ip(&"0.0.0.0:11434".parse().unwrap()));
+        assert!(!permits_ip(&"224.0.0.1:11434".parse().unwrap()));
+    }
+
+    #[test]
+    fn several_origins_and_a_replacement() {
+        let urls: Vec<http::Uri> = ["http://127.0.0.1:1", "http://127.0.0.1:2"].map(|url| url.parse().unwrap()).into();
+        let allow = Allowlist::for_base_urls(&urls);
+        assert!(allow.permits(&"http://127.0.0.1:2/api/tags".parse().unwrap()));
+        assert!(!allow.permits(&"http://127.0.0.1:3/api/tags".parse().unwrap()));
+        allow.replace(&urls[..1]);
+        assert!(!allow.permits(&"http://127.0.0.1:2/api/tags".parse().unwrap()), "removed");
+        assert!(allow.permits_host("127.0.0.1") && !allow.permits_host("example.com"));
     }
 }

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use wasmtime_wasi_http::Error as HttpError;
 
 use super::allowlist::AllowlistResolver;
@@ -76,13 +76,36 @@ impl BackendClient {
     }
 
     /// Sends `parts` + `body`, retrying as the module says. The answer's body
-    /// holds `permit` until it ends.
+    /// holds `guard` (a generation slot) until it ends.
     pub async fn send(
         &self,
         parts: &http::request::Parts,
         body: Bytes,
         deadline: Instant,
-        permit: OwnedSemaphorePermit,
+        guard: impl Send + 'static,
+    ) -> Result<http::Response<GuardedBody>, HttpError> {
+        self.send_with_retries(parts, body, deadline, guard, self.settings.retry_attempts).await
+    }
+
+    /// Sends once, without retrying: for a caller that retries elsewhere
+    /// (another node of a pool).
+    pub async fn send_once(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        deadline: Instant,
+        guard: impl Send + 'static,
+    ) -> Result<http::Response<GuardedBody>, HttpError> {
+        self.send_with_retries(parts, body, deadline, guard, 0).await
+    }
+
+    async fn send_with_retries(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        deadline: Instant,
+        guard: impl Send + 'static,
+        retries: u32,
     ) -> Result<http::Response<GuardedBody>, HttpError> {
         let mut attempt = 0;
         loop {
@@ -96,10 +119,10 @@ impl BackendClient {
                 Err(error) => matches!(error, HttpError::ConnectionRefused | HttpError::ConnectionTerminated),
             };
             let delay = backoff(attempt);
-            if !retryable || attempt >= self.settings.retry_attempts || Instant::now() + delay >= deadline {
+            if !retryable || attempt >= retries || Instant::now() + delay >= deadline {
                 let response = outcome?;
                 let timeout = self.settings.read_timeout;
-                return Ok(response.map(|body| GuardedBody::new(body, timeout, deadline, permit)));
+                return Ok(response.map(|body| GuardedBody::new(body, timeout, deadline, guard)));
             }
             attempt += 1;
             self.retries.inc();
@@ -168,9 +191,9 @@ pub struct GuardedBody {
 const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 impl GuardedBody {
-    fn new(inner: Incoming, timeout: Duration, deadline: Instant, permit: OwnedSemaphorePermit) -> Self {
+    fn new(inner: Incoming, timeout: Duration, deadline: Instant, guard: impl Send + 'static) -> Self {
         let (sender, frames) = mpsc::unbounded_channel();
-        tokio::spawn(pump(inner, timeout, deadline, permit, sender));
+        tokio::spawn(pump(inner, timeout, deadline, guard, sender));
         Self { frames }
     }
 }
@@ -186,7 +209,7 @@ async fn pump(
     mut inner: Incoming,
     timeout: Duration,
     deadline: Instant,
-    _permit: OwnedSemaphorePermit,
+    _guard: impl Send + 'static,
     sender: mpsc::UnboundedSender<Result<Frame<Bytes>, HttpError>>,
 ) {
     let mut received = 0usize;

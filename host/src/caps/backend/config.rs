@@ -2,7 +2,12 @@
 //! pooled client behaves (the seed's OLLAMA_CONNECTION_POOL) and how many
 //! generations may be in flight or queued.
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
+
+use super::pool::file;
+use super::pool::node::{NodeSpec, Protocol};
 
 /// A native install talks to a local Ollama; containers set the seed's
 /// `http://host.docker.internal:11434` through the environment.
@@ -35,13 +40,16 @@ pub struct BackendConfig {
     /// Protocol of the model server: `ollama` or `openai` (OpenAI-compatible).
     #[arg(long, env = "BACKEND_KIND", value_name = "BACKEND_KIND", default_value = "ollama")]
     pub backend_kind: BackendKind,
-    /// Base URL of the model server; unset, OLLAMA_BASE_URL.
-    #[arg(long, env = "BACKEND_BASE_URL", value_name = "BACKEND_BASE_URL", value_parser = parse_base_url)]
-    pub backend_base_url: Option<http::Uri>,
-    /// Base URL of the Ollama server.
+    /// Base URL of the model server, or several, comma-separated; unset, OLLAMA_BASE_URL.
+    #[arg(long, env = "BACKEND_BASE_URL", value_name = "BACKEND_BASE_URL", value_parser = parse_base_urls)]
+    pub backend_base_url: Option<BaseUrls>,
+    /// Base URL of the Ollama server, or several, comma-separated (one slot each).
     #[arg(long, env = "OLLAMA_BASE_URL", value_name = "OLLAMA_BASE_URL", default_value = DEFAULT_OLLAMA_BASE_URL,
-          value_parser = parse_base_url)]
-    pub ollama_base_url: http::Uri,
+          value_parser = parse_base_urls)]
+    pub ollama_base_url: BaseUrls,
+    /// A TOML file of model server nodes (slots, weight, priority, protocol, models); replaces the URL list, re-read on change.
+    #[arg(long, env = "BACKENDS_FILE", value_name = "BACKENDS_FILE")]
+    pub backends_file: Option<PathBuf>,
     /// Model used when a request names none.
     #[arg(long, env = "OLLAMA_MODEL", value_name = "OLLAMA_MODEL", default_value = DEFAULT_OLLAMA_MODEL,
           value_parser = parse_non_empty)]
@@ -104,11 +112,81 @@ impl BackendKind {
     }
 }
 
+/// The origin a component addresses when the host routes its calls over
+/// several nodes: it never resolves (`.invalid`), the host picks the node.
+pub const POOL_BASE_URL: &str = "http://backend-pool.invalid";
+
+/// One or more base URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrls(Vec<http::Uri>);
+
 impl BackendConfig {
-    /// The URL generations go to.
+    /// The URL generations go to (the first of several).
     pub fn base_url(&self) -> &http::Uri {
-        self.backend_base_url.as_ref().unwrap_or(&self.ollama_base_url)
+        &self.base_urls()[0]
     }
+
+    fn base_urls(&self) -> &[http::Uri] {
+        &self.backend_base_url.as_ref().unwrap_or(&self.ollama_base_url).0
+    }
+
+    /// Whether calls are routed over several nodes (BACKENDS_FILE, or more
+    /// than one URL); one URL is the single backend of old, untouched.
+    pub fn pooled(&self) -> bool {
+        self.backends_file.is_some() || self.base_urls().len() > 1
+    }
+
+    /// The base URL the component addresses.
+    pub fn component_base_url(&self) -> String {
+        if self.pooled() {
+            return POOL_BASE_URL.to_string();
+        }
+        self.base_url().to_string().trim_end_matches('/').to_string()
+    }
+
+    /// The nodes, when pooled: from BACKENDS_FILE (with the text read, to
+    /// notice changes), else one per URL with BACKEND_KIND's protocol.
+    pub fn nodes(&self) -> Result<Option<(Vec<NodeSpec>, Option<String>)>, String> {
+        if let Some(path) = &self.backends_file {
+            let (specs, text) = file::read(path)?;
+            return Ok(Some((specs, Some(text))));
+        }
+        if !self.pooled() {
+            return Ok(None);
+        }
+        let protocol = match self.backend_kind {
+            BackendKind::Ollama => Protocol::Ollama,
+            BackendKind::Openai => Protocol::Openai,
+        };
+        let specs = self
+            .base_urls()
+            .iter()
+            .map(|url| NodeSpec {
+                name: String::new(),
+                url: url.to_string(),
+                slots: 1,
+                weight: 1,
+                priority: 0,
+                protocol,
+                models: None,
+            })
+            .collect();
+        Ok(Some((specs, None)))
+    }
+}
+
+/// Comma-separated base URLs, each as [`parse_base_url`] wants it.
+fn parse_base_urls(value: &str) -> Result<BaseUrls, String> {
+    let urls = value
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| parse_base_url(url).map_err(|error| format!("{url}: {error}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err("names no URL".into());
+    }
+    Ok(BaseUrls(urls))
 }
 
 fn parse_interval(value: &str) -> Result<f64, String> {
@@ -144,6 +222,14 @@ fn parse_base_url(value: &str) -> Result<http::Uri, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_urls_make_a_pool_and_one_does_not() {
+        let urls = parse_base_urls("http://a:1, http://b:2").unwrap();
+        assert_eq!(urls.0.len(), 2);
+        assert!(parse_base_urls("http://a:1,ftp://b").unwrap_err().starts_with("ftp://b: "));
+        assert!(parse_base_urls(" , ").is_err());
+    }
 
     #[test]
     fn base_url_needs_http_and_a_host() {

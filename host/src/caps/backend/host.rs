@@ -18,10 +18,10 @@ impl WasiHttpHooks for BackendHooks {
         _options: Option<RequestOptions>,
         _body_written: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let backend = self.backend.clone();
-        let deadline = self.deadline;
+        let (backend, deadline, key, served_by) =
+            (self.backend.clone(), self.deadline, self.key, self.served_by.clone());
         Box::new(async move {
-            let response = backend.send(request, deadline).await?;
+            let response = backend.send(request, deadline, key, &served_by).await?;
             // The pooled client drives its connections itself.
             let connection: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
                 Box::new(async { Ok(()) });

@@ -15,6 +15,8 @@ pub mod client;
 pub mod config;
 mod host;
 pub mod limiter;
+pub mod pool;
+mod routed;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +28,10 @@ pub use self::allowlist::Allowlist;
 use self::allowlist::AllowlistResolver;
 pub use self::client::BackendClient;
 use self::client::ClientSettings;
-use self::config::BackendConfig;
+use self::config::{BackendConfig, POOL_BASE_URL};
+use self::pool::Pool;
+pub use self::routed::ServedBy;
+use crate::routing::RoutingKey;
 pub use self::limiter::GenerationLimiter;
 use self::limiter::LimitError;
 use crate::registry::counter;
@@ -35,17 +40,22 @@ use crate::registry::counter;
 const RESPONSE_MARGIN: Duration = Duration::from_millis(250);
 
 /// The backend capability's shared state, built once at start-up.
-#[derive(Debug)]
 pub struct Backend {
     allowlist: Arc<Allowlist>,
     client: BackendClient,
     limiter: GenerationLimiter,
+    /// Several nodes: the pool routes every call ([`routed`]).
+    pool: Option<Arc<Pool>>,
+    /// BACKENDS_FILE and its text when last read.
+    file: Option<(std::path::PathBuf, String)>,
+    retry_attempts: u32,
 }
 
 impl Backend {
     /// Parses the policy and builds the pooled client from `config`; its
-    /// retry count joins the service's metrics in `registry`.
-    pub fn new(config: &BackendConfig, registry: &prometheus::Registry) -> Self {
+    /// retry count joins the service's metrics in `registry`. Fails when
+    /// BACKENDS_FILE cannot be read or a node is invalid.
+    pub fn new(config: &BackendConfig, registry: &prometheus::Registry) -> Result<Self, String> {
         let allowlist = Arc::new(Allowlist::for_base_url(config.base_url()));
         let client = BackendClient::new(
             AllowlistResolver::new(allowlist.clone()),
@@ -58,15 +68,42 @@ impl Backend {
             counter(registry, "llm_service_backend_retries_total", "Backend requests retried."),
         );
         let limiter = GenerationLimiter::new(config.max_concurrent_requests, config.max_queued_generations);
-        Self { allowlist, client, limiter }
+        let (pool, file) = match config.nodes()? {
+            Some((specs, text)) => {
+                let pool = Pool::new(specs, allowlist.clone(), config.max_queued_generations, registry)?;
+                let file = config.backends_file.clone().zip(text);
+                (Some(pool), file)
+            }
+            None => (None, None),
+        };
+        Ok(Self { allowlist, client, limiter, pool, file, retry_attempts: config.retry_attempts })
+    }
+
+    /// The nodes, when there are several.
+    pub fn pool(&self) -> Option<&Arc<Pool>> {
+        self.pool.as_ref()
+    }
+
+    /// Starts re-reading BACKENDS_FILE on change, if there is one.
+    pub fn watch_file(&self) -> Option<pool::file::FileWatch> {
+        let (path, text) = self.file.clone()?;
+        Some(pool::file::watch(path, text, self.pool.clone()?))
     }
 
     /// The per-request view: this backend and the request's deadline. Backend
     /// calls end a little before it, so the component still has time to turn
     /// a backend timeout into its own 504 before the host interrupts it.
-    pub fn hooks(self: &Arc<Self>, deadline: Instant, timeout: Duration) -> BackendHooks {
+    /// `key` and `served_by` are the request's: a conversation stays on its
+    /// node, and the node that answered is recorded.
+    pub fn hooks(
+        self: &Arc<Self>,
+        deadline: Instant,
+        timeout: Duration,
+        key: RoutingKey,
+        served_by: ServedBy,
+    ) -> BackendHooks {
         let margin = (timeout / 10).min(RESPONSE_MARGIN);
-        BackendHooks { backend: self.clone(), deadline: deadline - margin }
+        BackendHooks { backend: self.clone(), deadline: deadline - margin, key, served_by }
     }
 
     /// The client (for telemetry).
@@ -76,15 +113,25 @@ impl Backend {
 
     /// Generations holding a backend slot now, and waiting for one.
     pub fn load(&self) -> (u32, u32) {
-        (self.limiter.in_flight(), self.limiter.queued())
+        match &self.pool {
+            Some(pool) => (pool.nodes().iter().map(|node| node.in_flight()).sum(), pool.queued()),
+            None => (self.limiter.in_flight(), self.limiter.queued()),
+        }
     }
 
     async fn send(
         &self,
         request: http::Request<WasiBody>,
         deadline: Instant,
+        key: RoutingKey,
+        served_by: &ServedBy,
     ) -> Result<http::Response<WasiBody>, HttpError> {
-        if !self.allowlist.permits(request.uri()) {
+        let addressed = match &self.pool {
+            // The component addresses the pool; the host picks the node.
+            Some(_) => format!("{}://{}", request.uri().scheme_str().unwrap_or_default(), request.uri().authority().map_or("", |a| a.as_str())) == POOL_BASE_URL,
+            None => self.allowlist.permits(request.uri()),
+        };
+        if !addressed {
             tracing::warn!(cap = "backend", uri = %request.uri(), "outbound request denied: not the configured backend");
             return Err(HttpError::HttpRequestDenied);
         }
@@ -98,6 +145,9 @@ impl Backend {
             Ok(Err(error)) => return Err(error),
             Err(_elapsed) => return Err(HttpError::ConnectionWriteTimeout),
         };
+        if let Some(pool) = &self.pool {
+            return self.send_routed(pool, parts, body, deadline, key, served_by).await;
+        }
         let permit = self.limiter.acquire(deadline).await.map_err(|error| {
             tracing::warn!(cap = "backend", %error, "no backend slot");
             match error {
@@ -114,4 +164,6 @@ impl Backend {
 pub struct BackendHooks {
     backend: Arc<Backend>,
     deadline: Instant,
+    key: RoutingKey,
+    served_by: ServedBy,
 }

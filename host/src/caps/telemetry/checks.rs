@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::caps::backend::config::BackendKind;
+use crate::caps::backend::pool::{Pool, refresh};
 use crate::caps::cache::ResponseCache;
 
 /// A dependency's state as last seen.
@@ -40,7 +41,7 @@ impl DependencyStatus {
 }
 
 /// What the checks are told.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CheckSettings {
     /// Time between rounds.
     pub interval: Duration,
@@ -50,6 +51,9 @@ pub struct CheckSettings {
     pub base_url: String,
     /// Which probe path to use.
     pub kind: BackendKind,
+    /// Several nodes: each is refreshed (models, loaded models) instead,
+    /// and the backend is up while any node is.
+    pub pool: Option<Arc<Pool>>,
 }
 
 /// The latest results.
@@ -89,7 +93,13 @@ impl HealthChecks {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let status = probe(&client, &url, &settings).await;
+                let status = match &settings.pool {
+                    Some(pool) => match refresh::round(pool, &client, settings.interval).await {
+                        0 => DependencyStatus::Down,
+                        _ => DependencyStatus::Up,
+                    },
+                    None => probe(&client, &url, &settings).await,
+                };
                 let previous =
                     DependencyStatus::from_u8(checks.backend.swap(status as u8, Ordering::Relaxed));
                 if previous != status {

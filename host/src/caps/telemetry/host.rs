@@ -3,9 +3,10 @@
 use super::RequestTelemetry;
 use super::checks::DependencyStatus as Checked;
 use crate::bindings::llm_service::host::runtime::{
-    DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus, ServiceStats as Stats,
+    BackendNode, DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus, ServiceStats as Stats,
     WeightedModel,
 };
+use crate::caps::backend::pool::node::Circuit;
 use crate::rollout::quality::Verdict;
 
 impl Host for RequestTelemetry {
@@ -40,6 +41,30 @@ impl Host for RequestTelemetry {
             .models()
             .iter()
             .map(|(model, weight)| WeightedModel { model: model.clone(), weight: *weight })
+            .collect()
+    }
+
+    fn backend_nodes(&mut self) -> Vec<BackendNode> {
+        let Some(pool) = self.service.backend().pool() else { return Vec::new() };
+        pool.nodes()
+            .iter()
+            .map(|node| {
+                let learnt = node.learnt();
+                BackendNode {
+                    name: node.spec.name.clone(),
+                    url: node.spec.url.clone(),
+                    status: match node.circuit() {
+                        Circuit::Closed => "up",
+                        Circuit::HalfOpen => "trial",
+                        Circuit::Open => "down",
+                    }
+                    .to_string(),
+                    models: learnt.models.into_keys().collect(),
+                    loaded: learnt.loaded.into_keys().collect(),
+                    in_flight: node.in_flight(),
+                    slots: node.spec.slots,
+                }
+            })
             .collect()
     }
 
@@ -87,6 +112,7 @@ impl Host for RequestTelemetry {
             response_time_s,
         );
         let character = character.as_deref().unwrap_or("default");
+        let backend_node = self.served_by.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
         // `prompt` is only ever Some when the operator set LOG_PROMPTS=true;
         // a None field is left out of the line.
         macro_rules! line {
@@ -96,7 +122,7 @@ impl Host for RequestTelemetry {
                     request_id = %self.request_id, handler_version = %self.handler_version,
                     endpoint = self.endpoint, character,
                     prompt_length, response_time = response_time_s, cache_hit, tokens_generated, model, status,
-                    error_kind, prompt = prompt.as_deref(), "LLM Request"
+                    error_kind, prompt = prompt.as_deref(), backend_node = backend_node.as_deref(), "LLM Request"
                 )
             };
         }

@@ -126,6 +126,11 @@ impl Telemetry {
         &self.shared.metrics
     }
 
+    /// The backend (its nodes, when there are several).
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.shared.backend
+    }
+
     /// Per-version and per-model counters.
     pub fn rollout_metrics(&self) -> &RolloutMetrics {
         &self.shared.rollout_metrics
@@ -194,6 +199,7 @@ impl Telemetry {
             handler_version: scope.handler_version,
             endpoint: scope.endpoint,
             routing_key: scope.routing_key,
+            served_by: scope.served_by,
         }
     }
 }
@@ -207,6 +213,8 @@ pub struct RequestTelemetry {
     endpoint: &'static str,
     /// Picks its model in a model split.
     routing_key: RoutingKey,
+    /// The backend node that answered (several nodes only).
+    served_by: crate::caps::backend::ServedBy,
 }
 
 /// Adds the interface to `linker`; `get` finds the view in a store's data.
