@@ -270,10 +270,7 @@ impl Config {
     pub fn guest_environment(&self) -> Vec<(String, String)> {
         let mut environment = vec![
             ("BACKEND_KIND".to_string(), self.backend.backend_kind.as_str().to_string()),
-            (
-                "BACKEND_BASE_URL".to_string(),
-                self.backend.component_base_url(),
-            ),
+            ("BACKEND_BASE_URL".to_string(), self.backend.component_base_url()),
             ("REQUEST_TIMEOUT".to_string(), self.server.request_timeout_s.to_string()),
             ("LOG_PROMPTS".to_string(), self.log.log_prompts.to_string()),
             // Read by the handler's Ollama dialect (not in the typed record,

@@ -28,8 +28,8 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::caps::HostCapabilities;
-use crate::listener::{ConnectionLimits, accept_loop};
 use crate::caps::backend::ServedBy;
+use crate::listener::{ConnectionLimits, accept_loop};
 use crate::routing::RoutingKey;
 use crate::runtime::handler::{InvokeError, Ticket};
 use crate::runtime::reuse::{IdleCount, InstanceSlot};

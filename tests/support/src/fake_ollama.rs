@@ -35,6 +35,9 @@ pub enum Fault {
     Drop,
     /// Never answer.
     Hang,
+    /// Stream the head and the first token, then nothing more (a node
+    /// that hangs mid-generation).
+    StallAfterFirstChunk,
 }
 
 /// A request the fake received.
@@ -52,6 +55,8 @@ pub struct Recorded {
 struct State {
     offline: std::sync::atomic::AtomicBool,
     models: Mutex<Vec<String>>,
+    /// What /api/ps lists (default: the first model).
+    loaded: Mutex<Option<Vec<String>>>,
     latency: Mutex<Duration>,
     token_delay: Mutex<Duration>,
     reply: Mutex<Option<String>>,
@@ -91,6 +96,11 @@ impl FakeOllama {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Makes /api/ps list `models` as loaded.
+    pub fn set_loaded(&self, models: &[&str]) {
+        *self.state.loaded.lock().unwrap() = Some(models.iter().map(|model| model.to_string()).collect());
     }
 
     /// Waits this long before answering any generation.
@@ -251,10 +261,11 @@ async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<
             }
         }
         ("GET", "/api/ps") => {
-            // The first model is loaded.
-            let loaded: Vec<Value> = models
+            // The first model is loaded, unless told otherwise.
+            let loaded_names = state.loaded.lock().unwrap().clone();
+            let loaded: Vec<Value> = loaded_names
+                .unwrap_or_else(|| models.iter().take(1).cloned().collect())
                 .iter()
-                .take(1)
                 .map(|name| json!({"name": name, "model": name, "size": 5_000_000_000u64, "digest": "fake", "expires_at": "2026-01-01T00:05:00Z", "size_vram": 5_000_000_000u64}))
                 .collect();
             Ok(json_reply(200, json!({ "models": loaded })))
@@ -322,8 +333,9 @@ async fn generate(
         }
         Some(Fault::Drop) => return Err(DropConnection),
         Some(Fault::Hang) => std::future::pending::<()>().await,
-        None => {}
+        Some(Fault::StallAfterFirstChunk) | None => {}
     }
+    let stall = matches!(fault, Some(Fault::StallAfterFirstChunk));
     let model = body["model"].as_str().unwrap_or_default().to_string();
     if !models.contains(&model) {
         return Ok(json_reply(404, json!({"error": format!("model '{model}' not found")})));
@@ -394,6 +406,12 @@ async fn generate(
             let mut line = json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "done": false});
             merge(&mut line, carry(&token));
             if sender.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+                state.cancelled.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            if stall {
+                // Hold the stream open until the reader gives up.
+                sender.closed().await;
                 state.cancelled.fetch_add(1, Ordering::SeqCst);
                 return;
             }

@@ -118,10 +118,8 @@ impl tower_service::Service<Name> for AllowlistResolver {
             }
             // The connector puts the URI's port on each address, and the URI
             // was checked against the allowed origins before it was sent.
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|addr| permits_ip(addr))
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.filter(permits_ip).collect();
             if addrs.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
@@ -159,7 +157,8 @@ mod tests {
 
     #[test]
     fn several_origins_and_a_replacement() {
-        let urls: Vec<http::Uri> = ["http://127.0.0.1:1", "http://127.0.0.1:2"].map(|url| url.parse().unwrap()).into();
+        let urls: Vec<http::Uri> =
+            ["http://127.0.0.1:1", "http://127.0.0.1:2"].map(|url| url.parse().unwrap()).into();
         let allow = Allowlist::for_base_urls(&urls);
         assert!(allow.permits(&"http://127.0.0.1:2/api/tags".parse().unwrap()));
         assert!(!allow.permits(&"http://127.0.0.1:3/api/tags".parse().unwrap()));

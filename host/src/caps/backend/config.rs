@@ -116,6 +116,9 @@ impl BackendKind {
 /// several nodes: it never resolves (`.invalid`), the host picks the node.
 pub const POOL_BASE_URL: &str = "http://backend-pool.invalid";
 
+/// The configured nodes, and BACKENDS_FILE's text if they came from it.
+pub type ConfiguredNodes = (Vec<NodeSpec>, Option<String>);
+
 /// One or more base URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrls(Vec<http::Uri>);
@@ -146,7 +149,7 @@ impl BackendConfig {
 
     /// The nodes, when pooled: from BACKENDS_FILE (with the text read, to
     /// notice changes), else one per URL with BACKEND_KIND's protocol.
-    pub fn nodes(&self) -> Result<Option<(Vec<NodeSpec>, Option<String>)>, String> {
+    pub fn nodes(&self) -> Result<Option<ConfiguredNodes>, String> {
         if let Some(path) = &self.backends_file {
             let (specs, text) = file::read(path)?;
             return Ok(Some((specs, Some(text))));

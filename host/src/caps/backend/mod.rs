@@ -29,12 +29,12 @@ use self::allowlist::AllowlistResolver;
 pub use self::client::BackendClient;
 use self::client::ClientSettings;
 use self::config::{BackendConfig, POOL_BASE_URL};
-use self::pool::Pool;
-pub use self::routed::ServedBy;
-use crate::routing::RoutingKey;
 pub use self::limiter::GenerationLimiter;
 use self::limiter::LimitError;
+use self::pool::Pool;
+pub use self::routed::ServedBy;
 use crate::registry::counter;
+use crate::routing::RoutingKey;
 
 /// Time left to the component after its backend calls' deadline.
 const RESPONSE_MARGIN: Duration = Duration::from_millis(250);
@@ -128,7 +128,13 @@ impl Backend {
     ) -> Result<http::Response<WasiBody>, HttpError> {
         let addressed = match &self.pool {
             // The component addresses the pool; the host picks the node.
-            Some(_) => format!("{}://{}", request.uri().scheme_str().unwrap_or_default(), request.uri().authority().map_or("", |a| a.as_str())) == POOL_BASE_URL,
+            Some(_) => {
+                format!(
+                    "{}://{}",
+                    request.uri().scheme_str().unwrap_or_default(),
+                    request.uri().authority().map_or("", |a| a.as_str())
+                ) == POOL_BASE_URL
+            }
             None => self.allowlist.permits(request.uri()),
         };
         if !addressed {

@@ -56,7 +56,8 @@ impl Backend {
         {
             return Ok(synthesized(StatusCode::OK, &merged));
         }
-        let named: Option<Named> = (parts.method == Method::POST).then(|| serde_json::from_slice(&body).ok()).flatten();
+        let named: Option<Named> =
+            (parts.method == Method::POST).then(|| serde_json::from_slice(&body).ok()).flatten();
         let model = named.as_ref().and_then(|named| named.model.as_deref());
         let protocol = (!path.starts_with("/v1/")).then_some(Protocol::Ollama);
         // The node's own Host, not the one the component addressed.
@@ -68,7 +69,8 @@ impl Backend {
                 Err(error) => return refused(error, &tried),
             };
             let node = lease.node().clone();
-            parts.uri = match format!("{}{}", node.base, parts.uri.path_and_query().map_or("/", |pq| pq.as_str())).parse() {
+            let target = node.url_for(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+            parts.uri = match target {
                 Ok(uri) => uri,
                 Err(_) => return Err(HttpError::HttpRequestUriInvalid),
             };
@@ -77,12 +79,15 @@ impl Backend {
                 Ok(response) => response.status().is_server_error(),
                 Err(error) => matches!(
                     error,
-                    HttpError::ConnectionRefused | HttpError::ConnectionTerminated | HttpError::ConnectionReadTimeout
+                    HttpError::ConnectionRefused
+                        | HttpError::ConnectionTerminated
+                        | HttpError::ConnectionReadTimeout
                 ),
             };
             if !failed {
                 pool.succeeded(&node);
-                *served_by.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(Arc::from(node.spec.name.as_str()));
+                *served_by.lock().unwrap_or_else(|poison| poison.into_inner()) =
+                    Some(Arc::from(node.spec.name.as_str()));
                 return Ok(outcome?.map(|body| body.boxed_unsync()));
             }
             pool.failed(&node);
@@ -101,11 +106,15 @@ impl Backend {
 }
 
 /// What the component gets when no node can take the call.
-fn refused(error: RouteError, tried: &[Arc<super::pool::node::Node>]) -> Result<http::Response<WasiBody>, HttpError> {
+fn refused(
+    error: RouteError,
+    tried: &[Arc<super::pool::node::Node>],
+) -> Result<http::Response<WasiBody>, HttpError> {
     match error {
-        RouteError::NoSuchModel(model) => {
-            Ok(synthesized(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("model '{model}' not found")})))
-        }
+        RouteError::NoSuchModel(model) => Ok(synthesized(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": format!("model '{model}' not found")}),
+        )),
         RouteError::AllDown(model) => {
             let what = if tried.is_empty() { "is down" } else { "failed or is down" };
             let message = format!("every backend node that serves '{model}' {what}");
@@ -124,6 +133,8 @@ fn synthesized(status: StatusCode, value: &serde_json::Value) -> http::Response<
     let body = Full::new(Bytes::from(value.to_string())).map_err(|never| match never {}).boxed_unsync();
     let mut response = http::Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }

@@ -3,8 +3,8 @@
 use super::RequestTelemetry;
 use super::checks::DependencyStatus as Checked;
 use crate::bindings::llm_service::host::runtime::{
-    BackendNode, DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus, ServiceStats as Stats,
-    WeightedModel,
+    BackendNode, DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus,
+    ServiceStats as Stats, WeightedModel,
 };
 use crate::caps::backend::pool::node::Circuit;
 use crate::rollout::quality::Verdict;

@@ -74,7 +74,9 @@ pub fn watch(path: PathBuf, seen: String, pool: Arc<Pool>) -> FileWatch {
             }
             seen = text;
             match parse(&seen).and_then(|specs| pool.replace(specs)) {
-                Ok(()) => tracing::info!(cap = "backend", file = %path.display(), "BACKENDS_FILE changed: nodes replaced"),
+                Ok(()) => {
+                    tracing::info!(cap = "backend", file = %path.display(), "BACKENDS_FILE changed: nodes replaced")
+                }
                 Err(error) => {
                     tracing::warn!(cap = "backend", file = %path.display(), %error, "BACKENDS_FILE refused; the nodes stay as they were")
                 }
@@ -106,7 +108,12 @@ mod tests {
 
     #[test]
     fn mistakes_are_refused_with_the_reason() {
-        for bad in ["", "[[node]]\nurl = 5", "[[node]]\nurl = \"http://a:1\"\nslot = 2", "[[node]]\nurl = \"http://a:1\"\nprotocol = \"grpc\""] {
+        for bad in [
+            "",
+            "[[node]]\nurl = 5",
+            "[[node]]\nurl = \"http://a:1\"\nslot = 2",
+            "[[node]]\nurl = \"http://a:1\"\nprotocol = \"grpc\"",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -62,10 +62,16 @@ struct PoolMetrics {
 impl PoolMetrics {
     fn register(registry: &Registry) -> Self {
         let gauge = |name: &str, help: &str| {
-            registered(registry, IntGaugeVec::new(Opts::new(name, help), &["node"]).expect("a valid metric name"))
+            registered(
+                registry,
+                IntGaugeVec::new(Opts::new(name, help), &["node"]).expect("a valid metric name"),
+            )
         };
         let counter = |name: &str, help: &str| {
-            registered(registry, IntCounterVec::new(Opts::new(name, help), &["node"]).expect("a valid metric name"))
+            registered(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), &["node"]).expect("a valid metric name"),
+            )
         };
         let wait = HistogramOpts::new(
             "llm_service_backend_queue_wait_seconds",
@@ -78,7 +84,10 @@ impl PoolMetrics {
                 "llm_service_backend_node_failures_total",
                 "Calls to each backend node that failed (connection, 5xx) or its refreshes that did.",
             ),
-            in_flight: gauge("llm_service_backend_node_in_flight", "Calls holding a slot of each backend node."),
+            in_flight: gauge(
+                "llm_service_backend_node_in_flight",
+                "Calls holding a slot of each backend node.",
+            ),
             circuit: gauge(
                 "llm_service_backend_node_circuit",
                 "Each backend node's circuit breaker: 0 closed, 1 half-open, 2 open.",
@@ -115,7 +124,11 @@ impl NodeLease {
 impl Drop for NodeLease {
     fn drop(&mut self) {
         self.node.release_slot();
-        self.pool.metrics.in_flight.with_label_values(&[&self.node.spec.name]).set(i64::from(self.node.in_flight()));
+        self.pool
+            .metrics
+            .in_flight
+            .with_label_values(&[&self.node.spec.name])
+            .set(i64::from(self.node.in_flight()));
         self.pool.freed.notify_waiters();
     }
 }

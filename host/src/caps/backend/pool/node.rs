@@ -121,7 +121,8 @@ pub struct Node {
 impl Node {
     /// A node for `spec`, checked: an http URL with a host.
     pub fn new(mut spec: NodeSpec) -> Result<Self, String> {
-        let base: http::Uri = spec.url.trim_end_matches('/').parse().map_err(|error| format!("{}: {error}", spec.url))?;
+        let base: http::Uri =
+            spec.url.trim_end_matches('/').parse().map_err(|error| format!("{}: {error}", spec.url))?;
         if base.scheme_str() != Some("http") || base.host().is_none() {
             return Err(format!("{}: a node's url is http://host:port", spec.url));
         }
@@ -131,7 +132,18 @@ impl Node {
         if spec.name.is_empty() {
             spec.name = base.authority().map(ToString::to_string).unwrap_or_default();
         }
-        Ok(Self { spec, base, in_flight: AtomicU32::default(), breaker: Mutex::default(), learnt: RwLock::default() })
+        Ok(Self {
+            spec,
+            base,
+            in_flight: AtomicU32::default(),
+            breaker: Mutex::default(),
+            learnt: RwLock::default(),
+        })
+    }
+
+    /// The URL of `path_and_query` on this node.
+    pub fn url_for(&self, path_and_query: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+        format!("{}{path_and_query}", self.spec.url.trim_end_matches('/')).parse()
     }
 
     /// Generations running on it now.
@@ -142,7 +154,9 @@ impl Node {
     /// Takes a slot if one is free.
     pub fn try_take_slot(&self) -> bool {
         self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| (now < self.spec.slots).then_some(now + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (now < self.spec.slots).then_some(now + 1)
+            })
             .is_ok()
     }
 

@@ -63,14 +63,11 @@ async fn learn(client: &RefreshClient, node: &Node) -> Option<Learnt> {
 /// `list[]` of `answer`, by each entry's `name` field.
 fn entries(answer: Value, list: &str, name: &str) -> BTreeMap<String, Value> {
     let Some(entries) = answer.get(list).and_then(Value::as_array) else { return BTreeMap::new() };
-    entries
-        .iter()
-        .filter_map(|entry| Some((entry.get(name)?.as_str()?.to_string(), entry.clone())))
-        .collect()
+    entries.iter().filter_map(|entry| Some((entry.get(name)?.as_str()?.to_string(), entry.clone()))).collect()
 }
 
 async fn get(client: &RefreshClient, node: &Node, path: &str) -> Option<Value> {
-    let url: http::Uri = format!("{}{path}", node.base).parse().ok()?;
+    let url = node.url_for(path).ok()?;
     let response = client.get(url).await.ok()?;
     if !response.status().is_success() {
         return None;

@@ -6,14 +6,18 @@ use super::node::Learnt;
 use super::*;
 
 fn spec(name: &str, slots: u32) -> NodeSpec {
-    toml::from_str(&format!("name = \"{name}\"\nurl = \"http://127.0.0.1:{}\"\nslots = {slots}", name.len() + 1000))
-        .unwrap()
+    toml::from_str(&format!(
+        "name = \"{name}\"\nurl = \"http://127.0.0.1:{}\"\nslots = {slots}",
+        name.len() + 1000
+    ))
+    .unwrap()
 }
 
 /// A pool of nodes `a` (models x, y; x loaded), `bb` (x), `ccc` (z).
 fn pool(slots: u32, max_queued: u32) -> Arc<Pool> {
     let specs = vec![spec("a", slots), spec("bb", slots), spec("ccc", slots)];
-    let pool = Pool::new(specs, Arc::new(Allowlist::for_base_urls(&[])), max_queued, &Registry::new()).unwrap();
+    let pool =
+        Pool::new(specs, Arc::new(Allowlist::for_base_urls(&[])), max_queued, &Registry::new()).unwrap();
     let names = |names: &[&str]| -> BTreeMap<String, Value> {
         names.iter().map(|name| (name.to_string(), Value::Null)).collect()
     };
@@ -40,7 +44,10 @@ async fn a_call_goes_to_a_node_with_the_model_loaded_first_then_to_one_that_has_
     let second = pool.route(Some("x"), None, key(2), &[], far()).await.unwrap();
     assert_eq!(second.node().spec.name, "bb", "a is busy; bb has x");
     assert_eq!(pool.route(Some("z"), None, key(3), &[], far()).await.unwrap().node().spec.name, "ccc");
-    assert_eq!(pool.route(Some("w"), None, key(4), &[], far()).await.err(), Some(RouteError::NoSuchModel("w".into())));
+    assert_eq!(
+        pool.route(Some("w"), None, key(4), &[], far()).await.err(),
+        Some(RouteError::NoSuchModel("w".into()))
+    );
 }
 
 #[tokio::test]
@@ -49,7 +56,9 @@ async fn a_full_node_set_queues_until_a_slot_frees_and_a_full_queue_refuses() {
     let held = pool.route(Some("z"), None, key(1), &[], far()).await.unwrap();
     let waiter = tokio::spawn({
         let pool = pool.clone();
-        async move { pool.route(Some("z"), None, key(2), &[], far()).await.map(|lease| lease.node().spec.name.clone()) }
+        async move {
+            pool.route(Some("z"), None, key(2), &[], far()).await.map(|lease| lease.node().spec.name.clone())
+        }
     });
     while pool.queued() == 0 {
         tokio::task::yield_now().await;
@@ -68,14 +77,23 @@ async fn a_conversation_stays_on_its_node_and_open_breakers_are_skipped() {
     let first = pool.route(Some("x"), None, key(7), &[], far()).await.unwrap().node().clone();
     // Load a, so that without affinity the next call would go to bb.
     let _busy: Vec<_> = leases(pool.clone(), "x", 3).await;
-    assert_eq!(pool.route(Some("x"), None, key(7), &[], far()).await.unwrap().node().spec.name, first.spec.name);
+    assert_eq!(
+        pool.route(Some("x"), None, key(7), &[], far()).await.unwrap().node().spec.name,
+        first.spec.name
+    );
     for _ in 0..node::FAILURES_TO_OPEN {
         pool.failed(&pool.nodes()[0]);
         pool.failed(&pool.nodes()[1]);
     }
-    assert_eq!(pool.route(Some("x"), None, key(7), &[], far()).await.err(), Some(RouteError::AllDown("x".into())));
+    assert_eq!(
+        pool.route(Some("x"), None, key(7), &[], far()).await.err(),
+        Some(RouteError::AllDown("x".into()))
+    );
     let tried = vec![pool.nodes()[2].clone()];
-    assert_eq!(pool.route(Some("z"), None, key(8), &tried, far()).await.err(), Some(RouteError::AllDown("z".into())));
+    assert_eq!(
+        pool.route(Some("z"), None, key(8), &tried, far()).await.err(),
+        Some(RouteError::AllDown("z".into()))
+    );
 }
 
 /// `count` leases for `model` with distinct keys.
