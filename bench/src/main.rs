@@ -5,6 +5,7 @@
 mod faults;
 mod load;
 mod native;
+mod pool_rows;
 mod scenarios;
 mod service;
 
@@ -112,6 +113,8 @@ fn main() -> anyhow::Result<()> {
     eprintln!("bench: row 9 (L1 hit through a prompt plugin)");
     let without_plugin = rows[2].throughput;
     rows.push(scenarios::plugin_hit(&plan, &work, &runtime, without_plugin)?);
+    eprintln!("bench: row 10 (misses over three backend nodes)");
+    rows.push(pool_rows::three_nodes(&plan, &work, &runtime)?);
     println!("{}", table(&rows, &plan));
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

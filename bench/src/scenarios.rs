@@ -19,7 +19,7 @@ use crate::load::{self, Report, Target};
 use crate::native::NativeServer;
 use crate::service::{ServiceProcess, scratch_directory};
 
-const MODEL: &str = "llama3:8b-instruct-q5_K_M";
+pub const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 const ADMIN_TOKEN: &str = "bench-admin-token";
 
 /// How hard and how long to push.
@@ -63,7 +63,8 @@ pub struct Row {
 }
 
 impl Row {
-    fn from_report(scenario: &str, report: &Report, notes: String) -> Self {
+    /// A row for `report`, its errors first in the notes.
+    pub fn from_report(scenario: &str, report: &Report, notes: String) -> Self {
         let errors = if report.errors == 0 { String::new() } else { format!("{} errors; ", report.errors) };
         Self {
             scenario: scenario.into(),
@@ -80,7 +81,8 @@ fn cached_request() -> serde_json::Value {
     json!({"prompt": "Benchmark: say hello to the lighthouse keeper.", "character_name": "peter"})
 }
 
-fn settings(ollama: &FakeOllama, compiled: &Path) -> Vec<(&'static str, String)> {
+/// The settings every row's service starts with.
+pub fn settings(ollama: &FakeOllama, compiled: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("OLLAMA_BASE_URL", ollama.url()),
         ("COMPILED_CACHE_DIR", compiled.display().to_string()),

@@ -34,12 +34,12 @@ fn every_row_runs_in_a_smoke_run() {
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let rows: Vec<&str> =
         stdout.lines().filter(|line| line.starts_with("| ") && !line.starts_with("| #")).collect();
-    assert_eq!(rows.len(), 9, "{stdout}");
+    assert_eq!(rows.len(), 10, "{stdout}");
     for (index, row) in rows.iter().enumerate() {
         assert!(row.starts_with(&format!("| {} |", index + 1)), "{row}");
     }
     // Throughput rows carry a rate and a ratio; the others their findings.
-    for index in [0, 1, 2, 6, 8] {
+    for index in [0, 1, 2, 6, 8, 9] {
         let cells: Vec<&str> = rows[index].split('|').map(str::trim).collect();
         assert!(cells[3].parse::<f64>().is_ok_and(|rate| rate > 0.0), "{}", rows[index]);
         assert!(cells[4].parse::<f64>().is_ok(), "{}", rows[index]);
@@ -54,4 +54,5 @@ fn every_row_runs_in_a_smoke_run() {
     assert!(rows[6].contains("2 of 2 swaps"), "{}", rows[6]);
     assert!(rows[7].contains("without the compiled cache"), "{}", rows[7]);
     assert!(rows[8].contains("the cost of row 3"), "plugin row: {}", rows[8]);
+    assert!(rows[9].contains("one node's") && rows[9].contains("calls per node"), "pool row: {}", rows[9]);
 }
