@@ -131,6 +131,14 @@ function showService(health, stats) {
     : "none";
   const quality = health.body?.quality ?? "off";
   $("quality").textContent = health.body?.quality_failure ? `${quality}: ${health.body.quality_failure}` : quality;
+  const nodes = health.body?.backends ?? [];
+  $("backend-nodes").hidden = nodes.length === 0;
+  $("backend-node-rows").replaceChildren(...nodes.map((node) => {
+    const tr = row([node.name, node.status, node.models.join(", "), node.loaded.join(", "),
+      `${node.in_flight} / ${node.slots}`]);
+    tr.lastChild.remove();
+    return tr;
+  }));
   $("requests-in-flight").textContent = stats.requests_in_flight;
   $("generations-in-flight").textContent = stats.generations_in_flight;
   $("generations-queued").textContent = stats.generations_queued;
@@ -187,7 +195,8 @@ function signOut(why) {
   $("overall").className = "badge";
   $("refreshed").textContent = "";
   // No token, no data: what was shown goes with it.
-  ["handler-versions", "plugin-list", "model-choice", "answers"].forEach((id) => $(id).replaceChildren());
+  ["handler-versions", "plugin-list", "model-choice", "answers", "backend-node-rows"]
+    .forEach((id) => $(id).replaceChildren());
   document.querySelectorAll(".facts dd, #handler-active, #canary-summary, #canary-window")
     .forEach((node) => { node.textContent = ""; });
   charts?.reset();
