@@ -94,6 +94,8 @@ fn a_canary_failing_generate_is_dropped_once_its_window_fills_without_a_restart(
     let service = service(&ollama, &[("CANARY_MIN_REQUESTS", "20")]);
     let client = Client::new();
     let stable = tag(&client.get(&service.url("/health")));
+    // Read before the canary starts: it answers /metrics too.
+    let uptime_before = client.get(&service.url("/metrics")).json()["uptime_seconds"].clone();
     let pushed = admin(
         &service,
         "PUT",
@@ -101,7 +103,6 @@ fn a_canary_failing_generate_is_dropped_once_its_window_fills_without_a_restart(
         &std::fs::read(FAILING_GENERATE).unwrap(),
     );
     assert_eq!(pushed.status, 200, "the smoke check passes: {}", pushed.body);
-    let uptime_before = client.get(&service.url("/metrics")).json()["uptime_seconds"].clone();
 
     let (mut failures, mut sent) = (0, 0);
     while admin(&service, "GET", "/components", b"").json()["canary"] != Value::Null {
@@ -116,7 +117,8 @@ fn a_canary_failing_generate_is_dropped_once_its_window_fills_without_a_restart(
         failures += usize::from(reply.status == 500);
         sent += 1;
     }
-    assert_eq!(failures, 20, "dropped as its window (CANARY_MIN_REQUESTS) filled");
+    let dropped = service.wait_for_log(WAIT, |line| line["message"] == "handler canary dropped");
+    assert_eq!(failures, 20, "dropped as its window (CANARY_MIN_REQUESTS) filled: {dropped}");
     for index in 0..20 {
         let reply = client.send_with_headers(
             "POST",
