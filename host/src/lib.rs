@@ -12,6 +12,7 @@ pub mod caps;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod fleet;
 pub mod guest;
 pub mod handler_settings;
 pub mod listener;

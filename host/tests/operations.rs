@@ -161,7 +161,7 @@ fn switching_the_model_changes_the_next_generation_and_empties_the_cache() {
     let service = service(&ollama, &[("REDIS_URL", &redis.url())]);
     let client = Client::new();
     assert_eq!(generate(&service, &json!({"prompt": "before the switch"})).status, 200);
-    assert_eq!(redis.key_count(), 1);
+    assert_eq!(redis.answer_count(), 1);
     let models = client.get(&service.url("/models")).json();
     let names: Vec<&str> =
         models["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
@@ -174,7 +174,12 @@ fn switching_the_model_changes_the_next_generation_and_empties_the_cache() {
     let switched = client.send("POST", &service.url("/model"), br#"{"model": "other:1b"}"#);
     assert_eq!(switched.status, 200, "{}", switched.body);
     assert_eq!(switched.json(), json!({"model": "other:1b", "previous": MODEL, "cache_cleared": 1}));
-    assert_eq!(redis.key_count(), 0, "the cache is empty after a switch");
+    assert_eq!(redis.answer_count(), 0, "the cache is empty after a switch");
+    assert_eq!(
+        redis.command("GET {llm-service}:model").lines().nth(1),
+        Some("other:1b"),
+        "the fleet's model"
+    );
     assert_eq!(generate(&service, &json!({"prompt": "after the switch"})).json()["model"], "other:1b");
     assert_eq!(ollama.generate_requests().last().unwrap()["model"], "other:1b");
     assert_eq!(client.get(&service.url("/health")).json()["model"], "other:1b");

@@ -6,6 +6,7 @@
 
 pub mod fake_ollama;
 pub mod ndjson;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod small_model;
 

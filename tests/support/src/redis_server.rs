@@ -14,13 +14,19 @@ const START_DEADLINE: Duration = Duration::from_secs(20);
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts redis-server with `extra` arguments too (cluster mode, say).
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, child: None };
+        let mut server = Self { port, child: None, extra: extra.iter().map(|arg| arg.to_string()).collect() };
         server.restart();
         server
     }
@@ -69,6 +75,7 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -96,6 +103,15 @@ impl RedisServer {
     pub fn key_count(&self) -> usize {
         let reply = self.command("DBSIZE");
         reply.trim().trim_start_matches(':').parse().unwrap_or_else(|_| panic!("DBSIZE said {reply:?}"))
+    }
+
+    /// How many cached answers (`llm_response:` keys) the server holds; the
+    /// service's other keys (its event stream, the fleet's model) are not.
+    pub fn answer_count(&self) -> usize {
+        // KEYS is fine on a test's handful of keys; the reply starts "*N".
+        let reply = self.command("KEYS llm_response:*");
+        let count = reply.lines().next().unwrap_or_default().trim_start_matches('*');
+        count.parse().unwrap_or_else(|_| panic!("KEYS said {reply:?}"))
     }
 
     fn answers_ping(&self) -> bool {

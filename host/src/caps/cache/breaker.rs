@@ -13,6 +13,30 @@ use std::time::{Duration, Instant};
 /// How long calls skip KeyDB after it failed.
 pub const BACKOFF: Duration = Duration::from_secs(2);
 
+/// Outage log lines at most once per this long.
+pub const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Rate-limits the outage lines: a tier that flaps (a cluster with one
+/// master down answers some calls and fails others) logs once a minute, not
+/// once per flap.
+#[derive(Debug, Default)]
+pub struct LogLimit {
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl LogLimit {
+    /// Whether a line may go out now (and records it if so).
+    pub fn may_log(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|poison| poison.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < OUTAGE_LOG_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
 /// Open (skipping) until a moment, or closed.
 #[derive(Debug)]
 pub struct Breaker {

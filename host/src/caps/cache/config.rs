@@ -22,6 +22,10 @@ pub struct CacheConfig {
     /// KeyDB/Redis URL (redis://host:port/db); unset, the in-process cache serves alone.
     #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster as the shared tier (comma-separated redis:// URLs), instead of REDIS_URL.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "REDIS_CLUSTER_NODES", value_parser = parse_cluster_nodes,
+          conflicts_with = "redis_url")]
+    pub redis_cluster_nodes: Option<ClusterNodes>,
     /// Seconds a generated response stays cached.
     #[arg(long, env = "LLM_RESPONSE_CACHE_TTL", value_name = "LLM_RESPONSE_CACHE_TTL", default_value_t = DEFAULT_CACHE_TTL_S,
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
@@ -56,6 +60,24 @@ impl CacheConfig {
             ("STALE_IF_ERROR".into(), self.stale_if_error_s.to_string()),
         ]
     }
+}
+
+/// A Redis Cluster's seed nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNodes(pub Vec<String>);
+
+/// Comma-separated redis:// URLs, at least one.
+fn parse_cluster_nodes(value: &str) -> Result<ClusterNodes, String> {
+    let nodes: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .map(parse_redis_url)
+        .collect::<Result<_, _>>()?;
+    if nodes.is_empty() {
+        return Err("names no node".into());
+    }
+    Ok(ClusterNodes(nodes))
 }
 
 fn parse_redis_url(value: &str) -> Result<String, String> {

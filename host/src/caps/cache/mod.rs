@@ -1,11 +1,13 @@
 //! `llm-service:host/cache`: the response cache, two tiers.
 //!
-//! Reads try the in-process tier ([`memory`]), then KeyDB ([`redis`]),
-//! copying a KeyDB hit into the process; writes go to both. Without
-//! REDIS_URL the process tier serves alone. A KeyDB failure is an
+//! Reads try the in-process tier ([`memory`]), then KeyDB ([`redis`]; or a
+//! Redis Cluster, [`cluster`]), copying a KeyDB hit into the process;
+//! writes go to both. Without REDIS_URL or REDIS_CLUSTER_NODES the process
+//! tier serves alone. A KeyDB failure is an
 //! `unavailable` error for that call (callers treat it as a miss): it is
 //! counted, logged once per outage (a warning when it starts, a note when
-//! it ends), and the connection manager reconnects by itself. Identical
+//! it ends; each at most once a minute, for a tier that flaps), and the
+//! connection manager reconnects by itself. Identical
 //! work in flight is shared through [`flight`].
 //!
 //! The cache protocol is the host's: [`ResponseCache::lookup`] answers a
@@ -17,12 +19,16 @@
 //! costs one timeout per period, not one per request.
 
 pub mod breaker;
+pub mod cluster;
+mod commands;
 pub mod config;
+pub mod events;
 pub mod flight;
 mod host;
 pub mod memory;
 pub mod redis;
 pub mod stamped;
+pub mod tier;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -33,6 +39,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use self::breaker::Breaker;
+use self::cluster::ClusterTier;
 pub use self::config::CacheConfig;
 pub use self::flight::FlightLease;
 use self::flight::{FlightTable, Follower, Join};
@@ -40,6 +47,7 @@ pub use self::host::{CacheView, Flight, Follow, Lead, add_to_linker};
 use self::memory::MemoryTier;
 use self::redis::RedisTier;
 use self::stamped::{Stamped, now_ms};
+pub use self::tier::{NoSharedTier, SharedTier, TierError};
 use crate::registry::counter;
 
 /// Longest key accepted.
@@ -81,59 +89,6 @@ pub enum CacheStatus {
     Disconnected,
 }
 
-/// A shared tier's failure, as text: callers only log and count it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TierError(pub String);
-
-impl From<::redis::RedisError> for TierError {
-    fn from(error: ::redis::RedisError) -> Self {
-        Self(error.to_string())
-    }
-}
-
-/// The tier behind the process's own: KeyDB, or none.
-#[async_trait::async_trait]
-pub trait SharedTier: Send + Sync {
-    /// The bytes under `key` and their remaining lifetime.
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, TierError>;
-    /// Stores `value` under `key` for `ttl` (at least a second).
-    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), TierError>;
-    /// Removes `key`; whether it was there.
-    async fn delete(&self, key: &str) -> Result<bool, TierError>;
-    /// Removes the keys that start with `prefix` and contain `containing`;
-    /// the keys removed.
-    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError>;
-    /// Whether the tier answers.
-    async fn ping(&self) -> Result<(), TierError>;
-    /// Its name in logs; "none" marks the absent tier.
-    fn name(&self) -> &'static str;
-}
-
-/// No shared tier (no REDIS_URL): every call succeeds and finds nothing.
-pub struct NoSharedTier;
-
-#[async_trait::async_trait]
-impl SharedTier for NoSharedTier {
-    async fn get(&self, _key: &str) -> Result<Option<(Bytes, Duration)>, TierError> {
-        Ok(None)
-    }
-    async fn set(&self, _key: &str, _value: &[u8], _ttl: Duration) -> Result<(), TierError> {
-        Ok(())
-    }
-    async fn delete(&self, _key: &str) -> Result<bool, TierError> {
-        Ok(false)
-    }
-    async fn clear(&self, _prefix: &str, _containing: Option<&str>) -> Result<Vec<String>, TierError> {
-        Ok(Vec::new())
-    }
-    async fn ping(&self) -> Result<(), TierError> {
-        Ok(())
-    }
-    fn name(&self) -> &'static str {
-        "none"
-    }
-}
-
 /// Where a generation's answer comes from (see [`ResponseCache::lookup`]).
 pub enum Found {
     /// A fresh value.
@@ -161,18 +116,23 @@ pub struct ResponseCache {
     shared_up: AtomicBool,
     breaker: Breaker,
     errors: prometheus::IntCounter,
+    outage_log: breaker::LogLimit,
+    recovery_log: breaker::LogLimit,
+    /// This process's name among replicas ([`events`]).
+    replica: String,
 }
 
 impl ResponseCache {
     /// Builds both tiers from `config`; KeyDB is connected lazily. Its
     /// error count joins the service's metrics in `registry`.
     pub fn new(config: &CacheConfig, registry: &prometheus::Registry) -> Result<Self, CacheError> {
-        let shared: Box<dyn SharedTier> = match &config.redis_url {
-            Some(url) => Box::new(
-                RedisTier::new(url, config.redis_timeout())
-                    .map_err(|error| CacheError::Unavailable { reason: error.to_string() })?,
-            ),
-            None => Box::new(NoSharedTier),
+        let unavailable = |error: ::redis::RedisError| CacheError::Unavailable { reason: error.to_string() };
+        let shared: Box<dyn SharedTier> = match (&config.redis_url, &config.redis_cluster_nodes) {
+            (_, Some(nodes)) => {
+                Box::new(ClusterTier::new(&nodes.0, config.redis_timeout()).map_err(unavailable)?)
+            }
+            (Some(url), None) => Box::new(RedisTier::new(url, config.redis_timeout()).map_err(unavailable)?),
+            (None, None) => Box::new(NoSharedTier),
         };
         Ok(Self {
             memory: MemoryTier::new(config.cache_max_size),
@@ -182,6 +142,9 @@ impl ResponseCache {
             shared_up: AtomicBool::new(true),
             breaker: Breaker::default(),
             errors: counter(registry, "llm_service_cache_errors_total", "Failed calls to the shared cache."),
+            outage_log: breaker::LogLimit::default(),
+            recovery_log: breaker::LogLimit::default(),
+            replica: format!("{:016x}", fastrand::u64(..)),
         })
     }
 
@@ -325,6 +288,13 @@ impl ResponseCache {
         });
         let shared_keys = self.shared_call(|| self.shared.clear(prefix, containing)).await?;
         removed.extend(shared_keys);
+        // The other replicas drop their process tier's copies too.
+        let event = events::FleetEvent::Clear {
+            origin: self.replica.clone(),
+            prefix: prefix.to_string(),
+            containing: containing.map(str::to_string),
+        };
+        let _ = self.publish(&event).await;
         Ok(removed.len() as u64)
     }
 
@@ -364,7 +334,7 @@ impl ResponseCache {
         match result {
             Ok(value) => {
                 self.breaker.reset();
-                if !self.shared_up.swap(true, Ordering::AcqRel) {
+                if !self.shared_up.swap(true, Ordering::AcqRel) && self.recovery_log.may_log() {
                     tracing::info!(cap = "cache", "shared cache reachable again");
                 }
                 Ok(value)
@@ -372,7 +342,10 @@ impl ResponseCache {
             Err(TierError(reason)) => {
                 self.errors.inc();
                 self.breaker.trip();
-                if self.shared_up.swap(false, Ordering::AcqRel) {
+                // A cluster with one master down flaps between up and down
+                // (other masters answer): each line at most once per
+                // OUTAGE_LOG_EVERY.
+                if self.shared_up.swap(false, Ordering::AcqRel) && self.outage_log.may_log() {
                     tracing::warn!(cap = "cache", error = %reason, "shared cache unavailable; serving without it until it returns");
                 }
                 Err(CacheError::Unavailable { reason })

@@ -10,11 +10,11 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
-use super::{SharedTier, TierError};
+use super::{SharedTier, TierError, commands};
 
 /// Keys asked for per SCAN step: large enough to be quick, small enough not
 /// to hold KeyDB up.
-const SCAN_COUNT: usize = 500;
+pub(super) const SCAN_COUNT: usize = 500;
 
 /// The KeyDB tier.
 #[derive(Clone)]
@@ -43,14 +43,7 @@ impl SharedTier for RedisTier {
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, TierError> {
-        let mut connection = self.connection.clone();
-        let (value, ttl_ms): (Option<Vec<u8>>, i64) =
-            redis::pipe().get(key).cmd("PTTL").arg(key).query_async(&mut connection).await?;
-        // PTTL is -1 for a key without expiry (never set by us) and -2 for
-        // one that vanished between the two commands.
-        Ok(value
-            .filter(|_| ttl_ms > 0)
-            .map(|value| (Bytes::from(value), Duration::from_millis(ttl_ms as u64))))
+        commands::get_with_ttl(&mut self.connection.clone(), key).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), TierError> {
@@ -66,10 +59,7 @@ impl SharedTier for RedisTier {
 
     async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {
         let mut connection = self.connection.clone();
-        let pattern = match containing {
-            Some(infix) => format!("{}*{}*", glob_escape(prefix), glob_escape(infix)),
-            None => format!("{}*", glob_escape(prefix)),
-        };
+        let pattern = scan_pattern(prefix, containing);
         let mut removed = Vec::new();
         let mut cursor: u64 = 0;
         loop {
@@ -81,11 +71,8 @@ impl SharedTier for RedisTier {
                 .arg(SCAN_COUNT)
                 .query_async(&mut connection)
                 .await?;
-            // The glob only narrows the scan; the exact test decides.
-            let doomed: Vec<String> = keys
-                .into_iter()
-                .filter(|key| key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix)))
-                .collect();
+            let doomed: Vec<String> =
+                keys.into_iter().filter(|key| wanted(key, prefix, containing)).collect();
             if !doomed.is_empty() {
                 let _: u64 = connection.unlink(&doomed).await?;
                 removed.extend(doomed);
@@ -102,6 +89,41 @@ impl SharedTier for RedisTier {
         redis::cmd("PING").query_async::<String>(&mut connection).await?;
         Ok(())
     }
+
+    async fn append(&self, stream: &str, payload: &str, keep: usize) -> Result<(), TierError> {
+        commands::append(&mut self.connection.clone(), stream, payload, keep).await
+    }
+
+    async fn read_after(&self, stream: &str, after: &str) -> Result<Vec<(String, String)>, TierError> {
+        commands::read_after(&mut self.connection.clone(), stream, after).await
+    }
+
+    async fn last_id(&self, stream: &str) -> Result<String, TierError> {
+        commands::last_id(&mut self.connection.clone(), stream).await
+    }
+
+    async fn get_text(&self, key: &str) -> Result<Option<String>, TierError> {
+        commands::get_text(&mut self.connection.clone(), key).await
+    }
+
+    async fn set_text(&self, key: &str, value: &str) -> Result<(), TierError> {
+        commands::set_text(&mut self.connection.clone(), key, value).await
+    }
+}
+
+/// The `SCAN MATCH` pattern for keys that start with `prefix` and contain
+/// `containing`.
+pub(super) fn scan_pattern(prefix: &str, containing: Option<&str>) -> String {
+    match containing {
+        Some(infix) => format!("{}*{}*", glob_escape(prefix), glob_escape(infix)),
+        None => format!("{}*", glob_escape(prefix)),
+    }
+}
+
+/// Whether a scanned `key` is one to clear: the glob only narrows the
+/// scan; this exact test decides.
+pub(super) fn wanted(key: &str, prefix: &str, containing: Option<&str>) -> bool {
+    key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix))
 }
 
 /// `text` as a literal inside a Redis glob pattern.

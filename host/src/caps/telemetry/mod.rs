@@ -90,8 +90,22 @@ impl Telemetry {
     }
 
     /// Switches the current model; returns the previous one. A model split
-    /// ends: the operator asked for one model.
+    /// ends: the operator asked for one model. Replicas sharing the store
+    /// follow (see [`crate::fleet`]).
     pub fn set_current_model(&self, model: &str) -> Arc<str> {
+        let previous = self.adopt_model(model);
+        let (cache, model) = (self.shared.cache.clone(), model.to_string());
+        tokio::spawn(async move {
+            // An unreachable store is logged by the cache; this replica switched.
+            let _ = cache.set_fleet_model(&model).await;
+            let _ = cache.publish(&cache.event_model(&model)).await;
+        });
+        previous
+    }
+
+    /// Switches the current model here only (another replica switched the
+    /// fleet's); returns the previous one.
+    pub fn adopt_model(&self, model: &str) -> Arc<str> {
         if self.shared.model_split.get().is_some() {
             self.shared.model_split.set(None);
         }

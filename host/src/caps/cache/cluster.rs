@@ -1,0 +1,168 @@
+//! The shared tier on a Redis Cluster (REDIS_CLUSTER_NODES lists seed
+//! nodes): the `redis` crate's cluster client, which follows the slot map,
+//! redirections and failovers by itself. Connected lazily, like the single
+//! node tier, so the service starts while the cluster is down; every call
+//! is bounded by the same timeout. Values live under their own key's slot;
+//! `clear` walks every master with `SCAN` (a cluster has no global
+//! keyspace) and removes each key where it lives.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncCommands, RedisError};
+
+use super::redis::{SCAN_COUNT, scan_pattern, wanted};
+use super::{SharedTier, TierError, commands};
+
+/// The Redis Cluster tier.
+pub struct ClusterTier {
+    client: ClusterClient,
+    connection: tokio::sync::Mutex<Option<ClusterConnection>>,
+    timeout: Duration,
+}
+
+impl ClusterTier {
+    /// A tier over the cluster that `nodes` (redis:// URLs) belong to;
+    /// connects on first use.
+    pub fn new(nodes: &[String], timeout: Duration) -> Result<Self, RedisError> {
+        let client = ClusterClient::builder(nodes.to_vec())
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1)
+            .build()?;
+        Ok(Self { client, connection: tokio::sync::Mutex::default(), timeout })
+    }
+
+    /// The connection, made now if there is none yet.
+    async fn connection(&self) -> Result<ClusterConnection, TierError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = &*slot {
+            return Ok(connection.clone());
+        }
+        let connection = tokio::time::timeout(self.timeout, self.client.get_async_connection())
+            .await
+            .map_err(|_| TierError(format!("no cluster node answered within {:?}", self.timeout)))??;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// The masters' addresses, from `CLUSTER NODES`.
+    async fn masters(&self, connection: &mut ClusterConnection) -> Result<Vec<(String, u16)>, TierError> {
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(connection).await?;
+        Ok(masters(&nodes))
+    }
+}
+
+/// The addresses of the masters that `CLUSTER NODES` lists as not failed.
+fn masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            if !flags.split(',').any(|flag| flag == "master") || flags.contains("fail") {
+                return None;
+            }
+            // ip:port@cport[,hostname]
+            let address = fields.get(1)?.split('@').next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_string(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl SharedTier for ClusterTier {
+    fn name(&self) -> &'static str {
+        "redis-cluster"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, TierError> {
+        commands::get_with_ttl(&mut self.connection().await?, key).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), TierError> {
+        let mut connection = self.connection().await?;
+        Ok(connection.set_ex(key, value, ttl.as_secs().max(1)).await?)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, TierError> {
+        let mut connection = self.connection().await?;
+        let removed: u64 = connection.unlink(key).await?;
+        Ok(removed > 0)
+    }
+
+    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {
+        let mut connection = self.connection().await?;
+        let pattern = scan_pattern(prefix, containing);
+        let mut removed = Vec::new();
+        for (host, port) in self.masters(&mut connection).await? {
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT);
+                let answer = connection.route_command(scan, route.clone()).await?;
+                let (next, keys): (u64, Vec<String>) =
+                    redis::from_redis_value(answer).map_err(|error| TierError(error.to_string()))?;
+                for key in keys.into_iter().filter(|key| wanted(key, prefix, containing)) {
+                    // Each key where its slot lives.
+                    let _: u64 = connection.unlink(&key).await?;
+                    removed.push(key);
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn ping(&self) -> Result<(), TierError> {
+        let mut connection = self.connection().await?;
+        let every_master =
+            RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::AllSucceeded)));
+        connection.route_command(redis::cmd("PING"), every_master).await?;
+        Ok(())
+    }
+
+    async fn append(&self, stream: &str, payload: &str, keep: usize) -> Result<(), TierError> {
+        commands::append(&mut self.connection().await?, stream, payload, keep).await
+    }
+
+    async fn read_after(&self, stream: &str, after: &str) -> Result<Vec<(String, String)>, TierError> {
+        commands::read_after(&mut self.connection().await?, stream, after).await
+    }
+
+    async fn last_id(&self, stream: &str) -> Result<String, TierError> {
+        commands::last_id(&mut self.connection().await?, stream).await
+    }
+
+    async fn get_text(&self, key: &str) -> Result<Option<String>, TierError> {
+        commands::get_text(&mut self.connection().await?, key).await
+    }
+
+    async fn set_text(&self, key: &str, value: &str) -> Result<(), TierError> {
+        commands::set_text(&mut self.connection().await?, key, value).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masters_come_from_cluster_nodes_without_replicas_or_failed_ones() {
+        let nodes = "\
+07c3 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+67ed 127.0.0.1:7001@17001,host-b master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:7002@17002 master,fail - 0 0 3 disconnected
+e7d1 127.0.0.1:7003@17003 slave 07c3 0 1426238317239 1 connected
+";
+        assert_eq!(masters(nodes), [("127.0.0.1".to_string(), 7000), ("127.0.0.1".to_string(), 7001)]);
+    }
+}

@@ -1,0 +1,129 @@
+//! What replicas sharing a store tell each other, through it: a stream of
+//! events (a model switch, a cache clear) that each replica reads from where
+//! it left off, and the current model under a key of its own. Both keys
+//! carry the `{llm-service}` hash tag, so a Redis Cluster keeps them in one
+//! slot. Without a shared store nothing is published and nothing is read.
+//!
+//! Reading is polling (`XREAD` without `BLOCK`): a blocking read would hold
+//! up the multiplexed connection every cache call shares.
+
+use serde::{Deserialize, Serialize};
+
+use super::{CacheError, ResponseCache};
+
+/// The stream of events.
+pub const EVENTS_KEY: &str = "{llm-service}:events";
+/// The current model.
+pub const MODEL_KEY: &str = "{llm-service}:model";
+/// Events kept in the stream (older ones are trimmed).
+pub const EVENTS_KEPT: usize = 1000;
+
+/// One event, as JSON in the stream's `event` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FleetEvent {
+    /// The current model changed.
+    Model {
+        /// The replica that switched it.
+        origin: String,
+        /// The new model.
+        model: String,
+    },
+    /// Cached answers were cleared.
+    Clear {
+        /// The replica that cleared.
+        origin: String,
+        /// The keys' prefix.
+        prefix: String,
+        /// What they contain, if the clear was narrowed.
+        containing: Option<String>,
+    },
+}
+
+impl FleetEvent {
+    /// The replica it came from.
+    pub fn origin(&self) -> &str {
+        match self {
+            Self::Model { origin, .. } | Self::Clear { origin, .. } => origin,
+        }
+    }
+}
+
+impl ResponseCache {
+    /// This replica's name in the events it publishes.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// The event that says this replica switched to `model`.
+    pub fn event_model(&self, model: &str) -> FleetEvent {
+        FleetEvent::Model { origin: self.replica.clone(), model: model.to_string() }
+    }
+
+    /// Whether there is a store to share through.
+    pub fn shares(&self) -> bool {
+        self.shared.name() != "none"
+    }
+
+    /// Appends `event` to the stream (nothing without a store).
+    pub async fn publish(&self, event: &FleetEvent) -> Result<(), CacheError> {
+        if !self.shares() {
+            return Ok(());
+        }
+        let payload = serde_json::to_string(event).unwrap_or_default();
+        self.shared_call(|| self.shared.append(EVENTS_KEY, &payload, EVENTS_KEPT)).await
+    }
+
+    /// The events after stream id `after`, with their ids, oldest first;
+    /// entries that do not parse are skipped.
+    pub async fn events_after(&self, after: &str) -> Result<Vec<(String, FleetEvent)>, CacheError> {
+        let entries = self.shared_call(|| self.shared.read_after(EVENTS_KEY, after)).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(id, payload)| Some((id, serde_json::from_str(&payload).ok()?)))
+            .collect())
+    }
+
+    /// The id of the stream's last event ("0-0" when empty).
+    pub async fn last_event_id(&self) -> Result<String, CacheError> {
+        self.shared_call(|| self.shared.last_id(EVENTS_KEY)).await
+    }
+
+    /// The model the fleet uses, if one was switched to.
+    pub async fn fleet_model(&self) -> Result<Option<String>, CacheError> {
+        if !self.shares() {
+            return Ok(None);
+        }
+        let value = self.shared_call(|| self.shared.get_text(MODEL_KEY)).await?;
+        Ok(value)
+    }
+
+    /// Records `model` as the fleet's.
+    pub async fn set_fleet_model(&self, model: &str) -> Result<(), CacheError> {
+        if !self.shares() {
+            return Ok(());
+        }
+        self.shared_call(|| self.shared.set_text(MODEL_KEY, model)).await
+    }
+
+    /// Removes matching keys from this process's tier only (another
+    /// replica cleared the shared one).
+    pub fn clear_local(&self, prefix: &str, containing: Option<&str>) -> u64 {
+        self.memory.clear(|key| key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_travel_as_tagged_json() {
+        let event =
+            FleetEvent::Clear { origin: "r1".into(), prefix: "llm_response:".into(), containing: None };
+        let text = serde_json::to_string(&event).unwrap();
+        assert!(text.contains("\"kind\":\"clear\""), "{text}");
+        assert_eq!(serde_json::from_str::<FleetEvent>(&text).unwrap(), event);
+        assert_eq!(event.origin(), "r1");
+    }
+}

@@ -1,0 +1,127 @@
+//! The shared tier on a real three-master Redis Cluster (REDIS_CLUSTER_NODES):
+//! two service processes share answers through it, a clear reaches every
+//! master, and a master killed costs no request and one warning.
+
+use llm_service_test_support::fake_ollama::FakeOllama;
+use llm_service_test_support::redis_cluster::RedisCluster;
+use llm_service_test_support::{Client, Service};
+use serde_json::json;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
+const MODEL: &str = "llama3:8b-instruct-q5_K_M";
+
+fn replica(ollama: &FakeOllama, cluster: &RedisCluster) -> Service {
+    Service::builder(BINARY)
+        .envs(&[
+            ("OLLAMA_BASE_URL", &ollama.url()),
+            ("OLLAMA_MODEL", MODEL),
+            ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()),
+            // Every hit from the cluster: the process tier would hide it.
+            ("CACHE_MAX_SIZE", "0"),
+        ])
+        .start()
+}
+
+fn question(index: usize) -> serde_json::Value {
+    let character = if index.is_multiple_of(2) { "peter" } else { "lois" };
+    json!({"prompt": format!("cluster question {index}"), "character_name": character})
+}
+
+#[test]
+fn two_processes_share_answers_through_the_cluster_and_a_clear_reaches_every_master() {
+    let cluster = RedisCluster::start();
+    let ollama = FakeOllama::start(&[MODEL]);
+    let (a, b) = (replica(&ollama, &cluster), replica(&ollama, &cluster));
+    for index in 0..30 {
+        let reply = a.generate(&question(index));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let counts = cluster.answer_counts();
+    assert_eq!(counts.iter().sum::<usize>(), 30, "one key per answer: {counts:?}");
+    assert!(counts.iter().filter(|count| **count > 0).count() >= 2, "spread over the masters: {counts:?}");
+    for index in 0..30 {
+        let reply = b.generate(&question(index));
+        assert_eq!(reply.header("x-cache"), Some("HIT"), "the other process hits: {}", reply.body);
+    }
+    assert_eq!(ollama.generate_requests().len(), 30, "each answer generated once in all");
+    assert_eq!(Client::new().get(&b.url("/health")).json()["cache_status"], "connected");
+
+    let cleared = Client::new().send("POST", &b.url("/cache/clear"), br#"{"character": "peter"}"#);
+    assert_eq!(cleared.json()["cleared"], 15, "{}", cleared.body);
+    assert_eq!(cluster.answer_counts().iter().sum::<usize>(), 15, "peter's keys gone from every master");
+    assert_eq!(
+        a.generate(&question(0)).header("x-cache"),
+        Some("MISS"),
+        "a cleared answer is generated again"
+    );
+    assert_eq!(a.generate(&question(1)).header("x-cache"), Some("HIT"), "lois's answers stay");
+    let all = Client::new().send("POST", &a.url("/cache/clear"), b"");
+    assert_eq!(all.json()["cleared"], 16, "{}", all.body);
+    assert_eq!(cluster.answer_counts(), [0, 0, 0]);
+}
+
+#[test]
+fn a_killed_master_fails_no_request_and_is_warned_about_once() {
+    let mut cluster = RedisCluster::start();
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = replica(&ollama, &cluster);
+    for index in 0..6 {
+        assert_eq!(service.generate(&question(index)).status, 200);
+    }
+    cluster.nodes[0].kill();
+    for index in 0..40 {
+        let reply = service.generate(&question(100 + index));
+        assert_eq!(reply.status, 200, "served from the model while a master is down: {}", reply.body);
+    }
+    let warnings = service
+        .logs()
+        .iter()
+        .filter(|line| line["message"] == "shared cache unavailable; serving without it until it returns")
+        .count();
+    assert!((1..=2).contains(&warnings), "warned about the outage, not per request: {warnings}");
+}
+
+/// Polls `check` until it holds or 20 s pass.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_model_switch_and_a_clear_on_one_replica_reach_the_others() {
+    let cluster = RedisCluster::start();
+    let ollama = FakeOllama::start(&[MODEL, "other:1b"]);
+    let start = || {
+        Service::builder(BINARY)
+            .envs(&[
+                ("OLLAMA_BASE_URL", &ollama.url()),
+                ("OLLAMA_MODEL", MODEL),
+                ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()),
+            ])
+            .start()
+    };
+    let (a, b, c) = (start(), start(), start());
+    let model_of = |service: &Service| Client::new().get(&service.url("/health")).json()["model"].clone();
+
+    // B caches an answer in its process tier.
+    let body = json!({"prompt": "kept by b"});
+    assert_eq!(b.generate(&body).header("x-cache"), Some("MISS"));
+    assert_eq!(b.generate(&body).header("x-cache"), Some("HIT"));
+
+    let switched = Client::new().send("POST", &a.url("/model"), br#"{"model": "other:1b"}"#);
+    assert_eq!(switched.status, 200, "{}", switched.body);
+    for replica in [&b, &c] {
+        eventually("the switch reaches every replica", || model_of(replica) == "other:1b");
+    }
+    // The switch cleared the cache (as the seed says), in every process tier.
+    eventually("b's process tier dropped the answer", || {
+        b.generate(&json!({"prompt": "kept by b", "model": MODEL})).header("x-cache") == Some("MISS")
+    });
+
+    // A replica started afterwards comes up on the fleet's model.
+    let d = start();
+    eventually("a late replica adopts the fleet's model", || model_of(&d) == "other:1b");
+}
