@@ -1,20 +1,34 @@
 //! Keeps a replica in step with the others that share its store (KeyDB,
-//! Redis or a Redis Cluster): it starts on the fleet's current model, then
-//! reads the event stream every [`POLL_EVERY`] from where it left off, also
-//! after the store was unreachable, and applies what other replicas did: a
-//! model switch (so every replica's /health says the same model within a
-//! second) and a cache clear (so no replica keeps serving a cleared answer
-//! from its process tier). Without a shared store there is nothing to do.
+//! Redis or a Redis Cluster): it starts on the fleet's current model and
+//! handler, then reads the event stream every [`POLL_EVERY`] from where it
+//! left off, also after the store was unreachable, and applies what other
+//! replicas did:
+//! - a model switch, so every replica's /health says the same model within
+//!   a second;
+//! - a handler pushed through an admin API, installed here through this
+//!   replica's own checks (a component this replica refuses is logged and
+//!   the replica keeps its version, which `GET /components` then shows);
+//! - a cache clear, so no replica keeps serving a cleared answer from its
+//!   process tier.
+//!
+//! Every [`REPORT_EVERY`] it records what it serves, for `GET /components`.
+//! Without a shared store there is nothing to do.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::caps::cache::ResponseCache;
 use crate::caps::cache::events::FleetEvent;
 use crate::caps::telemetry::Telemetry;
+use crate::guest::compiled::sha256_hex;
+use crate::runtime::installer::HandlerInstaller;
 
 /// How often the stream is read.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often a replica records what it serves.
+pub const REPORT_EVERY: Duration = Duration::from_secs(2);
 
 /// The running sync; stops when dropped.
 pub struct FleetSync(tokio::task::JoinHandle<()>);
@@ -25,54 +39,110 @@ impl Drop for FleetSync {
     }
 }
 
-/// Starts following the fleet, if `cache` has a shared store.
-pub fn start(cache: Arc<ResponseCache>, telemetry: Telemetry) -> Option<FleetSync> {
-    if !cache.shares() {
+/// What a replica follows the fleet with.
+#[derive(Clone)]
+pub struct Fleet {
+    /// The shared store.
+    pub cache: Arc<ResponseCache>,
+    /// The current model.
+    pub telemetry: Telemetry,
+    /// Installs handlers through this replica's checks.
+    pub installer: Arc<HandlerInstaller>,
+}
+
+/// Starts following the fleet, if there is a shared store.
+pub fn start(fleet: Fleet) -> Option<FleetSync> {
+    if !fleet.cache.shares() {
         return None;
     }
     Some(FleetSync(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(POLL_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: Option<String> = None;
+        let mut last_report: Option<Instant> = None;
         loop {
             ticks.tick().await;
+            if last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                last_report = Some(Instant::now());
+                fleet.report().await;
+            }
             let Some(after) = last.clone() else {
-                last = join(&cache, &telemetry).await;
+                last = fleet.join().await;
                 continue;
             };
             // An unreachable store is logged by the cache; try again next tick.
-            let Ok(events) = cache.events_after(&after).await else { continue };
+            let Ok(events) = fleet.cache.events_after(&after).await else { continue };
             for (id, event) in events {
                 last = Some(id);
-                if event.origin() != cache.replica() {
-                    apply(&cache, &telemetry, event);
+                if event.origin() != fleet.cache.replica() {
+                    fleet.apply(event).await;
                 }
             }
         }
     })))
 }
 
-/// The fleet's model and where its stream ends now, once the store answers.
-async fn join(cache: &ResponseCache, telemetry: &Telemetry) -> Option<String> {
-    let model = cache.fleet_model().await.ok()?;
-    let last = cache.last_event_id().await.ok()?;
-    if let Some(model) = model
-        && *telemetry.current_model() != *model
-    {
-        telemetry.adopt_model(&model);
+impl Fleet {
+    /// The fleet's model and handler, and where its stream ends now, once
+    /// the store answers.
+    async fn join(&self) -> Option<String> {
+        let model = self.cache.fleet_model().await.ok()?;
+        let handler = self.cache.fleet_handler().await.ok()?;
+        let last = self.cache.last_event_id().await.ok()?;
+        if let Some(model) = model
+            && *self.telemetry.current_model() != *model
+        {
+            self.telemetry.adopt_model(&model);
+        }
+        if let Some(bytes) = handler {
+            self.install(bytes, "the fleet's handler at start").await;
+        }
+        Some(last)
     }
-    Some(last)
-}
 
-fn apply(cache: &ResponseCache, telemetry: &Telemetry, event: FleetEvent) {
-    match event {
-        FleetEvent::Model { origin, model } => {
-            tracing::info!(cap = "fleet", %origin, %model, "another replica switched the model");
-            telemetry.adopt_model(&model);
+    async fn apply(&self, event: FleetEvent) {
+        match event {
+            FleetEvent::Model { origin, model } => {
+                tracing::info!(cap = "fleet", %origin, %model, "another replica switched the model");
+                self.telemetry.adopt_model(&model);
+            }
+            FleetEvent::Handler { origin, sha256 } => {
+                tracing::info!(cap = "fleet", %origin, %sha256, "another replica was given a handler");
+                if let Ok(Some(bytes)) = self.cache.fleet_handler().await {
+                    self.install(bytes, &format!("pushed to replica {origin}")).await;
+                }
+            }
+            FleetEvent::Clear { origin, prefix, containing } => {
+                let removed = self.cache.clear_local(&prefix, containing.as_deref());
+                tracing::info!(cap = "fleet", %origin, removed, "another replica cleared the cache");
+            }
         }
-        FleetEvent::Clear { origin, prefix, containing } => {
-            let removed = cache.clear_local(&prefix, containing.as_deref());
-            tracing::info!(cap = "fleet", %origin, removed, "another replica cleared the cache");
+    }
+
+    /// Installs `bytes` unless this replica already serves them.
+    async fn install(&self, bytes: Vec<u8>, source: &str) {
+        let sha256 = sha256_hex(&bytes);
+        if self.installer.versions().current().component.sha256() == sha256 {
+            return;
         }
+        if let Err(error) = self.installer.push(Bytes::from(bytes), &format!("fleet: {source}")).await {
+            tracing::warn!(cap = "fleet", %sha256, %error, "refused the fleet's handler; this replica keeps its version");
+        }
+    }
+
+    /// Records what this replica serves.
+    async fn report(&self) {
+        let current = self.installer.versions().current();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as u64)
+            .unwrap_or_default();
+        let report = serde_json::json!({
+            "handler_sha256": current.component.sha256(),
+            "handler_version": current.number,
+            "model": &*self.telemetry.current_model(),
+            "at_ms": now_ms,
+        });
+        let _ = self.cache.report_replica(&report).await;
     }
 }

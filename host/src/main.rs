@@ -159,7 +159,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
     let service = Arc::new(Service::new(versions, capabilities.clone(), admission));
-    let _fleet = llm_service::fleet::start(capabilities.cache.clone(), capabilities.telemetry.clone());
+    let _fleet = llm_service::fleet::start(llm_service::fleet::Fleet {
+        cache: capabilities.cache.clone(),
+        telemetry: capabilities.telemetry.clone(),
+        installer: installer.clone(),
+    });
     let _quality = quality_checks.map(|(probes, interval)| {
         quality::start(service.clone(), capabilities.telemetry.clone(), probes, interval)
     });

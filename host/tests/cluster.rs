@@ -4,10 +4,11 @@
 
 use llm_service_test_support::fake_ollama::FakeOllama;
 use llm_service_test_support::redis_cluster::RedisCluster;
-use llm_service_test_support::{Client, Service};
+use llm_service_test_support::{Client, Service, component_variant, fresh_directory};
 use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
+const HANDLER: &str = env!("LLM_SERVICE_HANDLER_WASM");
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 
 fn replica(ollama: &FakeOllama, cluster: &RedisCluster) -> Service {
@@ -124,4 +125,39 @@ fn a_model_switch_and_a_clear_on_one_replica_reach_the_others() {
     // A replica started afterwards comes up on the fleet's model.
     let d = start();
     eventually("a late replica adopts the fleet's model", || model_of(&d) == "other:1b");
+}
+
+#[test]
+fn a_handler_pushed_to_one_replica_serves_on_every_replica_and_on_later_ones() {
+    const TOKEN: &str = "let-me-in-fleet-tests";
+    let cluster = RedisCluster::start();
+    let ollama = FakeOllama::start(&[MODEL]);
+    let start = || {
+        Service::builder(BINARY)
+            .envs(&[
+                ("OLLAMA_BASE_URL", &ollama.url()),
+                ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()),
+                ("ADMIN_TOKEN", TOKEN),
+            ])
+            .start()
+    };
+    let (a, b, c) = (start(), start(), start());
+    let tag = |service: &Service| {
+        Client::new().get(&service.url("/health")).header("x-handler-version").unwrap_or_default().to_string()
+    };
+    let variant = component_variant(HANDLER, &fresh_directory(), "fleet-version");
+    let pushed = a.admin(TOKEN, "PUT", "/components/handler", &std::fs::read(variant).unwrap());
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    let sha256 = pushed.json()["sha256"].as_str().unwrap().to_string();
+    assert_eq!(tag(&a), sha256[..12]);
+    for replica in [&b, &c] {
+        eventually("every replica serves the pushed handler", || tag(replica) == sha256[..12]);
+    }
+    let late = start();
+    eventually("a replica started afterwards serves it too", || tag(&late) == sha256[..12]);
+    eventually("GET /components shows every replica on it", || {
+        let components = a.admin(TOKEN, "GET", "/components", b"").json();
+        let replicas = components["replicas"].as_array().cloned().unwrap_or_default();
+        replicas.len() == 4 && replicas.iter().all(|replica| replica["handler_sha256"] == sha256)
+    });
 }

@@ -120,13 +120,22 @@ impl AdminApi {
     async fn operate(&self, method: &Method, path: &str, body: Bytes) -> hyper::Response<HyperOutgoingBody> {
         let plugins = &self.capabilities.plugins;
         match (method, path) {
-            (&Method::PUT, "/components/handler") => match self.installer.push(body, "admin upload").await {
-                Ok(version) => json(StatusCode::OK, &pushed(&version)),
-                Err(error) => {
-                    tracing::warn!(%error, "handler upload refused");
-                    json_error(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
+            (&Method::PUT, "/components/handler") => {
+                match self.installer.push(body.clone(), "admin upload").await {
+                    Ok(version) => {
+                        // Replicas sharing the store install it too ([`crate::fleet`]).
+                        let cache = &self.capabilities.cache;
+                        if let Err(error) = cache.share_handler(&body, version.component.sha256()).await {
+                            tracing::warn!(%error, "the handler serves here, but the fleet was not told");
+                        }
+                        json(StatusCode::OK, &pushed(&version))
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "handler upload refused");
+                        json_error(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
+                    }
                 }
-            },
+            }
             (&Method::GET, "/components") => {
                 let metrics = self.capabilities.telemetry.rollout_metrics();
                 let versions = self.installer.versions();
@@ -134,10 +143,12 @@ impl AdminApi {
                 let previous: Vec<Value> =
                     previous.iter().map(|version| describe(version, metrics)).collect();
                 let canary = versions.canary().map(|canary| describe_canary(&canary, metrics));
-                json(
-                    StatusCode::OK,
-                    &json!({"active": describe(&active, metrics), "previous": previous, "canary": canary}),
-                )
+                let mut answer =
+                    json!({"active": describe(&active, metrics), "previous": previous, "canary": canary});
+                if self.capabilities.cache.shares() {
+                    answer["replicas"] = describe::replicas(&self.capabilities.cache).await;
+                }
+                json(StatusCode::OK, &answer)
             }
             (&Method::POST, "/components/handler/rollback") => {
                 let sha256 = serde_json::from_slice::<Value>(&body)

@@ -142,12 +142,20 @@ impl SharedTier for ClusterTier {
         commands::last_id(&mut self.connection().await?, stream).await
     }
 
-    async fn get_text(&self, key: &str) -> Result<Option<String>, TierError> {
-        commands::get_text(&mut self.connection().await?, key).await
+    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, TierError> {
+        commands::get_raw(&mut self.connection().await?, key).await
     }
 
-    async fn set_text(&self, key: &str, value: &str) -> Result<(), TierError> {
-        commands::set_text(&mut self.connection().await?, key, value).await
+    async fn set_raw(&self, key: &str, value: &[u8]) -> Result<(), TierError> {
+        commands::set_raw(&mut self.connection().await?, key, value).await
+    }
+
+    async fn hash_set(&self, key: &str, field: &str, value: &str) -> Result<(), TierError> {
+        commands::hash_set(&mut self.connection().await?, key, field, value).await
+    }
+
+    async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError> {
+        commands::hash_all(&mut self.connection().await?, key).await
     }
 }
 

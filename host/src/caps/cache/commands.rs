@@ -92,20 +92,41 @@ pub(super) async fn last_id<C: ConnectionLike + Send>(
     Ok(reply.ids.into_iter().next().map_or_else(|| "0-0".to_string(), |entry| entry.id))
 }
 
-/// `GET key` as text.
-pub(super) async fn get_text<C: ConnectionLike + Send>(
+/// `GET key`, whole.
+pub(super) async fn get_raw<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
-) -> Result<Option<String>, TierError> {
+) -> Result<Option<Vec<u8>>, TierError> {
     Ok(redis::cmd("GET").arg(key).query_async(connection).await?)
 }
 
 /// `SET key value`, without expiry.
-pub(super) async fn set_text<C: ConnectionLike + Send>(
+pub(super) async fn set_raw<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
-    value: &str,
+    value: &[u8],
 ) -> Result<(), TierError> {
     let _: () = redis::cmd("SET").arg(key).arg(value).query_async(connection).await?;
     Ok(())
+}
+
+/// `HSET key field value`.
+pub(super) async fn hash_set<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+    field: &str,
+    value: &str,
+) -> Result<(), TierError> {
+    let _: i64 = redis::cmd("HSET").arg(key).arg(field).arg(value).query_async(connection).await?;
+    Ok(())
+}
+
+/// `HGETALL key` as (field, value) pairs.
+pub(super) async fn hash_all<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+) -> Result<Vec<(String, String)>, TierError> {
+    let map: std::collections::BTreeMap<String, String> =
+        redis::cmd("HGETALL").arg(key).query_async(connection).await?;
+    Ok(map.into_iter().collect())
 }

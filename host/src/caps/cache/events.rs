@@ -15,6 +15,10 @@ use super::{CacheError, ResponseCache};
 pub const EVENTS_KEY: &str = "{llm-service}:events";
 /// The current model.
 pub const MODEL_KEY: &str = "{llm-service}:model";
+/// The handler component last pushed through an admin API, as its bytes.
+pub const HANDLER_KEY: &str = "{llm-service}:handler";
+/// What each replica serves: replica → JSON, rewritten every few seconds.
+pub const REPLICAS_KEY: &str = "{llm-service}:replicas";
 /// Events kept in the stream (older ones are trimmed).
 pub const EVENTS_KEPT: usize = 1000;
 
@@ -28,6 +32,13 @@ pub enum FleetEvent {
         origin: String,
         /// The new model.
         model: String,
+    },
+    /// A handler was pushed (its bytes are under [`HANDLER_KEY`]).
+    Handler {
+        /// The replica it was pushed to.
+        origin: String,
+        /// Its sha256.
+        sha256: String,
     },
     /// Cached answers were cleared.
     Clear {
@@ -44,7 +55,7 @@ impl FleetEvent {
     /// The replica it came from.
     pub fn origin(&self) -> &str {
         match self {
-            Self::Model { origin, .. } | Self::Clear { origin, .. } => origin,
+            Self::Model { origin, .. } | Self::Handler { origin, .. } | Self::Clear { origin, .. } => origin,
         }
     }
 }
@@ -94,8 +105,8 @@ impl ResponseCache {
         if !self.shares() {
             return Ok(None);
         }
-        let value = self.shared_call(|| self.shared.get_text(MODEL_KEY)).await?;
-        Ok(value)
+        let value = self.shared_call(|| self.shared.get_raw(MODEL_KEY)).await?;
+        Ok(value.and_then(|bytes| String::from_utf8(bytes).ok()))
     }
 
     /// Records `model` as the fleet's.
@@ -103,7 +114,47 @@ impl ResponseCache {
         if !self.shares() {
             return Ok(());
         }
-        self.shared_call(|| self.shared.set_text(MODEL_KEY, model)).await
+        self.shared_call(|| self.shared.set_raw(MODEL_KEY, model.as_bytes())).await
+    }
+
+    /// Stores a handler pushed here, `bytes` with `sha256`, for the fleet,
+    /// and announces it.
+    pub async fn share_handler(&self, bytes: &[u8], sha256: &str) -> Result<(), CacheError> {
+        if !self.shares() {
+            return Ok(());
+        }
+        self.shared_call(|| self.shared.set_raw(HANDLER_KEY, bytes)).await?;
+        let event = FleetEvent::Handler { origin: self.replica.clone(), sha256: sha256.to_string() };
+        self.publish(&event).await
+    }
+
+    /// The handler the fleet was last given, if any.
+    pub async fn fleet_handler(&self) -> Result<Option<Vec<u8>>, CacheError> {
+        if !self.shares() {
+            return Ok(None);
+        }
+        self.shared_call(|| self.shared.get_raw(HANDLER_KEY)).await
+    }
+
+    /// Records what this replica serves (`report`, JSON).
+    pub async fn report_replica(&self, report: &serde_json::Value) -> Result<(), CacheError> {
+        if !self.shares() {
+            return Ok(());
+        }
+        let text = report.to_string();
+        self.shared_call(|| self.shared.hash_set(REPLICAS_KEY, &self.replica, &text)).await
+    }
+
+    /// What every replica last reported, by replica.
+    pub async fn replicas(&self) -> Result<Vec<(String, serde_json::Value)>, CacheError> {
+        if !self.shares() {
+            return Ok(Vec::new());
+        }
+        let entries = self.shared_call(|| self.shared.hash_all(REPLICAS_KEY)).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(replica, text)| Some((replica, serde_json::from_str(&text).ok()?)))
+            .collect())
     }
 
     /// Removes matching keys from this process's tier only (another

@@ -38,10 +38,14 @@ pub trait SharedTier: Send + Sync {
     async fn read_after(&self, stream: &str, after: &str) -> Result<Vec<(String, String)>, TierError>;
     /// The id of the last entry of `stream` ("0-0" when it is empty).
     async fn last_id(&self, stream: &str) -> Result<String, TierError>;
-    /// The text under `key`, kept without expiry.
-    async fn get_text(&self, key: &str) -> Result<Option<String>, TierError>;
+    /// The bytes under `key`, kept without expiry.
+    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, TierError>;
     /// Stores `value` under `key` without expiry.
-    async fn set_text(&self, key: &str, value: &str) -> Result<(), TierError>;
+    async fn set_raw(&self, key: &str, value: &[u8]) -> Result<(), TierError>;
+    /// Sets `field` of the hash `key`.
+    async fn hash_set(&self, key: &str, field: &str, value: &str) -> Result<(), TierError>;
+    /// Every field of the hash `key`.
+    async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError>;
 }
 
 /// No shared tier (no REDIS_URL): every call succeeds and finds nothing.
@@ -76,10 +80,16 @@ impl SharedTier for NoSharedTier {
     async fn last_id(&self, _stream: &str) -> Result<String, TierError> {
         Ok("0-0".into())
     }
-    async fn get_text(&self, _key: &str) -> Result<Option<String>, TierError> {
+    async fn get_raw(&self, _key: &str) -> Result<Option<Vec<u8>>, TierError> {
         Ok(None)
     }
-    async fn set_text(&self, _key: &str, _value: &str) -> Result<(), TierError> {
+    async fn set_raw(&self, _key: &str, _value: &[u8]) -> Result<(), TierError> {
         Ok(())
+    }
+    async fn hash_set(&self, _key: &str, _field: &str, _value: &str) -> Result<(), TierError> {
+        Ok(())
+    }
+    async fn hash_all(&self, _key: &str) -> Result<Vec<(String, String)>, TierError> {
+        Ok(Vec::new())
     }
 }
