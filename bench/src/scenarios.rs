@@ -168,7 +168,7 @@ pub fn keydb_hit(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<
         once(&hit).await?;
         anyhow::Ok(load::fixed_concurrency(&hit, plan.connections, plan.warmup, plan.duration).await)
     })?;
-    Ok(Row::from_report(scenario, &report, format!("{} keys in KeyDB", redis.key_count())))
+    Ok(Row::from_report(scenario, &report, format!("{} answer keys in KeyDB", redis.answer_count())))
 }
 
 /// Row 5: what the gateway adds to a generation, at a fixed rate, against

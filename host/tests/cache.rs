@@ -56,7 +56,7 @@ fn a_miss_then_a_hit_costs_one_backend_call_and_the_key_follows_the_seed() {
     let keys = redis.command("KEYS llm_response:*");
     let prompt_hash = first.json()["metadata"]["prompt_hash"].as_str().unwrap().to_string();
     assert!(keys.contains(&format!("llm_response:{prompt_hash}:peter:")), "{keys}");
-    assert_eq!(redis.key_count(), 1);
+    assert_eq!(redis.answer_count(), 1);
     let health = Client::new().get(&service.url("/health")).json();
     assert_eq!(health["cache_status"], "connected");
 }
@@ -95,7 +95,7 @@ fn use_cache_false_neither_reads_nor_writes() {
     assert_eq!(x_cache(&generate(&service, &body)), "BYPASS");
     assert_eq!(x_cache(&generate(&service, &body)), "BYPASS");
     assert_eq!(ollama.generate_hits(), 2);
-    assert_eq!(redis.key_count(), 0);
+    assert_eq!(redis.answer_count(), 0);
 }
 
 #[test]
