@@ -86,9 +86,22 @@ function showCanary(canary) {
     `Window: ${side("stable", canary.window.stable)}; ${side("canary", canary.window.canary)}`;
 }
 
+function showReplicas(replicas) {
+  // Only with a shared store: what every replica serves, so a split fleet shows.
+  $("replicas").hidden = !Array.isArray(replicas) || replicas.length === 0;
+  $("replica-rows").replaceChildren(...(replicas ?? []).map((replica) => {
+    const name = replica.this_replica ? `${replica.replica} (this one)` : replica.replica;
+    const tr = row([name, `v${replica.handler_version} · ${short(replica.handler_sha256)}`, replica.model,
+      `${replica.seen_s_ago} s ago`]);
+    tr.lastChild.remove();
+    return tr;
+  }));
+}
+
 function showHandlers(components) {
   const { active, previous } = components;
   showCanary(components.canary);
+  showReplicas(components.replicas);
   $("handler-active").textContent = `v${active.version} · sha256 ${active.sha256}`;
   $("handler-active").dataset.sha256 = active.sha256;
   const rows = [row([`v${active.version} (serving)`, short(active.sha256), active.loaded_at, active.source])];
@@ -195,7 +208,7 @@ function signOut(why) {
   $("overall").className = "badge";
   $("refreshed").textContent = "";
   // No token, no data: what was shown goes with it.
-  ["handler-versions", "plugin-list", "model-choice", "answers", "backend-node-rows"]
+  ["handler-versions", "plugin-list", "model-choice", "answers", "backend-node-rows", "replica-rows"]
     .forEach((id) => $(id).replaceChildren());
   document.querySelectorAll(".facts dd, #handler-active, #canary-summary, #canary-window")
     .forEach((node) => { node.textContent = ""; });
