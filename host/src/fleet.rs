@@ -8,6 +8,7 @@
 //! - a handler pushed through an admin API, installed here through this
 //!   replica's own checks (a component this replica refuses is logged and
 //!   the replica keeps its version, which `GET /components` then shows);
+//! - a plugin pushed or unloaded through an admin API, likewise;
 //! - a cache clear, so no replica keeps serving a cleared answer from its
 //!   process tier.
 //!
@@ -21,6 +22,7 @@ use bytes::Bytes;
 
 use crate::caps::cache::ResponseCache;
 use crate::caps::cache::events::FleetEvent;
+use crate::caps::plugins::PromptPlugins;
 use crate::caps::telemetry::Telemetry;
 use crate::guest::compiled::sha256_hex;
 use crate::runtime::installer::HandlerInstaller;
@@ -48,6 +50,8 @@ pub struct Fleet {
     pub telemetry: Telemetry,
     /// Installs handlers through this replica's checks.
     pub installer: Arc<HandlerInstaller>,
+    /// The prompt plugins, loaded through this replica's checks.
+    pub plugins: Arc<PromptPlugins>,
 }
 
 /// Starts following the fleet, if there is a shared store.
@@ -88,6 +92,7 @@ impl Fleet {
     async fn join(&self) -> Option<String> {
         let model = self.cache.fleet_model().await.ok()?;
         let handler = self.cache.fleet_handler().await.ok()?;
+        let plugins = self.cache.fleet_plugins().await.ok()?;
         let last = self.cache.last_event_id().await.ok()?;
         if let Some(model) = model
             && *self.telemetry.current_model() != *model
@@ -96,6 +101,9 @@ impl Fleet {
         }
         if let Some(bytes) = handler {
             self.install(bytes, "the fleet's handler at start").await;
+        }
+        for (name, bytes) in plugins {
+            self.load_plugin(&name, bytes, "the fleet's plugin at start").await;
         }
         Some(last)
     }
@@ -110,6 +118,17 @@ impl Fleet {
                 tracing::info!(cap = "fleet", %origin, %sha256, "another replica was given a handler");
                 if let Ok(Some(bytes)) = self.cache.fleet_handler().await {
                     self.install(bytes, &format!("pushed to replica {origin}")).await;
+                }
+            }
+            FleetEvent::Plugin { origin, name } => {
+                let fleet = self.cache.fleet_plugins().await.unwrap_or_default();
+                if let Some((_, bytes)) = fleet.into_iter().find(|(shared, _)| *shared == name) {
+                    self.load_plugin(&name, bytes, &format!("pushed to replica {origin}")).await;
+                }
+            }
+            FleetEvent::PluginRemoved { origin, name } => {
+                if self.plugins.remove(&name).is_some() {
+                    tracing::info!(cap = "fleet", %origin, plugin = %name, "another replica unloaded a plugin");
                 }
             }
             FleetEvent::Clear { origin, prefix, containing } => {
@@ -127,6 +146,17 @@ impl Fleet {
         }
         if let Err(error) = self.installer.push(Bytes::from(bytes), &format!("fleet: {source}")).await {
             tracing::warn!(cap = "fleet", %sha256, %error, "refused the fleet's handler; this replica keeps its version");
+        }
+    }
+
+    /// Loads the plugin `name` from `bytes` unless it is loaded already.
+    async fn load_plugin(&self, name: &str, bytes: Vec<u8>, source: &str) {
+        let sha256 = sha256_hex(&bytes);
+        if self.plugins.list().iter().any(|plugin| plugin.sha256() == sha256) {
+            return;
+        }
+        if let Err(error) = self.plugins.push(Bytes::from(bytes), &format!("fleet: {source}")).await {
+            tracing::warn!(cap = "fleet", plugin = %name, %error, "refused the fleet's plugin");
         }
     }
 

@@ -163,6 +163,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         cache: capabilities.cache.clone(),
         telemetry: capabilities.telemetry.clone(),
         installer: installer.clone(),
+        plugins: plugins.clone(),
     });
     let _quality = quality_checks.map(|(probes, interval)| {
         quality::start(service.clone(), capabilities.telemetry.clone(), probes, interval)

@@ -11,16 +11,22 @@ const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const HANDLER: &str = env!("LLM_SERVICE_HANDLER_WASM");
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 
-fn replica(ollama: &FakeOllama, cluster: &RedisCluster) -> Service {
+/// A replica on `cluster` and `ollama`, with `extra` settings.
+fn replica_with(ollama: &FakeOllama, cluster: &RedisCluster, extra: &[(&str, &str)]) -> Service {
     Service::builder(BINARY)
         .envs(&[
             ("OLLAMA_BASE_URL", &ollama.url()),
             ("OLLAMA_MODEL", MODEL),
             ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()),
-            // Every hit from the cluster: the process tier would hide it.
-            ("CACHE_MAX_SIZE", "0"),
         ])
+        .envs(extra)
         .start()
+}
+
+/// A replica whose every hit comes from the cluster (the process tier
+/// would hide it).
+fn replica(ollama: &FakeOllama, cluster: &RedisCluster) -> Service {
+    replica_with(ollama, cluster, &[("CACHE_MAX_SIZE", "0")])
 }
 
 fn question(index: usize) -> serde_json::Value {
@@ -95,15 +101,7 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 fn a_model_switch_and_a_clear_on_one_replica_reach_the_others() {
     let cluster = RedisCluster::start();
     let ollama = FakeOllama::start(&[MODEL, "other:1b"]);
-    let start = || {
-        Service::builder(BINARY)
-            .envs(&[
-                ("OLLAMA_BASE_URL", &ollama.url()),
-                ("OLLAMA_MODEL", MODEL),
-                ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()),
-            ])
-            .start()
-    };
+    let start = || replica_with(&ollama, &cluster, &[]);
     let (a, b, c) = (start(), start(), start());
     let model_of = |service: &Service| Client::new().get(&service.url("/health")).json()["model"].clone();
 
@@ -132,15 +130,7 @@ fn a_handler_pushed_to_one_replica_serves_on_every_replica_and_on_later_ones() {
     const TOKEN: &str = "let-me-in-fleet-tests";
     let cluster = RedisCluster::start();
     let ollama = FakeOllama::start(&[MODEL]);
-    let start = || {
-        Service::builder(BINARY)
-            .envs(&[
-                ("OLLAMA_BASE_URL", &ollama.url()),
-                ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()),
-                ("ADMIN_TOKEN", TOKEN),
-            ])
-            .start()
-    };
+    let start = || replica_with(&ollama, &cluster, &[("ADMIN_TOKEN", TOKEN)]);
     let (a, b, c) = (start(), start(), start());
     let tag = |service: &Service| {
         Client::new().get(&service.url("/health")).header("x-handler-version").unwrap_or_default().to_string()
@@ -160,4 +150,38 @@ fn a_handler_pushed_to_one_replica_serves_on_every_replica_and_on_later_ones() {
         let replicas = components["replicas"].as_array().cloned().unwrap_or_default();
         replicas.len() == 4 && replicas.iter().all(|replica| replica["handler_sha256"] == sha256)
     });
+}
+
+#[test]
+fn a_plugin_pushed_to_one_replica_loads_on_every_replica_and_unloads_with_it() {
+    const TOKEN: &str = "let-me-in-fleet-plugins";
+    const PETER: &str = env!("LLM_SERVICE_PLUGIN_PETER");
+    let cluster = RedisCluster::start();
+    let ollama = FakeOllama::start(&[MODEL]);
+    let start = || replica_with(&ollama, &cluster, &[("ADMIN_TOKEN", TOKEN)]);
+    let (a, b) = (start(), start());
+    let loaded = |service: &Service| {
+        let plugins = service.admin(TOKEN, "GET", "/plugins", b"").json();
+        plugins["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|plugin| plugin["name"].to_string())
+            .collect::<Vec<_>>()
+    };
+    let pushed = a.admin(TOKEN, "PUT", "/plugins", &std::fs::read(PETER).unwrap());
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    eventually("b loads the plugin", || loaded(&b).len() == 1);
+    let reply = b.generate(&json!({"prompt": "hello from b", "character_name": "peter"}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let sent = ollama.generate_requests().pop().unwrap();
+    assert!(sent["system"].is_string(), "the plugin shaped b's request: {sent}");
+    let late = start();
+    eventually("a replica started afterwards loads it too", || loaded(&late).len() == 1);
+
+    let name = pushed.json()["name"].as_str().unwrap().to_string();
+    assert_eq!(a.admin(TOKEN, "DELETE", &format!("/plugins/{name}"), b"").status, 200);
+    for replica in [&b, &late] {
+        eventually("every replica unloads it", || loaded(replica).is_empty());
+    }
 }

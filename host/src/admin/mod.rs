@@ -167,8 +167,14 @@ impl AdminApi {
                     }
                 }
             }
-            (&Method::PUT, "/plugins") => match plugins.push(body, "admin upload").await {
+            (&Method::PUT, "/plugins") => match plugins.push(body.clone(), "admin upload").await {
                 Ok(installed) => {
+                    let plugin = &installed.plugin;
+                    let shared =
+                        self.capabilities.cache.share_plugin(&plugin.manifest().name, &body, plugin.sha256());
+                    if let Err(error) = shared.await {
+                        tracing::warn!(%error, "the plugin serves here, but the fleet was not told");
+                    }
                     let mut answer = describe_plugin(&installed.plugin);
                     answer["replaced"] = json!(installed.replaced.as_ref().map(|old| old.sha256()));
                     json(StatusCode::OK, &answer)
@@ -191,7 +197,12 @@ impl AdminApi {
             (&Method::DELETE, path) if path.starts_with("/plugins/") => {
                 let name = &path["/plugins/".len()..];
                 match plugins.remove(name) {
-                    Some(plugin) => json(StatusCode::OK, &json!({ "removed": describe_plugin(&plugin) })),
+                    Some(plugin) => {
+                        if let Err(error) = self.capabilities.cache.unshare_plugin(name).await {
+                            tracing::warn!(%error, "the plugin is unloaded here, but the fleet was not told");
+                        }
+                        json(StatusCode::OK, &json!({ "removed": describe_plugin(&plugin) }))
+                    }
                     None => json_error(StatusCode::NOT_FOUND, &format!("no plugin named '{name}' is loaded")),
                 }
             }

@@ -157,6 +157,10 @@ impl SharedTier for ClusterTier {
     async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError> {
         commands::hash_all(&mut self.connection().await?, key).await
     }
+
+    async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError> {
+        commands::hash_delete(&mut self.connection().await?, key, field).await
+    }
 }
 
 #[cfg(test)]

@@ -130,3 +130,13 @@ pub(super) async fn hash_all<C: ConnectionLike + Send>(
         redis::cmd("HGETALL").arg(key).query_async(connection).await?;
     Ok(map.into_iter().collect())
 }
+
+/// `HDEL key field`.
+pub(super) async fn hash_delete<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+    field: &str,
+) -> Result<(), TierError> {
+    let _: i64 = redis::cmd("HDEL").arg(key).arg(field).query_async(connection).await?;
+    Ok(())
+}

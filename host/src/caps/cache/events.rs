@@ -17,6 +17,9 @@ pub const EVENTS_KEY: &str = "{llm-service}:events";
 pub const MODEL_KEY: &str = "{llm-service}:model";
 /// The handler component last pushed through an admin API, as its bytes.
 pub const HANDLER_KEY: &str = "{llm-service}:handler";
+/// The plugins pushed through an admin API: name → sha256 (each plugin's
+/// bytes under [`plugin_key`]).
+pub const PLUGINS_KEY: &str = "{llm-service}:plugins";
 /// What each replica serves: replica → JSON, rewritten every few seconds.
 pub const REPLICAS_KEY: &str = "{llm-service}:replicas";
 /// Events kept in the stream (older ones are trimmed).
@@ -40,6 +43,20 @@ pub enum FleetEvent {
         /// Its sha256.
         sha256: String,
     },
+    /// A plugin was pushed (its bytes are under [`plugin_key`]).
+    Plugin {
+        /// The replica it was pushed to.
+        origin: String,
+        /// Its name.
+        name: String,
+    },
+    /// A plugin was unloaded.
+    PluginRemoved {
+        /// The replica it was unloaded from.
+        origin: String,
+        /// Its name.
+        name: String,
+    },
     /// Cached answers were cleared.
     Clear {
         /// The replica that cleared.
@@ -55,7 +72,11 @@ impl FleetEvent {
     /// The replica it came from.
     pub fn origin(&self) -> &str {
         match self {
-            Self::Model { origin, .. } | Self::Handler { origin, .. } | Self::Clear { origin, .. } => origin,
+            Self::Model { origin, .. }
+            | Self::Handler { origin, .. }
+            | Self::Plugin { origin, .. }
+            | Self::PluginRemoved { origin, .. }
+            | Self::Clear { origin, .. } => origin,
         }
     }
 }
@@ -136,6 +157,45 @@ impl ResponseCache {
         self.shared_call(|| self.shared.get_raw(HANDLER_KEY)).await
     }
 
+    /// Stores a plugin pushed here for the fleet, and announces it.
+    pub async fn share_plugin(&self, name: &str, bytes: &[u8], sha256: &str) -> Result<(), CacheError> {
+        if !self.shares() {
+            return Ok(());
+        }
+        let key = plugin_key(name);
+        self.shared_call(|| self.shared.set_raw(&key, bytes)).await?;
+        self.shared_call(|| self.shared.hash_set(PLUGINS_KEY, name, sha256)).await?;
+        self.publish(&FleetEvent::Plugin { origin: self.replica.clone(), name: name.to_string() }).await
+    }
+
+    /// Withdraws a plugin unloaded here from the fleet, and announces it.
+    pub async fn unshare_plugin(&self, name: &str) -> Result<(), CacheError> {
+        if !self.shares() {
+            return Ok(());
+        }
+        self.shared_call(|| self.shared.hash_delete(PLUGINS_KEY, name)).await?;
+        let key = plugin_key(name);
+        self.shared_call(|| self.shared.delete(&key)).await?;
+        self.publish(&FleetEvent::PluginRemoved { origin: self.replica.clone(), name: name.to_string() })
+            .await
+    }
+
+    /// The plugins the fleet was given: (name, bytes).
+    pub async fn fleet_plugins(&self) -> Result<Vec<(String, Vec<u8>)>, CacheError> {
+        if !self.shares() {
+            return Ok(Vec::new());
+        }
+        let names = self.shared_call(|| self.shared.hash_all(PLUGINS_KEY)).await?;
+        let mut plugins = Vec::with_capacity(names.len());
+        for (name, _sha256) in names {
+            let key = plugin_key(&name);
+            if let Some(bytes) = self.shared_call(|| self.shared.get_raw(&key)).await? {
+                plugins.push((name, bytes));
+            }
+        }
+        Ok(plugins)
+    }
+
     /// Records what this replica serves (`report`, JSON).
     pub async fn report_replica(&self, report: &serde_json::Value) -> Result<(), CacheError> {
         if !self.shares() {
@@ -162,6 +222,11 @@ impl ResponseCache {
     pub fn clear_local(&self, prefix: &str, containing: Option<&str>) -> u64 {
         self.memory.clear(|key| key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix)))
     }
+}
+
+/// Where a shared plugin's bytes live (the fleet's hash tag, so one slot).
+pub fn plugin_key(name: &str) -> String {
+    format!("{{llm-service}}:plugin:{name}")
 }
 
 #[cfg(test)]

@@ -117,6 +117,10 @@ impl SharedTier for RedisTier {
     async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError> {
         commands::hash_all(&mut self.connection.clone(), key).await
     }
+
+    async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError> {
+        commands::hash_delete(&mut self.connection.clone(), key, field).await
+    }
 }
 
 /// The `SCAN MATCH` pattern for keys that start with `prefix` and contain

@@ -46,6 +46,8 @@ pub trait SharedTier: Send + Sync {
     async fn hash_set(&self, key: &str, field: &str, value: &str) -> Result<(), TierError>;
     /// Every field of the hash `key`.
     async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError>;
+    /// Removes `field` of the hash `key`.
+    async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError>;
 }
 
 /// No shared tier (no REDIS_URL): every call succeeds and finds nothing.
@@ -91,5 +93,8 @@ impl SharedTier for NoSharedTier {
     }
     async fn hash_all(&self, _key: &str) -> Result<Vec<(String, String)>, TierError> {
         Ok(Vec::new())
+    }
+    async fn hash_delete(&self, _key: &str, _field: &str) -> Result<(), TierError> {
+        Ok(())
     }
 }
