@@ -4,7 +4,7 @@
 //! without importing each other.
 
 use prometheus::core::Collector;
-use prometheus::{IntCounter, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 /// Registers `metric` in `registry`. The names are the service's own, so a
 /// clash is a bug the first test that starts the service finds.
@@ -16,6 +16,11 @@ pub fn registered<M: Collector + Clone + 'static>(registry: &Registry, metric: M
 /// A counter `name` with `help`, registered in `registry`.
 pub fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     registered(registry, IntCounter::new(name, help).expect("a valid metric name"))
+}
+
+/// A counter `name` with `help` and `labels`, registered in `registry`.
+pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric name"))
 }
 
 /// The label every value past a [`BoundedLabels`] bound shares.

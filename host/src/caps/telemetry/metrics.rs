@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramOpts, IntCounter, IntCounterVec, IntGauge, Registry};
 
-use crate::registry::{BoundedLabels, counter, registered};
+use crate::registry::{BoundedLabels, counter, counter_vec, registered};
 
 /// Upper bounds (seconds) of the latency histogram's buckets: from a cache
 /// hit (well under a millisecond) to a long generation.
@@ -64,11 +64,6 @@ pub const MAX_CHARACTER_LABELS: usize = 100;
 const MAX_CHARACTER_LABEL_BYTES: usize = 128;
 /// Latencies recorded by the percentile histogram: 1 µs to 1 hour.
 const HDR_MAX_US: u64 = 3_600_000_000;
-
-/// A counter `name` with `help` and `labels`, registered in `registry`.
-pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    registered(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric name"))
-}
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     registered(registry, IntGauge::new(name, help).expect("a valid metric name"))

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
-use super::metrics::{LATENCY_BUCKETS_S, counter_vec};
-use crate::registry::{BoundedLabels, registered};
+use super::metrics::LATENCY_BUCKETS_S;
+use crate::registry::{BoundedLabels, counter_vec, registered};
 
 /// Handler versions with a series of their own (every push is a new one).
 const MAX_VERSION_LABELS: usize = 32;

@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 
 use self::node::{Circuit, Node, NodeSpec, Protocol};
 use super::allowlist::Allowlist;
-use crate::registry::registered;
+use crate::registry::{counter_vec, registered};
 use crate::routing::RoutingKey;
 
 /// Conversations whose node is remembered.
@@ -67,22 +67,23 @@ impl PoolMetrics {
                 IntGaugeVec::new(Opts::new(name, help), &["node"]).expect("a valid metric name"),
             )
         };
-        let counter = |name: &str, help: &str| {
-            registered(
-                registry,
-                IntCounterVec::new(Opts::new(name, help), &["node"]).expect("a valid metric name"),
-            )
-        };
         let wait = HistogramOpts::new(
             "llm_service_backend_queue_wait_seconds",
             "Time a backend call waited for a node's slot.",
         )
         .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         Self {
-            requests: counter("llm_service_backend_node_requests_total", "Calls sent to each backend node."),
-            failures: counter(
+            requests: counter_vec(
+                registry,
+                "llm_service_backend_node_requests_total",
+                "Calls sent to each backend node.",
+                &["node"],
+            ),
+            failures: counter_vec(
+                registry,
                 "llm_service_backend_node_failures_total",
                 "Calls to each backend node that failed (connection, 5xx) or its refreshes that did.",
+                &["node"],
             ),
             in_flight: gauge(
                 "llm_service_backend_node_in_flight",
