@@ -100,7 +100,7 @@ fn stream<F: Framing>(
         head,
         write: Box::new(move |writer| {
             let ctx = Ctx { host: &host, request: &request, policy: &policy };
-            while let Some(piece) = flow.next_chunk() {
+            while let Some(piece) = flow.next_chunk(&ctx) {
                 if framing.piece(writer, &piece).is_err() {
                     // The client left. With others waiting, the generation
                     // is finished for them (and cached); alone, dropping the

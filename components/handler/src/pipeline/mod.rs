@@ -22,15 +22,18 @@
 //!   [`calls::worth_a_fallback`]; an answer from a fallback is handed to followers
 //!   but never stored under the request's key.
 //! - A follower whose leader went away tries again (up to [`MAX_JOINS`]
-//!   lookups), then generates without a flight.
+//!   lookups), then generates without a flight. A stream that had already
+//!   sent pieces continues after them ([`resume`]).
 
 mod calls;
 pub mod host;
+mod resume;
 #[cfg(test)]
 mod tests;
 
 use self::calls::{complete_whole, generation, open_stream};
 use self::host::{Cached, FlightEvent, Follow, Found, Host, Lead, Lookup, Pending, TextSource};
+use self::resume::Resume;
 use crate::backend::{Ending, Kind, StreamEvent};
 use crate::error::ApiError;
 use crate::key::{key, prompt_hash};
@@ -110,12 +113,20 @@ pub struct Flow<H: Host> {
     source: Source<H>,
     /// Miss or Bypass: what `X-Cache` says while it flows.
     pub cache_use: CacheUse,
+    /// What went out, should the answer have to be taken up again.
+    resume: Resume,
 }
 
 enum Source<H: Host> {
     // Boxed: a generation carries its text and backend state, a follower little.
     Generating(Box<Generating<H>>),
     Following(Following<H>),
+    /// Taken up again and found at once: a hit (its whole text is the one
+    /// piece), or a failure.
+    Settled {
+        piece: Option<String>,
+        outcome: Outcome,
+    },
 }
 
 /// This request generates: leading a flight, or alone.
@@ -181,10 +192,7 @@ fn begin_with<H: Host>(ctx: &Ctx<'_, H>, joins: usize) -> Begun<H> {
                 let mut following =
                     Following { follow, stale, buffered: None, end: None, delivered: false, joins_left };
                 if !ctx.request.stream {
-                    return Begun::Flowing(Flow {
-                        source: Source::Following(following),
-                        cache_use: CacheUse::Miss,
-                    });
+                    return Begun::Flowing(Flow::new(Source::Following(following), CacheUse::Miss));
                 }
                 // A stream's head waits for the leader's first event.
                 match following.follow.next() {
@@ -192,10 +200,7 @@ fn begin_with<H: Host>(ctx: &Ctx<'_, H>, joins: usize) -> Begun<H> {
                     FlightEvent::Abandoned => continue,
                     end => return Begun::Done(following.conclude(end)),
                 }
-                return Begun::Flowing(Flow {
-                    source: Source::Following(following),
-                    cache_use: CacheUse::Miss,
-                });
+                return Begun::Flowing(Flow::new(Source::Following(following), CacheUse::Miss));
             }
         }
     }
@@ -231,10 +236,14 @@ fn generate<H: Host>(
         ending: Ending::default(),
         delivered: false,
     };
-    Begun::Flowing(Flow { source: Source::Generating(Box::new(generating)), cache_use })
+    Begun::Flowing(Flow::new(Source::Generating(Box::new(generating)), cache_use))
 }
 
 impl<H: Host> Flow<H> {
+    fn new(source: Source<H>, cache_use: CacheUse) -> Self {
+        Self { source, cache_use, resume: Resume::default() }
+    }
+
     /// Whether another request generates this answer.
     pub fn follows(&self) -> bool {
         matches!(self.source, Source::Following(_))
@@ -247,43 +256,68 @@ impl<H: Host> Flow<H> {
             Source::Generating(generating) => {
                 generating.lead.as_ref().is_some_and(|lead| lead.followers() > 0)
             }
-            Source::Following(_) => false,
+            Source::Following(_) | Source::Settled { .. } => false,
         }
     }
 
     /// The next piece of a streamed answer, or `None` at its end (at once
     /// for a whole request).
-    pub fn next_chunk(&mut self) -> Option<String> {
-        match &mut self.source {
-            Source::Generating(generating) => generating.next_piece(),
-            Source::Following(following) => following.next_piece(),
+    pub fn next_chunk(&mut self, ctx: &Ctx<'_, H>) -> Option<String> {
+        loop {
+            let piece = match &mut self.source {
+                Source::Generating(generating) => generating.next_piece(),
+                Source::Following(following) => following.next_piece(),
+                Source::Settled { piece, .. } => piece.take(),
+            };
+            match piece {
+                // A piece a replacement only repeats is read past.
+                Some(piece) => {
+                    if let Some(new) = self.resume.take(piece) {
+                        self.resume.sent(&new);
+                        return Some(new);
+                    }
+                }
+                None if self.leader_went_away() => self.take_up(ctx),
+                None => return None,
+            }
         }
+    }
+
+    /// Whether this stream's leader went away after some of it went out.
+    fn leader_went_away(&self) -> bool {
+        self.resume.has_sent()
+            && matches!(&self.source, Source::Following(following) if matches!(following.end, Some(FlightEvent::Abandoned)))
+    }
+
+    /// Looks up again and follows (or leads) the replacement, which must
+    /// repeat what went out before anything more goes.
+    fn take_up(&mut self, ctx: &Ctx<'_, H>) {
+        let Source::Following(following) = &self.source else { return };
+        let joins_left = following.joins_left;
+        self.resume.restart();
+        self.source = match begin_with(ctx, joins_left) {
+            Begun::Flowing(flow) => flow.source,
+            Begun::Done(outcome) => {
+                let piece = outcome.as_ref().ok().map(|answer| answer.stored.response.clone());
+                Source::Settled { piece, outcome }
+            }
+        };
     }
 
     /// Waits for the end: the answer (landed for the cache and the
     /// followers) or the failure (crashed to the followers).
     pub fn finish(self, ctx: &Ctx<'_, H>) -> Outcome {
-        match self.source {
+        let outcome = match self.source {
+            Source::Settled { outcome, .. } => outcome,
             Source::Generating(generating) => generating.finish(ctx, self.cache_use),
-            Source::Following(mut following) => {
-                let end = match following.end.take() {
-                    Some(end) => end,
-                    None => loop {
-                        match following.follow.next() {
-                            FlightEvent::Chunk(_) => {}
-                            end => break end,
-                        }
-                    },
-                };
-                if matches!(end, FlightEvent::Abandoned) && !following.delivered {
-                    return match begin_with(ctx, following.joins_left) {
-                        Begun::Done(outcome) => outcome,
-                        Begun::Flowing(flow) => flow.finish(ctx),
-                    };
-                }
-                following.conclude(end)
-            }
+            Source::Following(following) => following.finish(ctx),
+        };
+        if outcome.is_ok() && self.resume.broken() {
+            return Err(ApiError::BadGateway {
+                message: "the generation this request shared stopped part-way, and its replacement did not repeat what was sent".into(),
+            });
         }
+        outcome
     }
 }
 
@@ -398,6 +432,27 @@ impl<H: Host> Following<H> {
                 None
             }
         }
+    }
+
+    /// Waits for the leader's end; a leader that went away before anything
+    /// went out is replaced (looked up again).
+    fn finish(mut self, ctx: &Ctx<'_, H>) -> Outcome {
+        let end = match self.end.take() {
+            Some(end) => end,
+            None => loop {
+                match self.follow.next() {
+                    FlightEvent::Chunk(_) => {}
+                    end => break end,
+                }
+            },
+        };
+        if matches!(end, FlightEvent::Abandoned) && !self.delivered {
+            return match begin_with(ctx, self.joins_left) {
+                Begun::Done(outcome) => outcome,
+                Begun::Flowing(flow) => flow.finish(ctx),
+            };
+        }
+        self.conclude(end)
     }
 
     /// The answer for the leader's `end`, by the same rules as the leader's.

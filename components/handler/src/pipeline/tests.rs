@@ -163,7 +163,7 @@ fn run(fake: &Fake, body: serde_json::Value, fallbacks: &[&str]) -> (Outcome, Ve
         Begun::Done(outcome) => (outcome, Vec::new()),
         Begun::Flowing(mut flow) => {
             let mut pieces = Vec::new();
-            while let Some(piece) = flow.next_chunk() {
+            while let Some(piece) = flow.next_chunk(&ctx) {
                 pieces.push(piece);
             }
             (flow.finish(&ctx), pieces)
@@ -321,4 +321,33 @@ fn an_empty_answer_reaches_followers_but_is_not_stored() {
     let (outcome, _) = run(&fake, json!({"prompt": "hi"}), &[]);
     assert_eq!(outcome.unwrap().stored.response, "");
     assert!(fake.seen().contains(&Seen::Landed { value: stored("", "current"), fresh_s: 0, stale_s: 30 }));
+}
+
+#[test]
+fn a_stream_whose_leader_left_part_way_continues_after_what_went_out() {
+    let chunk = |text: &str| FlightEvent::Chunk(text.as_bytes().to_vec());
+    let fake = Fake::default()
+        .lookup(Scripted::Follow(vec![chunk("one "), chunk("two "), FlightEvent::Abandoned]), None)
+        .lookup(Scripted::Lead, None)
+        .answer(text(&["one ", "two ", "three"]));
+    let (outcome, pieces) = run(&fake, json!({"prompt": "hi", "stream": true}), &[]);
+    assert_eq!(pieces, ["one ", "two ", "three"], "nothing twice, nothing lost");
+    assert_eq!(outcome.unwrap().stored.response, "one two three");
+    let published = fake.seen().into_iter().filter(|seen| matches!(seen, Seen::Published(_))).count();
+    assert_eq!(published, 3, "the new leader's own followers get the whole answer");
+}
+
+#[test]
+fn a_replacement_that_differs_from_what_went_out_fails_the_stream() {
+    let fake = Fake::default()
+        .lookup(Scripted::Follow(vec![FlightEvent::Chunk(b"one ".to_vec()), FlightEvent::Abandoned]), None)
+        .lookup(Scripted::Lead, None)
+        .answer(text(&["uno ", "dos"]));
+    let (outcome, pieces) = run(&fake, json!({"prompt": "hi", "stream": true}), &[]);
+    assert_eq!(pieces, ["one "], "nothing of a different answer goes out");
+    assert!(matches!(outcome, Err(ApiError::BadGateway { .. })), "{outcome:?}");
+    assert!(
+        fake.seen().iter().any(|seen| matches!(seen, Seen::Landed { value, .. } if value.response == "uno dos")),
+        "the replacement still lands for its followers"
+    );
 }
