@@ -8,14 +8,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncCommands, RedisError};
 
+use super::TierError;
 use super::redis::{SCAN_COUNT, scan_pattern, wanted};
-use super::{SharedTier, TierError, commands};
+use super::tier::Connected;
 
 /// The Redis Cluster tier.
 pub struct ClusterTier {
@@ -34,19 +34,6 @@ impl ClusterTier {
             .retries(1)
             .build()?;
         Ok(Self { client, connection: tokio::sync::Mutex::default(), timeout })
-    }
-
-    /// The connection, made now if there is none yet.
-    async fn connection(&self) -> Result<ClusterConnection, TierError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = &*slot {
-            return Ok(connection.clone());
-        }
-        let connection = tokio::time::timeout(self.timeout, self.client.get_async_connection())
-            .await
-            .map_err(|_| TierError(format!("no cluster node answered within {:?}", self.timeout)))??;
-        *slot = Some(connection.clone());
-        Ok(connection)
     }
 
     /// The masters' addresses, from `CLUSTER NODES`.
@@ -75,24 +62,24 @@ fn masters(nodes: &str) -> Vec<(String, u16)> {
 }
 
 #[async_trait::async_trait]
-impl SharedTier for ClusterTier {
+impl Connected for ClusterTier {
+    type Connection = ClusterConnection;
+
+    // Made on first use, then shared (it multiplexes).
+    async fn connection(&self) -> Result<ClusterConnection, TierError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = &*slot {
+            return Ok(connection.clone());
+        }
+        let connection = tokio::time::timeout(self.timeout, self.client.get_async_connection())
+            .await
+            .map_err(|_| TierError(format!("no cluster node answered within {:?}", self.timeout)))??;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
     fn name(&self) -> &'static str {
         "redis-cluster"
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, TierError> {
-        commands::get_with_ttl(&mut self.connection().await?, key).await
-    }
-
-    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), TierError> {
-        let mut connection = self.connection().await?;
-        Ok(connection.set_ex(key, value, ttl.as_secs().max(1)).await?)
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool, TierError> {
-        let mut connection = self.connection().await?;
-        let removed: u64 = connection.unlink(key).await?;
-        Ok(removed > 0)
     }
 
     async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {
@@ -128,38 +115,6 @@ impl SharedTier for ClusterTier {
             RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::AllSucceeded)));
         connection.route_command(redis::cmd("PING"), every_master).await?;
         Ok(())
-    }
-
-    async fn append(&self, stream: &str, payload: &str, keep: usize) -> Result<(), TierError> {
-        commands::append(&mut self.connection().await?, stream, payload, keep).await
-    }
-
-    async fn read_after(&self, stream: &str, after: &str) -> Result<Vec<(String, String)>, TierError> {
-        commands::read_after(&mut self.connection().await?, stream, after).await
-    }
-
-    async fn last_id(&self, stream: &str) -> Result<String, TierError> {
-        commands::last_id(&mut self.connection().await?, stream).await
-    }
-
-    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, TierError> {
-        commands::get_raw(&mut self.connection().await?, key).await
-    }
-
-    async fn set_raw(&self, key: &str, value: &[u8]) -> Result<(), TierError> {
-        commands::set_raw(&mut self.connection().await?, key, value).await
-    }
-
-    async fn hash_set(&self, key: &str, field: &str, value: &str) -> Result<(), TierError> {
-        commands::hash_set(&mut self.connection().await?, key, field, value).await
-    }
-
-    async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError> {
-        commands::hash_all(&mut self.connection().await?, key).await
-    }
-
-    async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError> {
-        commands::hash_delete(&mut self.connection().await?, key, field).await
     }
 }
 

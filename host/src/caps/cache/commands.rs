@@ -1,12 +1,13 @@
 //! The commands both shared tiers send, for any connection (one node or a
-//! cluster): a value with its remaining lifetime, and what
-//! [`super::events`] needs (streams and plain text keys).
+//! cluster): a value with its remaining lifetime, what [`super::events`]
+//! needs (streams and plain text keys), and what
+//! [`super::shared_flight`] needs (leases and a flight's stream).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::ConnectionLike;
-use redis::streams::{StreamRangeReply, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 
 use super::TierError;
 
@@ -30,6 +31,32 @@ pub(super) async fn get_with_ttl<C: ConnectionLike + Send>(
     Ok(value.filter(|_| ttl_ms > 0).map(|value| (Bytes::from(value), Duration::from_millis(ttl_ms as u64))))
 }
 
+/// `SET key value EX ttl` (whole seconds, at least one).
+pub(super) async fn set_with_ttl<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+    value: &[u8],
+    ttl: Duration,
+) -> Result<(), TierError> {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("EX")
+        .arg(ttl.as_secs().max(1))
+        .query_async(connection)
+        .await?;
+    Ok(())
+}
+
+/// `UNLINK key`: whether it was there.
+pub(super) async fn unlink<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+) -> Result<bool, TierError> {
+    let removed: u64 = redis::cmd("UNLINK").arg(key).query_async(connection).await?;
+    Ok(removed > 0)
+}
+
 /// `XADD stream MAXLEN ~ keep * event payload`.
 pub(super) async fn append<C: ConnectionLike + Send>(
     connection: &mut C,
@@ -50,12 +77,13 @@ pub(super) async fn append<C: ConnectionLike + Send>(
     Ok(())
 }
 
-/// `XREAD COUNT n STREAMS stream after`, as (id, event payload).
-pub(super) async fn read_after<C: ConnectionLike + Send>(
+/// `XREAD COUNT n STREAMS stream after` (never `BLOCK`: the connection is
+/// shared by every call, and a blocked read would hold them all up).
+async fn xread<C: ConnectionLike + Send>(
     connection: &mut C,
     stream: &str,
     after: &str,
-) -> Result<Vec<(String, String)>, TierError> {
+) -> Result<Vec<StreamId>, TierError> {
     let reply: Option<StreamReadReply> = redis::cmd("XREAD")
         .arg("COUNT")
         .arg(READ_COUNT)
@@ -64,10 +92,18 @@ pub(super) async fn read_after<C: ConnectionLike + Send>(
         .arg(after)
         .query_async(connection)
         .await?;
-    Ok(reply
+    Ok(reply.into_iter().flat_map(|reply| reply.keys).flat_map(|key| key.ids).collect())
+}
+
+/// The entries of `stream` after id `after`, as (id, event payload).
+pub(super) async fn read_after<C: ConnectionLike + Send>(
+    connection: &mut C,
+    stream: &str,
+    after: &str,
+) -> Result<Vec<(String, String)>, TierError> {
+    let entries = xread(connection, stream, after).await?;
+    Ok(entries
         .into_iter()
-        .flat_map(|reply| reply.keys)
-        .flat_map(|key| key.ids)
         .map(|entry| {
             let payload = entry.get::<String>("event").unwrap_or_default();
             (entry.id, payload)
@@ -139,4 +175,90 @@ pub(super) async fn hash_delete<C: ConnectionLike + Send>(
 ) -> Result<(), TierError> {
     let _: i64 = redis::cmd("HDEL").arg(key).arg(field).query_async(connection).await?;
     Ok(())
+}
+
+/// `SET key token NX PX ttl`: whether the lease was free and is now ours.
+pub(super) async fn lease_take<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+    token: &str,
+    ttl: Duration,
+) -> Result<bool, TierError> {
+    let taken: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl.as_millis() as u64)
+        .query_async(connection)
+        .await?;
+    Ok(taken.is_some())
+}
+
+/// Extends the lease `key` by `ttl` if `token` still holds it.
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
+/// Removes the lease `key` if `token` still holds it.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                       return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// Extends `token`'s lease on `key` by `ttl`; whether it still held it.
+pub(super) async fn lease_renew<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+    token: &str,
+    ttl: Duration,
+) -> Result<bool, TierError> {
+    let renewed: i64 = redis::Script::new(RENEW)
+        .key(key)
+        .arg(token)
+        .arg(ttl.as_millis() as u64)
+        .invoke_async(connection)
+        .await?;
+    Ok(renewed == 1)
+}
+
+/// Removes `token`'s lease on `key` (compare and delete: never another's).
+pub(super) async fn lease_release<C: ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+    token: &str,
+) -> Result<(), TierError> {
+    let _: i64 = redis::Script::new(RELEASE).key(key).arg(token).invoke_async(connection).await?;
+    Ok(())
+}
+
+/// Appends `entries` (kind, data) to `stream` in one round trip and keeps
+/// the stream `ttl` longer.
+pub(super) async fn flight_append<C: ConnectionLike + Send>(
+    connection: &mut C,
+    stream: &str,
+    entries: &[(&str, Bytes)],
+    ttl: Duration,
+) -> Result<(), TierError> {
+    let mut pipe = redis::pipe();
+    for (kind, data) in entries {
+        pipe.cmd("XADD").arg(stream).arg("*").arg("kind").arg(*kind).arg("data").arg(data.as_ref()).ignore();
+    }
+    pipe.cmd("PEXPIRE").arg(stream).arg(ttl.as_millis() as u64).ignore();
+    let _: () = pipe.query_async(connection).await?;
+    Ok(())
+}
+
+/// The entries of `stream` after id `after`: (id, kind, data), oldest first.
+pub(super) async fn flight_read<C: ConnectionLike + Send>(
+    connection: &mut C,
+    stream: &str,
+    after: &str,
+) -> Result<Vec<(String, String, Bytes)>, TierError> {
+    let entries = xread(connection, stream, after).await?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| {
+            let kind = entry.get::<String>("kind").unwrap_or_default();
+            let data = entry.get::<Vec<u8>>("data").unwrap_or_default();
+            (entry.id, kind, Bytes::from(data))
+        })
+        .collect())
 }

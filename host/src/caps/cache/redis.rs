@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
-use super::{SharedTier, TierError, commands};
+use super::TierError;
+use super::tier::Connected;
 
 /// Keys asked for per SCAN step: large enough to be quick, small enough not
 /// to hold KeyDB up.
@@ -37,24 +37,15 @@ impl RedisTier {
 }
 
 #[async_trait::async_trait]
-impl SharedTier for RedisTier {
+impl Connected for RedisTier {
+    type Connection = ConnectionManager;
+
+    async fn connection(&self) -> Result<ConnectionManager, TierError> {
+        Ok(self.connection.clone())
+    }
+
     fn name(&self) -> &'static str {
         "keydb"
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, TierError> {
-        commands::get_with_ttl(&mut self.connection.clone(), key).await
-    }
-
-    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), TierError> {
-        let mut connection = self.connection.clone();
-        Ok(connection.set_ex(key, value, ttl.as_secs().max(1)).await?)
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool, TierError> {
-        let mut connection = self.connection.clone();
-        let removed: u64 = connection.unlink(key).await?;
-        Ok(removed > 0)
     }
 
     async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {
@@ -88,38 +79,6 @@ impl SharedTier for RedisTier {
         let mut connection = self.connection.clone();
         redis::cmd("PING").query_async::<String>(&mut connection).await?;
         Ok(())
-    }
-
-    async fn append(&self, stream: &str, payload: &str, keep: usize) -> Result<(), TierError> {
-        commands::append(&mut self.connection.clone(), stream, payload, keep).await
-    }
-
-    async fn read_after(&self, stream: &str, after: &str) -> Result<Vec<(String, String)>, TierError> {
-        commands::read_after(&mut self.connection.clone(), stream, after).await
-    }
-
-    async fn last_id(&self, stream: &str) -> Result<String, TierError> {
-        commands::last_id(&mut self.connection.clone(), stream).await
-    }
-
-    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, TierError> {
-        commands::get_raw(&mut self.connection.clone(), key).await
-    }
-
-    async fn set_raw(&self, key: &str, value: &[u8]) -> Result<(), TierError> {
-        commands::set_raw(&mut self.connection.clone(), key, value).await
-    }
-
-    async fn hash_set(&self, key: &str, field: &str, value: &str) -> Result<(), TierError> {
-        commands::hash_set(&mut self.connection.clone(), key, field, value).await
-    }
-
-    async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError> {
-        commands::hash_all(&mut self.connection.clone(), key).await
-    }
-
-    async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError> {
-        commands::hash_delete(&mut self.connection.clone(), key, field).await
     }
 }
 

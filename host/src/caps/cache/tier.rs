@@ -1,10 +1,16 @@
 //! The shared tier's contract: what the cache asks of KeyDB, Redis or a
 //! Redis Cluster ([`super::redis`], [`super::cluster`]), and the absent
-//! tier that stands in when there is none.
+//! tier that stands in when there is none. A tier reached through a
+//! `redis` connection says only how it connects, clears and pings
+//! ([`Connected`]); every other command is the same on one node and on a
+//! cluster, and is written once ([`super::commands`]).
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use redis::aio::ConnectionLike;
+
+use super::commands;
 
 /// A shared tier's failure, as text: callers only log and count it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +54,22 @@ pub trait SharedTier: Send + Sync {
     async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError>;
     /// Removes `field` of the hash `key`.
     async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError>;
+    /// Takes the lease `key` for `token` for `ttl` if it is free (`SET NX PX`).
+    async fn lease_take(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, TierError>;
+    /// Extends `token`'s lease by `ttl`; whether `token` still held it.
+    async fn lease_renew(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, TierError>;
+    /// Removes the lease if `token` still holds it.
+    async fn lease_release(&self, key: &str, token: &str) -> Result<(), TierError>;
+    /// Appends (kind, data) entries to `stream`, which then lives `ttl` more.
+    async fn flight_append(
+        &self,
+        stream: &str,
+        entries: &[(&str, Bytes)],
+        ttl: Duration,
+    ) -> Result<(), TierError>;
+    /// The entries of `stream` after id `after`: (id, kind, data).
+    async fn flight_read(&self, stream: &str, after: &str)
+    -> Result<Vec<(String, String, Bytes)>, TierError>;
 }
 
 /// No shared tier (no REDIS_URL): every call succeeds and finds nothing.
@@ -96,5 +118,114 @@ impl SharedTier for NoSharedTier {
     }
     async fn hash_delete(&self, _key: &str, _field: &str) -> Result<(), TierError> {
         Ok(())
+    }
+    async fn lease_take(&self, _key: &str, _token: &str, _ttl: Duration) -> Result<bool, TierError> {
+        Err(TierError("no shared tier to share a flight through".into()))
+    }
+    async fn lease_renew(&self, _key: &str, _token: &str, _ttl: Duration) -> Result<bool, TierError> {
+        Ok(false)
+    }
+    async fn lease_release(&self, _key: &str, _token: &str) -> Result<(), TierError> {
+        Ok(())
+    }
+    async fn flight_append(
+        &self,
+        _stream: &str,
+        _entries: &[(&str, Bytes)],
+        _ttl: Duration,
+    ) -> Result<(), TierError> {
+        Ok(())
+    }
+    async fn flight_read(
+        &self,
+        _stream: &str,
+        _after: &str,
+    ) -> Result<Vec<(String, String, Bytes)>, TierError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A tier reached through a `redis` connection: one node or a cluster.
+#[async_trait::async_trait]
+pub trait Connected: Send + Sync {
+    /// The connection its commands go through.
+    type Connection: ConnectionLike + Send;
+    /// The connection, bounded by the tier's timeout.
+    async fn connection(&self) -> Result<Self::Connection, TierError>;
+    /// Its name in logs.
+    fn name(&self) -> &'static str;
+    /// As [`SharedTier::clear`] (a cluster walks every master).
+    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError>;
+    /// As [`SharedTier::ping`] (a cluster pings every master).
+    async fn ping(&self) -> Result<(), TierError>;
+}
+
+#[async_trait::async_trait]
+impl<T: Connected> SharedTier for T {
+    fn name(&self) -> &'static str {
+        Connected::name(self)
+    }
+    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {
+        Connected::clear(self, prefix, containing).await
+    }
+    async fn ping(&self) -> Result<(), TierError> {
+        Connected::ping(self).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, TierError> {
+        commands::get_with_ttl(&mut self.connection().await?, key).await
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), TierError> {
+        commands::set_with_ttl(&mut self.connection().await?, key, value, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, TierError> {
+        commands::unlink(&mut self.connection().await?, key).await
+    }
+    async fn append(&self, stream: &str, payload: &str, keep: usize) -> Result<(), TierError> {
+        commands::append(&mut self.connection().await?, stream, payload, keep).await
+    }
+    async fn read_after(&self, stream: &str, after: &str) -> Result<Vec<(String, String)>, TierError> {
+        commands::read_after(&mut self.connection().await?, stream, after).await
+    }
+    async fn last_id(&self, stream: &str) -> Result<String, TierError> {
+        commands::last_id(&mut self.connection().await?, stream).await
+    }
+    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, TierError> {
+        commands::get_raw(&mut self.connection().await?, key).await
+    }
+    async fn set_raw(&self, key: &str, value: &[u8]) -> Result<(), TierError> {
+        commands::set_raw(&mut self.connection().await?, key, value).await
+    }
+    async fn hash_set(&self, key: &str, field: &str, value: &str) -> Result<(), TierError> {
+        commands::hash_set(&mut self.connection().await?, key, field, value).await
+    }
+    async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError> {
+        commands::hash_all(&mut self.connection().await?, key).await
+    }
+    async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError> {
+        commands::hash_delete(&mut self.connection().await?, key, field).await
+    }
+    async fn lease_take(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, TierError> {
+        commands::lease_take(&mut self.connection().await?, key, token, ttl).await
+    }
+    async fn lease_renew(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, TierError> {
+        commands::lease_renew(&mut self.connection().await?, key, token, ttl).await
+    }
+    async fn lease_release(&self, key: &str, token: &str) -> Result<(), TierError> {
+        commands::lease_release(&mut self.connection().await?, key, token).await
+    }
+    async fn flight_append(
+        &self,
+        stream: &str,
+        entries: &[(&str, Bytes)],
+        ttl: Duration,
+    ) -> Result<(), TierError> {
+        commands::flight_append(&mut self.connection().await?, stream, entries, ttl).await
+    }
+    async fn flight_read(
+        &self,
+        stream: &str,
+        after: &str,
+    ) -> Result<Vec<(String, String, Bytes)>, TierError> {
+        commands::flight_read(&mut self.connection().await?, stream, after).await
     }
 }
