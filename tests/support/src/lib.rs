@@ -105,6 +105,12 @@ impl Service {
         assert!(status.is_ok_and(|status| status.success()), "kill -TERM failed");
     }
 
+    /// Kills the process at once (SIGKILL): no drain, no goodbye.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -KILL llm-service");
+        self.child.wait().expect("waiting for the killed llm-service");
+    }
+
     /// Waits for the process to exit, up to `deadline`.
     pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
         let until = Instant::now() + deadline;

@@ -11,13 +11,17 @@
 //! leader. The flight leaves the table before its end is announced, so a
 //! request arriving after the end starts afresh (and finds the cache the
 //! leader filled first).
+//!
+//! A lease may be [mirrored](FlightLease::mirror_to): every chunk and the
+//! end are also sent to a channel, in order, which is how a flight is
+//! shared with other replicas ([`super::shared_flight`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::bindings::llm_service::host::cache::Failure;
 
@@ -97,7 +101,13 @@ impl FlightTable {
         }
         let shared = Arc::new(Shared { progress: Mutex::default(), changed: watch::Sender::new(0) });
         flights.insert(key.to_string(), shared.clone());
-        Join::Lead(FlightLease { key: key.to_string(), shared, table: self.clone(), finished: false })
+        Join::Lead(FlightLease {
+            key: key.to_string(),
+            shared,
+            table: self.clone(),
+            finished: false,
+            mirror: None,
+        })
     }
 
     /// Flights in progress.
@@ -160,13 +170,33 @@ pub struct FlightLease {
     shared: Arc<Shared>,
     table: Arc<FlightTable>,
     finished: bool,
+    mirror: Option<mpsc::UnboundedSender<Event>>,
 }
 
 impl FlightLease {
     /// Hands `chunk` to every follower, present and future.
     pub fn publish(&self, chunk: Bytes) {
+        if let Some(mirror) = &self.mirror {
+            // A closed mirror (its task gave up) only stops the sharing.
+            let _ = mirror.send(Event::Chunk(chunk.clone()));
+        }
         self.shared.progress().chunks.push(chunk);
         self.shared.tick();
+    }
+
+    /// Sends every later chunk and the end to `mirror` too.
+    pub fn mirror_to(&mut self, mirror: mpsc::UnboundedSender<Event>) {
+        self.mirror = Some(mirror);
+    }
+
+    /// Whether the flight is mirrored (shared beyond this process).
+    pub fn is_mirrored(&self) -> bool {
+        self.mirror.is_some()
+    }
+
+    /// A follower of this flight, from its first chunk.
+    pub fn follower(&self) -> Follower {
+        Follower { shared: self.shared.clone(), seen: 0 }
     }
 
     /// Requests following the flight now: every holder of its state but
@@ -192,6 +222,9 @@ impl FlightLease {
             flights.remove(&self.key);
         }
         drop(flights);
+        if let Some(mirror) = self.mirror.take() {
+            let _ = mirror.send(Event::End(end.clone()));
+        }
         self.shared.progress().end = Some(end);
         self.shared.tick();
     }

@@ -8,7 +8,8 @@
 //! counted, logged once per outage (a warning when it starts, a note when
 //! it ends; each at most once a minute, for a tier that flaps), and the
 //! connection manager reconnects by itself. Identical
-//! work in flight is shared through [`flight`].
+//! work in flight is shared through [`flight`], and across replicas through
+//! [`shared_flight`].
 //!
 //! The cache protocol is the host's: [`ResponseCache::lookup`] answers a
 //! fresh value, or the flight to lead or follow (plus any stale value),
@@ -27,6 +28,7 @@ pub mod flight;
 mod host;
 pub mod memory;
 pub mod redis;
+mod shared_flight;
 pub mod stamped;
 pub mod tier;
 
@@ -48,7 +50,7 @@ use self::memory::MemoryTier;
 use self::redis::RedisTier;
 use self::stamped::{Stamped, now_ms};
 pub use self::tier::{NoSharedTier, SharedTier, TierError};
-use crate::registry::counter;
+use crate::registry::{counter, counter_vec};
 
 /// Longest key accepted.
 const MAX_KEY_BYTES: usize = 1024;
@@ -110,12 +112,14 @@ pub struct Lookup {
 /// The cache, shared by every request.
 pub struct ResponseCache {
     memory: MemoryTier,
-    shared: Box<dyn SharedTier>,
+    shared: Arc<dyn SharedTier>,
     flights: Arc<FlightTable>,
     max_value_bytes: u64,
     shared_up: AtomicBool,
     breaker: Breaker,
     errors: prometheus::IntCounter,
+    /// Process leaders by their part in the fleet's flight.
+    fleet_flights: prometheus::IntCounterVec,
     outage_log: breaker::LogLimit,
     recovery_log: breaker::LogLimit,
     /// This process's name among replicas ([`events`]).
@@ -127,12 +131,12 @@ impl ResponseCache {
     /// error count joins the service's metrics in `registry`.
     pub fn new(config: &CacheConfig, registry: &prometheus::Registry) -> Result<Self, CacheError> {
         let unavailable = |error: ::redis::RedisError| CacheError::Unavailable { reason: error.to_string() };
-        let shared: Box<dyn SharedTier> = match (&config.redis_url, &config.redis_cluster_nodes) {
+        let shared: Arc<dyn SharedTier> = match (&config.redis_url, &config.redis_cluster_nodes) {
             (_, Some(nodes)) => {
-                Box::new(ClusterTier::new(&nodes.0, config.redis_timeout()).map_err(unavailable)?)
+                Arc::new(ClusterTier::new(&nodes.0, config.redis_timeout()).map_err(unavailable)?)
             }
-            (Some(url), None) => Box::new(RedisTier::new(url, config.redis_timeout()).map_err(unavailable)?),
-            (None, None) => Box::new(NoSharedTier),
+            (Some(url), None) => Arc::new(RedisTier::new(url, config.redis_timeout()).map_err(unavailable)?),
+            (None, None) => Arc::new(NoSharedTier),
         };
         Ok(Self {
             memory: MemoryTier::new(config.cache_max_size),
@@ -142,6 +146,12 @@ impl ResponseCache {
             shared_up: AtomicBool::new(true),
             breaker: Breaker::default(),
             errors: counter(registry, "llm_service_cache_errors_total", "Failed calls to the shared cache."),
+            fleet_flights: counter_vec(
+                registry,
+                "llm_service_cache_shared_flights_total",
+                "Generations a replica would lead, by their part in the fleet's single-flight: led, relayed (another replica leads), found (landed meanwhile), in_process (store unavailable).",
+                &["role"],
+            ),
             outage_log: breaker::LogLimit::default(),
             recovery_log: breaker::LogLimit::default(),
             replica: format!("{:016x}", fastrand::u64(..)),
@@ -175,8 +185,10 @@ impl ResponseCache {
     /// the key's flight to lead or follow, with any value that expired less
     /// than `stale_window` ago. A leader re-reads the process tier after
     /// joining, so a flight that landed between the read and the join is a
-    /// hit, not a second generation. Cache errors count as misses.
-    pub async fn lookup(&self, key: &str, stale_window: Duration) -> Lookup {
+    /// hit, not a second generation. With a shared tier, the process's
+    /// leader leads or follows the fleet's flight ([`shared_flight`]).
+    /// Cache errors count as misses.
+    pub async fn lookup(self: &Arc<Self>, key: &str, stale_window: Duration) -> Lookup {
         let found = self.read(key).await.ok().flatten();
         let now = now_ms();
         let stale = match found {
@@ -193,10 +205,15 @@ impl ResponseCache {
                     lease.finish(flight::End::Landed(stamped.value.clone()));
                     Found::Fresh(stamped)
                 }
-                None => Found::Lead(lease),
+                None => self.share_flight(key, lease).await,
             },
         };
         Lookup { found, stale }
+    }
+
+    /// The fresh value under `key` in either tier, if any.
+    async fn fresh(&self, key: &str) -> Option<Stamped> {
+        self.read(key).await.ok().flatten().filter(|stamped| stamped.is_fresh(now_ms()))
     }
 
     fn memory_fresh(&self, key: &str) -> Option<Stamped> {
@@ -208,7 +225,9 @@ impl ResponseCache {
     /// Stores `value` under `key` (fresh for `fresh`, kept `stale` longer;
     /// nothing is stored when `fresh` is zero) and ends `lease` with it:
     /// the process tier first, then the followers wake, then KeyDB, so a
-    /// request arriving at any point finds the value or the flight.
+    /// request arriving at any point finds the value or the flight. A flight
+    /// shared with other replicas ends after KeyDB has the value, for the
+    /// same reason across the fleet.
     pub async fn land(
         &self,
         lease: FlightLease,
@@ -227,9 +246,16 @@ impl ResponseCache {
         if checked.is_ok() {
             self.memory.set(key, bytes.clone(), Instant::now() + keep);
         }
+        let stored = match (&checked, lease.is_mirrored()) {
+            (Ok(()), true) => Some(self.shared_call(|| self.shared.set(key, &bytes, keep)).await),
+            _ => None,
+        };
         lease.finish(flight::End::Landed(value));
         checked?;
-        self.shared_call(|| self.shared.set(key, &bytes, keep)).await
+        match stored {
+            Some(stored) => stored,
+            None => self.shared_call(|| self.shared.set(key, &bytes, keep)).await,
+        }
     }
 
     /// The live value under `key` and its remaining lifetime (the first

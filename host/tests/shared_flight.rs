@@ -1,0 +1,157 @@
+//! Single-flight across replicas, on a real three-master Redis Cluster and
+//! three service processes: identical requests on any replica make one
+//! backend call, and a leader killed mid-generation is replaced by one
+//! follower.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use llm_service_test_support::fake_ollama::FakeOllama;
+use llm_service_test_support::ndjson::NdjsonStream;
+use llm_service_test_support::redis_cluster::RedisCluster;
+use llm_service_test_support::{Client, Service};
+use serde_json::{Value, json};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
+const MODEL: &str = "llama3:8b-instruct-q5_K_M";
+/// Ten words: with 100 ms between tokens, a generation of about a second.
+const REPLY: &str = "one two three four five six seven eight nine ten";
+
+fn replica(ollama: &FakeOllama, cluster: &RedisCluster) -> Service {
+    Service::builder(BINARY)
+        .envs(&[
+            ("OLLAMA_BASE_URL", &ollama.url()),
+            ("OLLAMA_MODEL", MODEL),
+            ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()),
+        ])
+        .start()
+}
+
+/// A backend that takes about a second per generation.
+fn slow_backend() -> FakeOllama {
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_reply(Some(REPLY));
+    ollama.set_token_delay(Duration::from_millis(100));
+    ollama
+}
+
+/// The answer's text, asked whole or streamed (then the pieces must add up
+/// to the final line's whole answer).
+fn ask(service: &Service, prompt: &str, stream: bool) -> Result<String, String> {
+    let body = json!({"prompt": prompt, "stream": stream});
+    if !stream {
+        let reply = service.generate(&body);
+        return match reply.status {
+            200 => Ok(reply.json()["response"].as_str().unwrap_or_default().to_string()),
+            status => Err(format!("{status}: {}", reply.body)),
+        };
+    }
+    let lines: Vec<Value> = NdjsonStream::post(service.addr(), "/generate", &body)
+        .collect()
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect();
+    let last = lines.last().ok_or("no line")?;
+    if last.get("error").is_some() || last["done"] != true {
+        return Err(format!("the stream ended with {last}"));
+    }
+    let pieces: String =
+        lines[..lines.len() - 1].iter().filter_map(|line| line["response"].as_str()).collect();
+    let whole = last["response"].as_str().unwrap_or_default().to_string();
+    if pieces != whole {
+        return Err(format!("pieces {pieces:?} differ from the whole {whole:?}"));
+    }
+    Ok(whole)
+}
+
+/// `llm_service_cache_shared_flights_total{role}` on `service`.
+fn shared_flights(service: &Service, role: &str) -> u64 {
+    let text = Client::new().get(&service.url("/metrics/prometheus")).body;
+    let prefix = format!("llm_service_cache_shared_flights_total{{role=\"{role}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |value| value.trim().parse().expect("a count"))
+}
+
+/// Polls `check` until it holds or 20 s pass.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sixty_identical_requests_over_three_replicas_make_one_backend_call() {
+    let cluster = RedisCluster::start();
+    let ollama = slow_backend();
+    let replicas =
+        Arc::new([replica(&ollama, &cluster), replica(&ollama, &cluster), replica(&ollama, &cluster)]);
+    let start = Arc::new(Barrier::new(60));
+    let clients: Vec<_> = (0..60)
+        .map(|index| {
+            let (replicas, start) = (replicas.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                ask(&replicas[index % 3], "the same question everywhere", index % 2 == 0)
+            })
+        })
+        .collect();
+    let answers: Vec<String> =
+        clients.into_iter().map(|client| client.join().unwrap().expect("every client is answered")).collect();
+    assert_eq!(ollama.generate_requests().len(), 1, "one backend call for the whole fleet");
+    assert_eq!(answers[0], REPLY);
+    assert!(answers.iter().all(|answer| *answer == answers[0]), "every client got the same text");
+    let led: u64 = replicas.iter().map(|service| shared_flights(service, "led")).sum();
+    let relayed: u64 = replicas.iter().map(|service| shared_flights(service, "relayed")).sum();
+    assert_eq!(led, 1, "one replica led");
+    assert!(relayed >= 1, "the others relayed its flight: {relayed}");
+}
+
+#[test]
+fn a_leader_killed_mid_generation_is_replaced_by_one_follower() {
+    let cluster = RedisCluster::start();
+    let ollama = slow_backend();
+    let mut leader = replica(&ollama, &cluster);
+    let followers = Arc::new([replica(&ollama, &cluster), replica(&ollama, &cluster)]);
+    const PROMPT: &str = "asked while its leader dies";
+    let mut leading =
+        NdjsonStream::post(leader.addr(), "/generate", &json!({"prompt": PROMPT, "stream": true}));
+    assert!(leading.next_line().is_some(), "the leader streams its first piece");
+
+    // Whole requests on both other replicas, following it, and streamed
+    // ones that have their first piece before the leader dies.
+    let whole: Vec<_> = (0..4)
+        .map(|index| {
+            let followers = followers.clone();
+            std::thread::spawn(move || ask(&followers[index % 2], PROMPT, false))
+        })
+        .collect();
+    let mut streams: Vec<(String, NdjsonStream)> = (0..4)
+        .map(|index| {
+            let body = json!({"prompt": PROMPT, "stream": true});
+            let mut stream = NdjsonStream::post(followers[index % 2].addr(), "/generate", &body);
+            let (_, first) = stream.next_line().expect("a first piece");
+            (first["response"].as_str().expect("a piece").to_string(), stream)
+        })
+        .collect();
+    eventually("both replicas relay the leader's flight", || {
+        followers.iter().all(|service| shared_flights(service, "relayed") >= 1)
+    });
+    leader.kill();
+
+    for answer in whole {
+        assert_eq!(answer.join().unwrap().as_deref(), Ok(REPLY), "the other replicas' whole answers");
+    }
+    for (first, stream) in &mut streams {
+        let lines: Vec<Value> = std::iter::from_fn(|| stream.next_line().map(|(_, line)| line)).collect();
+        let (last, pieces) = lines.split_last().expect("a final line");
+        assert!(last.get("error").is_none(), "the stream continued after its leader died: {last}");
+        let text: String = pieces.iter().filter_map(|line| line["response"].as_str()).collect();
+        assert_eq!(format!("{first}{text}"), REPLY, "nothing sent twice, nothing lost");
+        assert_eq!(last["response"], REPLY);
+    }
+    let calls = ollama.generate_requests().len();
+    assert_eq!(calls, 2, "the dead leader's call and its one replacement");
+}
