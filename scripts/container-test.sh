@@ -63,8 +63,14 @@ lint() {
     "$bin/podman-compose" -f compose.yaml --profile small-model \
         --env-file deploy/compose/small-model.env config | grep -q 'BACKEND_KIND: openai' ||
         fail "the small-model env file does not reach llm-service"
+    "$bin/podman-compose" -f compose.yaml --profile replicas config | "$bin/python" -c '
+import sys, yaml
+services = yaml.safe_load(sys.stdin)["services"]
+assert all(services[f"replica-{name}"]["environment"]["REDIS_CLUSTER_NODES"] for name in "abc")
+assert set(services["balancer"]["depends_on"]) == {"replica-a", "replica-b", "replica-c"}
+' || fail "the replicas profile does not give its three replicas the cluster and the balancer"
     "$bin/kubernetes-validate" --strict --quiet deploy/kubernetes/*.yaml
-    say "lint: hadolint, the compose schema, podman-compose config and kubernetes-validate pass"
+    say "lint: hadolint, the compose schema, podman-compose config (three profiles) and kubernetes-validate pass"
 }
 
 # A Debian slim stand-in: debootstrap's minimal system without apt's
