@@ -218,11 +218,12 @@ pub async fn fixed_rate(targets: &[Target], rate: u32, warmup: Duration, duratio
     out
 }
 
-/// Sends `count` copies of `target` at once, each on its own connection.
-pub async fn burst(target: &Target, count: usize) -> Report {
+/// Sends `count` requests at once, each on its own connection, taking
+/// `targets` in turn.
+pub async fn burst(targets: &[Target], count: usize) -> Report {
     let tasks: Vec<_> = (0..count)
-        .map(|_| {
-            let target = target.clone();
+        .map(|index| {
+            let target = targets[index % targets.len()].clone();
             tokio::spawn(async move {
                 let started = Instant::now();
                 let status = match connect(target.addr).await {

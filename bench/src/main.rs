@@ -6,6 +6,7 @@ mod faults;
 mod load;
 mod native;
 mod pool_rows;
+mod replica_rows;
 mod scenarios;
 mod service;
 
@@ -115,6 +116,8 @@ fn main() -> anyhow::Result<()> {
     rows.push(scenarios::plugin_hit(&plan, &work, &runtime, without_plugin)?);
     eprintln!("bench: row 10 (misses over three backend nodes)");
     rows.push(pool_rows::three_nodes(&plan, &work, &runtime)?);
+    eprintln!("bench: row 11 (identical misses over three replicas)");
+    rows.push(replica_rows::three_replicas(&plan, &work, &runtime)?);
     println!("{}", table(&rows, &plan));
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

@@ -74,6 +74,17 @@ impl Row {
             notes: format!("{errors}{notes}").trim_end_matches("; ").to_string(),
         }
     }
+
+    /// A row that could not run here, and why.
+    pub fn skipped(scenario: &str, why: &str) -> Self {
+        Self {
+            scenario: scenario.into(),
+            throughput: None,
+            p50_ms: None,
+            p99_ms: None,
+            notes: format!("skipped: {why}"),
+        }
+    }
 }
 
 /// The body of the cached /generate the rows share.
@@ -150,13 +161,7 @@ pub fn fast_paths(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result
 pub fn keydb_hit(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<Row> {
     let scenario = "/generate cache hit from KeyDB (L1 off)";
     if std::process::Command::new("redis-server").arg("--version").output().is_err() {
-        return Ok(Row {
-            scenario: scenario.into(),
-            throughput: None,
-            p50_ms: None,
-            p99_ms: None,
-            notes: "skipped: no redis-server".into(),
-        });
+        return Ok(Row::skipped(scenario, "no redis-server"));
     }
     let redis = RedisServer::start();
     let ollama = FakeOllama::start(&[MODEL]);
@@ -212,7 +217,7 @@ pub fn single_flight(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Res
     ollama.set_latency(Duration::from_millis(300));
     let service = start_service(plan, &ollama, work, "flight")?;
     let target = Target::post(service.addr, "/generate", &json!({"prompt": "Benchmark: one flight for all"}));
-    let report = runtime.block_on(load::burst(&target, plan.burst));
+    let report = runtime.block_on(load::burst(&[target], plan.burst));
     let calls = ollama.generate_hits();
     let mut row = Row::from_report(
         &format!("{} identical concurrent misses (single-flight)", plan.burst),

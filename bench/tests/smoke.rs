@@ -34,7 +34,7 @@ fn every_row_runs_in_a_smoke_run() {
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let rows: Vec<&str> =
         stdout.lines().filter(|line| line.starts_with("| ") && !line.starts_with("| #")).collect();
-    assert_eq!(rows.len(), 10, "{stdout}");
+    assert_eq!(rows.len(), 11, "{stdout}");
     for (index, row) in rows.iter().enumerate() {
         assert!(row.starts_with(&format!("| {} |", index + 1)), "{row}");
     }
@@ -55,4 +55,9 @@ fn every_row_runs_in_a_smoke_run() {
     assert!(rows[7].contains("without the compiled cache"), "{}", rows[7]);
     assert!(rows[8].contains("the cost of row 3"), "plugin row: {}", rows[8]);
     assert!(rows[9].contains("one node's") && rows[9].contains("calls per node"), "pool row: {}", rows[9]);
+    assert!(
+        rows[10].contains("1 backend call(s) for 100 answers; 3 replicas without a shared store: 3"),
+        "replicas row: {}",
+        rows[10]
+    );
 }
