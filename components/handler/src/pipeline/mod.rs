@@ -270,13 +270,16 @@ impl<H: Host> Flow<H> {
                 Source::Settled { piece, .. } => piece.take(),
             };
             match piece {
-                // A piece a replacement only repeats is read past.
-                Some(piece) => {
-                    if let Some(new) = self.resume.take(piece) {
+                // A piece a replacement only repeats is read past; one
+                // that contradicts what went out ends the pieces.
+                Some(piece) => match self.resume.take(piece) {
+                    Some(new) => {
                         self.resume.sent(&new);
                         return Some(new);
                     }
-                }
+                    None if self.resume.diverged() => return None,
+                    None => {}
+                },
                 None if self.leader_went_away() => self.take_up(ctx),
                 None => return None,
             }
@@ -307,17 +310,23 @@ impl<H: Host> Flow<H> {
     /// Waits for the end: the answer (landed for the cache and the
     /// followers) or the failure (crashed to the followers).
     pub fn finish(self, ctx: &Ctx<'_, H>) -> Outcome {
+        let broken = || {
+            ApiError::BadGateway {
+            message: "the generation this request shared stopped part-way, and its replacement did not repeat what was sent".into(),
+        }
+        };
         let outcome = match self.source {
             Source::Settled { outcome, .. } => outcome,
+            // Leading, it still finishes for its own followers.
             Source::Generating(generating) => generating.finish(ctx, self.cache_use),
+            // Following a replacement that differs: nothing to wait for.
+            Source::Following(_) if self.resume.diverged() => return Err(broken()),
             Source::Following(following) => following.finish(ctx),
         };
-        if outcome.is_ok() && self.resume.broken() {
-            return Err(ApiError::BadGateway {
-                message: "the generation this request shared stopped part-way, and its replacement did not repeat what was sent".into(),
-            });
+        match outcome {
+            Ok(_) if self.resume.broken() => Err(broken()),
+            outcome => outcome,
         }
-        outcome
     }
 }
 

@@ -64,6 +64,11 @@ impl Resume {
         }
     }
 
+    /// Whether the replacement contradicted what went out.
+    pub fn diverged(&self) -> bool {
+        self.diverged
+    }
+
     /// Whether the client's answer cannot be completed: the replacement
     /// differed, or ended before repeating all that went out.
     pub fn broken(&self) -> bool {

@@ -347,7 +347,9 @@ fn a_replacement_that_differs_from_what_went_out_fails_the_stream() {
     assert_eq!(pieces, ["one "], "nothing of a different answer goes out");
     assert!(matches!(outcome, Err(ApiError::BadGateway { .. })), "{outcome:?}");
     assert!(
-        fake.seen().iter().any(|seen| matches!(seen, Seen::Landed { value, .. } if value.response == "uno dos")),
+        fake.seen()
+            .iter()
+            .any(|seen| matches!(seen, Seen::Landed { value, .. } if value.response == "uno dos")),
         "the replacement still lands for its followers"
     );
 }
