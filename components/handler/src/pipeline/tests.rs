@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::host::{Cached, FlightEvent, Follow, Found, Host, Lead, Lookup, Pending, TextSource};
 use super::*;
-use crate::backend::{Ending, Generation};
+use crate::backend::{Ending, Generation, StreamEvent};
+use crate::key::prompt_hash;
 use crate::request::tests::{config, parsed};
 
 /// What the fake saw, in order.
