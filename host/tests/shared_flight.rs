@@ -1,7 +1,8 @@
 //! Single-flight across replicas, on a real three-master Redis Cluster and
 //! three service processes: identical requests on any replica make one
 //! backend call, and a leader killed mid-generation is replaced by one
-//! follower.
+//! follower. Also on one redis-server, and with the store down (each
+//! replica then coalesces in its own process).
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use llm_service_test_support::fake_ollama::FakeOllama;
 use llm_service_test_support::ndjson::NdjsonStream;
 use llm_service_test_support::redis_cluster::RedisCluster;
+use llm_service_test_support::redis_server::RedisServer;
 use llm_service_test_support::{Client, Service};
 use serde_json::{Value, json};
 
@@ -18,13 +20,37 @@ const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 const REPLY: &str = "one two three four five six seven eight nine ten";
 
 fn replica(ollama: &FakeOllama, cluster: &RedisCluster) -> Service {
+    replica_on(ollama, ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()))
+}
+
+/// A replica whose shared store is `store` (REDIS_URL or REDIS_CLUSTER_NODES).
+fn replica_on(ollama: &FakeOllama, store: (&str, &str)) -> Service {
     Service::builder(BINARY)
-        .envs(&[
-            ("OLLAMA_BASE_URL", &ollama.url()),
-            ("OLLAMA_MODEL", MODEL),
-            ("REDIS_CLUSTER_NODES", &cluster.seed_nodes()),
-        ])
+        .envs(&[("OLLAMA_BASE_URL", &ollama.url()), ("OLLAMA_MODEL", MODEL), store])
         .start()
+}
+
+/// `count` identical requests at once, taking `replicas` in turn; the
+/// `streamed` ones streamed, the others whole.
+fn at_once(
+    replicas: &[&Service],
+    prompt: &str,
+    count: usize,
+    streamed: fn(usize) -> bool,
+) -> Vec<Result<String, String>> {
+    let start = Barrier::new(count);
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..count)
+            .map(|index| {
+                let (replica, start) = (replicas[index % replicas.len()], &start);
+                scope.spawn(move || {
+                    start.wait();
+                    ask(replica, prompt, streamed(index))
+                })
+            })
+            .collect();
+        clients.into_iter().map(|client| client.join().unwrap()).collect()
+    })
 }
 
 /// A backend that takes about a second per generation.
@@ -86,20 +112,12 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 fn sixty_identical_requests_over_three_replicas_make_one_backend_call() {
     let cluster = RedisCluster::start();
     let ollama = slow_backend();
-    let replicas =
-        Arc::new([replica(&ollama, &cluster), replica(&ollama, &cluster), replica(&ollama, &cluster)]);
-    let start = Arc::new(Barrier::new(60));
-    let clients: Vec<_> = (0..60)
-        .map(|index| {
-            let (replicas, start) = (replicas.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                ask(&replicas[index % 3], "the same question everywhere", index % 2 == 0)
-            })
-        })
+    let replicas = [replica(&ollama, &cluster), replica(&ollama, &cluster), replica(&ollama, &cluster)];
+    let every = [&replicas[0], &replicas[1], &replicas[2]];
+    let answers: Vec<String> = at_once(&every, "the same question everywhere", 60, |index| index % 2 == 0)
+        .into_iter()
+        .map(|answer| answer.expect("every client is answered"))
         .collect();
-    let answers: Vec<String> =
-        clients.into_iter().map(|client| client.join().unwrap().expect("every client is answered")).collect();
     assert_eq!(ollama.generate_requests().len(), 1, "one backend call for the whole fleet");
     assert_eq!(answers[0], REPLY);
     assert!(answers.iter().all(|answer| *answer == answers[0]), "every client got the same text");
@@ -157,4 +175,28 @@ fn a_leader_killed_mid_generation_is_replaced_by_one_follower() {
     eprintln!("every follower had its whole answer {:?} after the kill", killed_at.elapsed());
     let calls = ollama.generate_requests().len();
     assert_eq!(calls, 2, "the dead leader's call and its one replacement");
+}
+
+#[test]
+fn replicas_on_one_redis_server_share_a_flight_too() {
+    let redis = RedisServer::start();
+    let ollama = slow_backend();
+    let (a, b) =
+        (replica_on(&ollama, ("REDIS_URL", &redis.url())), replica_on(&ollama, ("REDIS_URL", &redis.url())));
+    let answers = at_once(&[&a, &b], "asked of two replicas on one redis", 20, |index| index % 2 == 0);
+    assert!(answers.iter().all(|answer| answer.as_deref() == Ok(REPLY)), "{answers:?}");
+    assert_eq!(ollama.generate_requests().len(), 1, "one backend call for both replicas");
+}
+
+#[test]
+fn with_the_store_down_each_replica_still_shares_its_own_flight() {
+    let mut redis = RedisServer::start();
+    let ollama = slow_backend();
+    let service = replica_on(&ollama, ("REDIS_URL", &redis.url()));
+    redis.kill();
+    let answers = at_once(&[&service], "asked while the store is down", 10, |index| index % 2 == 0);
+    assert!(answers.iter().all(|answer| answer.as_deref() == Ok(REPLY)), "{answers:?}");
+    assert_eq!(ollama.generate_requests().len(), 1, "the in-process flight still coalesces");
+    assert_eq!(shared_flights(&service, "in_process"), 1, "its leader stayed in the process");
+    assert_eq!(shared_flights(&service, "led"), 0);
 }
