@@ -200,3 +200,32 @@ fn with_the_store_down_each_replica_still_shares_its_own_flight() {
     assert_eq!(shared_flights(&service, "in_process"), 1, "its leader stayed in the process");
     assert_eq!(shared_flights(&service, "led"), 0);
 }
+
+#[test]
+fn many_questions_at_once_over_three_replicas_make_one_call_each() {
+    let cluster = RedisCluster::start();
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_token_delay(Duration::from_millis(40));
+    let replicas = [replica(&ollama, &cluster), replica(&ollama, &cluster), replica(&ollama, &cluster)];
+    let prompts: Vec<String> =
+        (0..20).map(|index| format!("question {index} asked six times over")).collect();
+    let start = Barrier::new(120);
+    let answers: Vec<(usize, Result<String, String>)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..120)
+            .map(|index| {
+                let (replica, prompt, start) =
+                    (&replicas[(index / 20 + index) % 3], &prompts[index % 20], &start);
+                scope.spawn(move || {
+                    start.wait();
+                    (index % 20, ask(replica, prompt, index % 3 == 0))
+                })
+            })
+            .collect();
+        clients.into_iter().map(|client| client.join().unwrap()).collect()
+    });
+    for (question, answer) in &answers {
+        // The fake answers with the prompt's own words.
+        assert_eq!(answer.as_deref(), Ok(prompts[*question].as_str()), "question {question}");
+    }
+    assert_eq!(ollama.generate_requests().len(), 20, "one backend call per distinct question");
+}
