@@ -1,7 +1,8 @@
 //! The operator console in a real browser: Debian's headless Chromium,
 //! driven by playwright-core from the npm registry
 //! (`tests/console/console.test.mjs`; scripts/test.sh installs both), against
-//! the real binary and a fake Ollama. Plus what a browser does not show: the
+//! the real binary, a fake Ollama and a redis-server (so the page lists its
+//! replica). Plus what a browser does not show: the
 //! page's headers, that its data needs the token, and the `/service/...` and
 //! `/stats` endpoints it is built on.
 
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use llm_service_test_support::fake_ollama::FakeOllama;
+use llm_service_test_support::redis_server::RedisServer;
 use llm_service_test_support::{Client, Service, component_variant, fresh_directory};
 use serde_json::json;
 
@@ -43,7 +45,16 @@ fn the_console_shows_versions_and_charts_pushes_rolls_back_and_refuses_a_wrong_t
         "playwright-core is missing: run `npm ci` in tests/console (scripts/test.sh does)"
     );
     let ollama = FakeOllama::start(&[MODEL]);
-    let service = service(&ollama);
+    // A shared store, so the page has a replica to list.
+    let redis = RedisServer::start();
+    let service = Service::builder(BINARY)
+        .envs(&[
+            ("OLLAMA_BASE_URL", &ollama.url()),
+            ("OLLAMA_MODEL", MODEL),
+            ("ADMIN_TOKEN", TOKEN),
+            ("REDIS_URL", &redis.url()),
+        ])
+        .start();
     let dir = fresh_directory();
     std::fs::create_dir_all(&dir).unwrap();
     let broken = dir.join("not-a-plugin.wasm");
@@ -76,6 +87,7 @@ fn the_console_shows_versions_and_charts_pushes_rolls_back_and_refuses_a_wrong_t
     assert_eq!(seen["afterRollback"], first[..12], "{seen}");
     assert_ne!(seen["afterPush"], first, "{seen}");
     assert!(seen["chartPoints"].as_u64().unwrap() >= 2, "{seen}");
+    assert_eq!(seen["replicaRows"], 1, "one replica shares the store: {seen}");
     assert_eq!(seen["consoleErrors"], json!([]), "{seen}");
     assert!(seen["refusal"].as_str().unwrap().contains("422"), "{seen}");
     // Confirmations: push, rollback (dismissed), rollback, canary, drop, clear.

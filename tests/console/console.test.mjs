@@ -123,6 +123,13 @@ try {
   await waitForActive(page, secondSha256);
   assert.equal(await publicVersion(), secondSha256.slice(0, 12), "the pushed handler serves");
   seenAll.afterPush = secondSha256;
+  // With a shared store, the replicas table names this replica and what it
+  // serves (each replica reports every 2 s).
+  await page.waitForFunction((sha) => !document.querySelector("#replicas").hidden &&
+    [...document.querySelectorAll("#replica-rows tr")]
+      .some((tr) => tr.textContent.includes("(this one)") && tr.textContent.includes(sha)),
+  secondSha256.slice(0, 12), { timeout: WAIT_MS });
+  seenAll.replicaRows = await page.locator("#replica-rows tr").count();
 
   // A dismissed confirmation does nothing.
   const answersBefore = await page.locator("#answers li").count();
