@@ -15,25 +15,36 @@ use redis::{AsyncCommands, RedisError};
 
 use super::TierError;
 use super::redis::{SCAN_COUNT, scan_pattern, wanted};
-use super::tier::Connected;
+use super::tier::{Connected, MAX_BLOCK, Readers};
 
 /// The Redis Cluster tier.
 pub struct ClusterTier {
     client: ClusterClient,
     connection: tokio::sync::Mutex<Option<ClusterConnection>>,
     timeout: Duration,
+    /// The same cluster, for blocking reads: a longer response timeout.
+    reader_client: ClusterClient,
+    readers: Readers<ClusterConnection>,
 }
 
 impl ClusterTier {
     /// A tier over the cluster that `nodes` (redis:// URLs) belong to;
     /// connects on first use.
     pub fn new(nodes: &[String], timeout: Duration) -> Result<Self, RedisError> {
-        let client = ClusterClient::builder(nodes.to_vec())
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
-            .retries(1)
-            .build()?;
-        Ok(Self { client, connection: tokio::sync::Mutex::default(), timeout })
+        let client = |response_timeout| {
+            ClusterClient::builder(nodes.to_vec())
+                .connection_timeout(timeout)
+                .response_timeout(response_timeout)
+                .retries(1)
+                .build()
+        };
+        Ok(Self {
+            client: client(timeout)?,
+            connection: tokio::sync::Mutex::default(),
+            timeout,
+            reader_client: client(timeout + MAX_BLOCK)?,
+            readers: Readers::default(),
+        })
     }
 
     /// The masters' addresses, from `CLUSTER NODES`.
@@ -80,6 +91,17 @@ impl Connected for ClusterTier {
 
     fn name(&self) -> &'static str {
         "redis-cluster"
+    }
+
+    async fn new_reader(&self) -> Result<ClusterConnection, TierError> {
+        tokio::time::timeout(self.timeout, self.reader_client.get_async_connection())
+            .await
+            .map_err(|_| TierError(format!("no cluster node answered within {:?}", self.timeout)))?
+            .map_err(TierError::from)
+    }
+
+    fn readers(&self) -> &Readers<ClusterConnection> {
+        &self.readers
     }
 
     async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {

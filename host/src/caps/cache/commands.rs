@@ -77,14 +77,20 @@ pub(super) async fn append<C: ConnectionLike + Send>(
     Ok(())
 }
 
-/// `XREAD COUNT n STREAMS stream after` (never `BLOCK`: the connection is
-/// shared by every call, and a blocked read would hold them all up).
+/// `XREAD [BLOCK ms] COUNT n STREAMS stream after`. Only a connection of
+/// its own may block: a blocked read holds up every command behind it.
 async fn xread<C: ConnectionLike + Send>(
     connection: &mut C,
     stream: &str,
     after: &str,
+    block: Option<Duration>,
 ) -> Result<Vec<StreamId>, TierError> {
-    let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+    let mut read = redis::cmd("XREAD");
+    if let Some(block) = block {
+        // BLOCK 0 would wait for ever.
+        read.arg("BLOCK").arg((block.as_millis() as u64).max(1));
+    }
+    let reply: Option<StreamReadReply> = read
         .arg("COUNT")
         .arg(READ_COUNT)
         .arg("STREAMS")
@@ -101,7 +107,7 @@ pub(super) async fn read_after<C: ConnectionLike + Send>(
     stream: &str,
     after: &str,
 ) -> Result<Vec<(String, String)>, TierError> {
-    let entries = xread(connection, stream, after).await?;
+    let entries = xread(connection, stream, after, None).await?;
     Ok(entries
         .into_iter()
         .map(|entry| {
@@ -246,13 +252,15 @@ pub(super) async fn flight_append<C: ConnectionLike + Send>(
     Ok(())
 }
 
-/// The entries of `stream` after id `after`: (id, kind, data), oldest first.
+/// The entries of `stream` after id `after`: (id, kind, data), oldest
+/// first, waiting up to `block` for the first (on a reader's connection).
 pub(super) async fn flight_read<C: ConnectionLike + Send>(
     connection: &mut C,
     stream: &str,
     after: &str,
+    block: Duration,
 ) -> Result<Vec<(String, String, Bytes)>, TierError> {
-    let entries = xread(connection, stream, after).await?;
+    let entries = xread(connection, stream, after, Some(block)).await?;
     Ok(entries
         .into_iter()
         .map(|entry| {

@@ -10,16 +10,18 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
 use super::TierError;
-use super::tier::Connected;
+use super::tier::{Connected, MAX_BLOCK, Readers};
 
 /// Keys asked for per SCAN step: large enough to be quick, small enough not
 /// to hold KeyDB up.
 pub(super) const SCAN_COUNT: usize = 500;
 
 /// The KeyDB tier.
-#[derive(Clone)]
 pub struct RedisTier {
+    client: redis::Client,
     connection: ConnectionManager,
+    timeout: Duration,
+    readers: Readers<ConnectionManager>,
 }
 
 impl RedisTier {
@@ -31,8 +33,8 @@ impl RedisTier {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self { connection })
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self { client, connection, timeout, readers: Readers::default() })
     }
 }
 
@@ -42,6 +44,18 @@ impl Connected for RedisTier {
 
     async fn connection(&self) -> Result<ConnectionManager, TierError> {
         Ok(self.connection.clone())
+    }
+
+    async fn new_reader(&self) -> Result<ConnectionManager, TierError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout + MAX_BLOCK))
+            .set_number_of_retries(1);
+        Ok(ConnectionManager::new_with_config(self.client.clone(), config).await?)
+    }
+
+    fn readers(&self) -> &Readers<ConnectionManager> {
+        &self.readers
     }
 
     fn name(&self) -> &'static str {

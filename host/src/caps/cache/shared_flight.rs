@@ -20,10 +20,10 @@
 //!
 //! A leader stores its answer in the shared tier before the stream's end is
 //! written ([`super::ResponseCache::land`]), so a request that comes after
-//! the end finds the value rather than a free lease. Relays poll the stream
-//! (`XREAD` without `BLOCK`, every [`POLL_EVERY`]): the tier's multiplexed
-//! connection carries every cache call, and a blocked read would hold them
-//! all up.
+//! the end finds the value rather than a free lease. Relays wait on the
+//! stream with `XREAD BLOCK`, on connections of their own (the tier's
+//! [`Readers`](super::tier::Readers)): a blocked read on the connection
+//! every cache call shares would hold them all up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,9 +42,8 @@ use crate::bindings::llm_service::host::cache::Failure;
 const LEASE: Duration = Duration::from_secs(3);
 /// How often a living leader renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
-/// How often a relay reads its stream.
-const POLL_EVERY: Duration = Duration::from_millis(20);
-/// How often a relay with nothing new checks that its leader lives.
+/// How long a relay waits on its stream per read; after a read that found
+/// nothing, it checks that its leader lives.
 const LEASE_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// How long a flight's stream outlives its last entry or renewal.
 const STREAM_TTL: Duration = Duration::from_secs(30);
@@ -185,9 +184,8 @@ impl ResponseCache {
         let mut checked = Instant::now();
         let mut leader_gone = false;
         while lease.followers() > 0 {
-            let Ok(entries) = self.shared_call(|| self.shared.flight_read(&stream, &after)).await else {
-                return;
-            };
+            let read = self.shared_call(|| self.shared.flight_read(&stream, &after, LEASE_CHECK_EVERY)).await;
+            let Ok(entries) = read else { return };
             let quiet = entries.is_empty();
             for (id, kind, data) in entries {
                 after = id;
@@ -206,11 +204,7 @@ impl ResponseCache {
                 // Gone or another's: one more read, for an end written
                 // just before the release.
                 leader_gone = !matches!(holder, Ok(Some(holder)) if holder == token.as_bytes());
-                if leader_gone {
-                    continue;
-                }
             }
-            tokio::time::sleep(POLL_EVERY).await;
         }
     }
 }

@@ -67,9 +67,51 @@ pub trait SharedTier: Send + Sync {
         entries: &[(&str, Bytes)],
         ttl: Duration,
     ) -> Result<(), TierError>;
-    /// The entries of `stream` after id `after`: (id, kind, data).
-    async fn flight_read(&self, stream: &str, after: &str)
-    -> Result<Vec<(String, String, Bytes)>, TierError>;
+    /// The entries of `stream` after id `after`: (id, kind, data), waiting
+    /// up to `block` (at most [`MAX_BLOCK`]) for the first, on a connection
+    /// of its own.
+    async fn flight_read(
+        &self,
+        stream: &str,
+        after: &str,
+        block: Duration,
+    ) -> Result<Vec<(String, String, Bytes)>, TierError>;
+}
+
+/// The longest a blocking read waits: a reader's response timeout is the
+/// tier's plus this.
+pub const MAX_BLOCK: Duration = Duration::from_secs(1);
+
+/// Connections kept for blocking reads (`XREAD BLOCK`), which must not
+/// share the tier's connection: a blocked read holds up every command
+/// behind it. A read takes an idle one or makes one, and gives it back
+/// when it answered; at most [`Readers::MAX_IDLE`] wait idle. How many are
+/// in use at once is bounded by the requests following other replicas'
+/// flights, which admission bounds.
+pub struct Readers<C> {
+    idle: std::sync::Mutex<Vec<C>>,
+}
+
+impl<C> Default for Readers<C> {
+    fn default() -> Self {
+        Self { idle: std::sync::Mutex::new(Vec::new()) }
+    }
+}
+
+impl<C> Readers<C> {
+    /// Idle readers kept at most.
+    pub const MAX_IDLE: usize = 16;
+
+    fn take(&self) -> Option<C> {
+        self.idle.lock().unwrap_or_else(|poison| poison.into_inner()).pop()
+    }
+
+    fn give_back(&self, reader: C) {
+        let mut idle = self.idle.lock().unwrap_or_else(|poison| poison.into_inner());
+        if idle.len() < Self::MAX_IDLE {
+            idle.push(reader);
+        }
+    }
 }
 
 /// No shared tier (no REDIS_URL): every call succeeds and finds nothing.
@@ -140,6 +182,7 @@ impl SharedTier for NoSharedTier {
         &self,
         _stream: &str,
         _after: &str,
+        _block: Duration,
     ) -> Result<Vec<(String, String, Bytes)>, TierError> {
         Ok(Vec::new())
     }
@@ -158,6 +201,11 @@ pub trait Connected: Send + Sync {
     async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError>;
     /// As [`SharedTier::ping`] (a cluster pings every master).
     async fn ping(&self) -> Result<(), TierError>;
+    /// A new connection for blocking reads (response timeout: the tier's
+    /// plus [`MAX_BLOCK`]).
+    async fn new_reader(&self) -> Result<Self::Connection, TierError>;
+    /// Its idle readers.
+    fn readers(&self) -> &Readers<Self::Connection>;
 }
 
 #[async_trait::async_trait]
@@ -225,7 +273,17 @@ impl<T: Connected> SharedTier for T {
         &self,
         stream: &str,
         after: &str,
+        block: Duration,
     ) -> Result<Vec<(String, String, Bytes)>, TierError> {
-        commands::flight_read(&mut self.connection().await?, stream, after).await
+        let mut reader = match self.readers().take() {
+            Some(reader) => reader,
+            None => self.new_reader().await?,
+        };
+        let read = commands::flight_read(&mut reader, stream, after, block.min(MAX_BLOCK)).await;
+        // A reader that failed may be broken: it is dropped.
+        if read.is_ok() {
+            self.readers().give_back(reader);
+        }
+        read
     }
 }
