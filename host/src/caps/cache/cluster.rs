@@ -4,7 +4,8 @@
 //! node tier, so the service starts while the cluster is down; every call
 //! is bounded by the same timeout. Values live under their own key's slot;
 //! `clear` walks every master with `SCAN` (a cluster has no global
-//! keyspace) and removes each key where it lives.
+//! keyspace) and removes each key where it lives. Blocking stream reads go
+//! through cluster connections of their own ([`Readers`]).
 
 use std::time::Duration;
 

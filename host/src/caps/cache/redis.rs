@@ -2,7 +2,9 @@
 //! `ConnectionManager`, created lazily so the service starts while KeyDB is
 //! down. Every call is bounded by the configured timeout. Values are stored
 //! with `SET .. EX`; clears walk the keyspace with `SCAN` and remove with
-//! `UNLINK` (never `KEYS`, which blocks the server).
+//! `UNLINK` (never `KEYS`, which blocks the server). Blocking stream reads
+//! go through readers of their own ([`Readers`]), never the shared
+//! connection.
 
 use std::time::Duration;
 
