@@ -121,8 +121,7 @@ impl Fleet {
                 }
             }
             FleetEvent::Plugin { origin, name } => {
-                let fleet = self.cache.fleet_plugins().await.unwrap_or_default();
-                if let Some((_, bytes)) = fleet.into_iter().find(|(shared, _)| *shared == name) {
+                if let Ok(Some(bytes)) = self.cache.fleet_plugin(&name).await {
                     self.load_plugin(&name, bytes, &format!("pushed to replica {origin}")).await;
                 }
             }

@@ -188,12 +188,20 @@ impl ResponseCache {
         let names = self.shared_call(|| self.shared.hash_all(PLUGINS_KEY)).await?;
         let mut plugins = Vec::with_capacity(names.len());
         for (name, _sha256) in names {
-            let key = plugin_key(&name);
-            if let Some(bytes) = self.shared_call(|| self.shared.get_raw(&key)).await? {
+            if let Some(bytes) = self.fleet_plugin(&name).await? {
                 plugins.push((name, bytes));
             }
         }
         Ok(plugins)
+    }
+
+    /// The plugin `name` as the fleet was given it, if it was.
+    pub async fn fleet_plugin(&self, name: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        if !self.shares() {
+            return Ok(None);
+        }
+        let key = plugin_key(name);
+        self.shared_call(|| self.shared.get_raw(&key)).await
     }
 
     /// Records what this replica serves (`report`, JSON).

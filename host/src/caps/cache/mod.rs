@@ -246,16 +246,22 @@ impl ResponseCache {
         if checked.is_ok() {
             self.memory.set(key, bytes.clone(), Instant::now() + keep);
         }
-        let stored = match (&checked, lease.is_mirrored()) {
-            (Ok(()), true) => Some(self.shared_call(|| self.shared.set(key, &bytes, keep)).await),
-            _ => None,
+        // Other replicas learn of the end from the shared stream: it comes
+        // after KeyDB has the value. This process's followers wake at once.
+        let ends_later = if lease.is_mirrored() {
+            Some(lease)
+        } else {
+            lease.finish(flight::End::Landed(value.clone()));
+            None
         };
-        lease.finish(flight::End::Landed(value));
-        checked?;
-        match stored {
-            Some(stored) => stored,
-            None => self.shared_call(|| self.shared.set(key, &bytes, keep)).await,
+        let stored = match checked {
+            Ok(()) => self.shared_call(|| self.shared.set(key, &bytes, keep)).await,
+            Err(error) => Err(error),
+        };
+        if let Some(mirrored) = ends_later {
+            mirrored.finish(flight::End::Landed(value));
         }
+        stored
     }
 
     /// The live value under `key` and its remaining lifetime (the first

@@ -184,7 +184,9 @@ impl ResponseCache {
         let mut checked = Instant::now();
         let mut leader_gone = false;
         while lease.followers() > 0 {
-            let read = self.shared_call(|| self.shared.flight_read(&stream, &after, LEASE_CHECK_EVERY)).await;
+            // After the leader went, only an end already written is worth a read.
+            let block = if leader_gone { Duration::from_millis(1) } else { LEASE_CHECK_EVERY };
+            let read = self.shared_call(|| self.shared.flight_read(&stream, &after, block)).await;
             let Ok(entries) = read else { return };
             let quiet = entries.is_empty();
             for (id, kind, data) in entries {
