@@ -80,6 +80,9 @@ pub struct Config {
     /// The response cache.
     #[command(flatten)]
     pub cache: CacheConfig,
+    /// The edge tier in front of the handler.
+    #[command(flatten)]
+    pub edge: crate::caps::edge::EdgeConfig,
     /// The component runtime.
     #[command(flatten)]
     pub runtime: RuntimeConfig,

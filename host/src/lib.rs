@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod answers;
 pub mod bindings;
 pub mod caps;
 pub mod cli;
@@ -17,7 +18,9 @@ pub mod guest;
 pub mod handler_settings;
 pub mod listener;
 pub mod logging;
+pub mod purge;
 pub mod registry;
+pub mod request_id;
 pub mod rollout;
 pub mod routing;
 pub mod runtime;

@@ -10,6 +10,7 @@ use llm_service::admin::AdminApi;
 use llm_service::caps::HostCapabilities;
 use llm_service::caps::backend::Backend;
 use llm_service::caps::cache::ResponseCache;
+use llm_service::caps::edge::EdgeCache;
 use llm_service::caps::plugins::PromptPlugins;
 use llm_service::caps::telemetry::Telemetry;
 use llm_service::caps::telemetry::checks::CheckSettings;
@@ -18,6 +19,7 @@ use llm_service::config::Config;
 use llm_service::guest::compiled::CompiledCache;
 use llm_service::guest::engine::{EngineLimits, EpochTicker, build_engine};
 use llm_service::logging;
+use llm_service::purge::SharedPurges;
 use llm_service::rollout::quality;
 use llm_service::runtime::handler::{
     BUILTIN_HANDLER, BUILTIN_HANDLER_PATH, HandlerComponent, handler_linker,
@@ -77,16 +79,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let handler = HandlerComponent::load(&linker, &compiled, &bytes, &source_name)?;
     let (compile_ms, compiled_from_cache) = handler.compilation().report();
     let (component, sha256) = (handler.source_name().to_string(), handler.sha256().to_string());
-    let versions = Arc::new(HandlerVersions::new(
-        handler,
-        bytes.len(),
-        config.admin.keep_versions,
-        config.rollout.canary_policy(),
-    ));
 
     // One registry: each capability registers its own metrics in it.
     let registry = prometheus::Registry::new();
-    let cache = Arc::new(ResponseCache::new(&config.cache, &registry)?);
+    // Everything that changes what an answer is purges the edge tier.
+    let edge = Arc::new(EdgeCache::new(&config.edge, &registry));
+    let purges: SharedPurges = edge.clone();
+    let versions = Arc::new(
+        HandlerVersions::new(
+            handler,
+            bytes.len(),
+            config.admin.keep_versions,
+            config.rollout.canary_policy(),
+        )
+        .with_purges(purges.clone()),
+    );
+    let cache = Arc::new(ResponseCache::new(&config.cache, &registry)?.with_purges(purges.clone()));
     let backend = Arc::new(Backend::new(&config.backend, &registry).map_err(anyhow::Error::msg)?);
     let _backends_file = backend.watch_file();
     let telemetry = Telemetry::new(
@@ -96,6 +104,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         cache.clone(),
         config.handler_settings(),
         &registry,
+        purges.clone(),
     );
     let _checks = telemetry.checks().start(
         CheckSettings {
@@ -107,16 +116,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         cache.clone(),
     );
-    let plugins = Arc::new(PromptPlugins::new(
-        config.plugins.limits(),
-        config.server.max_in_flight,
-        config.admin.compiled_cache_dir().map(|dir| dir.join("plugins")),
-    )?);
+    let plugins = Arc::new(
+        PromptPlugins::new(
+            config.plugins.limits(),
+            config.server.max_in_flight,
+            config.admin.compiled_cache_dir().map(|dir| dir.join("plugins")),
+        )?
+        .with_purges(purges),
+    );
     let _ticker = EpochTicker::start(&[&engine, plugins.engine()]).context("starting the epoch ticker")?;
     let capabilities = HostCapabilities {
         telemetry,
         backend,
         cache,
+        edge,
         plugins: plugins.clone(),
         guest_environment: config.guest_environment().into(),
         count_host_calls: config.runtime.count_host_calls,

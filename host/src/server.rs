@@ -27,45 +27,32 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::answers::busy;
+pub use crate::answers::{json_error, json_response};
 use crate::caps::HostCapabilities;
 use crate::caps::backend::ServedBy;
+use crate::caps::cache::LookupTrace;
+use crate::caps::edge::cache_status;
+use crate::caps::edge::replay::Fills;
 use crate::listener::{ConnectionLimits, accept_loop};
+use crate::request_id::{REQUEST_ID, client_request_id, request_id};
 use crate::routing::RoutingKey;
 use crate::runtime::handler::{InvokeError, Ticket};
 use crate::runtime::reuse::{IdleCount, InstanceSlot};
 use crate::runtime::versions::{HandlerVersion, HandlerVersions};
 
-/// Seconds a client told 503 should wait before trying again.
-const RETRY_AFTER_S: &str = "1";
 /// The header naming the handler version that answered.
 const HANDLER_VERSION: &str = "x-handler-version";
 /// The header naming the backend node that answered (several nodes only).
 const BACKEND_NODE: &str = "x-backend-node";
-/// The header carrying a request's id, in and out.
-const REQUEST_ID: &str = "x-request-id";
+/// The handler's own word on the cache (`HIT`, `MISS`, ...).
+const X_CACHE: &str = "x-cache";
+/// RFC 9211's header naming the cache tier that answered.
+const CACHE_STATUS: &str = "cache-status";
 /// Liveness: the process serves requests.
 pub const LIVENESS_PATH: &str = "/livez";
 /// Readiness: the handler is loaded and a request would be admitted.
 pub const READINESS_PATH: &str = "/readyz";
-/// Longest client-supplied request id kept; longer ones are replaced.
-const MAX_REQUEST_ID_BYTES: usize = 128;
-
-/// The client's `X-Request-Id` if it is short printable ASCII, else a new
-/// one: 128 random bits in hex. Ids need to be unique, not unguessable, so
-/// they come from a per-thread generator seeded once rather than from the
-/// kernel's (a `getrandom` call per request showed in the profile).
-fn request_id(headers: &http::HeaderMap) -> Arc<str> {
-    client_request_id(headers)
-        .map(Arc::from)
-        .unwrap_or_else(|| Arc::from(format!("{:032x}", fastrand::u128(..))))
-}
-
-/// The client's `X-Request-Id`, if it sent a usable one.
-fn client_request_id(headers: &http::HeaderMap) -> Option<&str> {
-    headers.get(REQUEST_ID).and_then(|value| value.to_str().ok()).filter(|id| {
-        !id.is_empty() && id.len() <= MAX_REQUEST_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
-    })
-}
 
 /// One client connection.
 struct Connection {
@@ -172,6 +159,8 @@ impl Service {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
+        // Answers the host gives itself (probes, refusals) involve no cache.
+        response.headers_mut().entry(CACHE_STATUS).or_insert(cache_status::BYPASS);
         response
     }
 
@@ -209,6 +198,38 @@ impl Service {
         request_id: Arc<str>,
         connection: &Connection,
     ) -> hyper::Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let routing_key = RoutingKey::of(client_request_id(request.headers()), request.body(), connection.id);
+        // The version is picked once and held to the end of the request.
+        let version = self.versions.pick(routing_key);
+        let tag = HeaderValue::from_str(version.tag()).ok();
+        let edge = self.capabilities.edge.ticket(
+            version.tag(),
+            request.method().as_str(),
+            request.uri().path_and_query().map_or("/", |path| path.as_str()),
+            request.body(),
+        );
+        // An exact repeat the handler offered a replay for: answered here,
+        // without an in-flight slot (it enters no component).
+        if let Some(ticket) = &edge
+            && let Some(replay) = self.capabilities.edge.lookup(ticket, request.headers())
+        {
+            let mut response = replay.response(Fills { request_id: &request_id, started });
+            let mut report = replay.report.clone();
+            report.response_time_s = started.elapsed().as_secs_f64();
+            let endpoint = crate::caps::telemetry::metrics::endpoint_label(request.uri().path());
+            self.capabilities
+                .telemetry
+                .for_replay(request_id, version.component.shared_tag(), endpoint)
+                .report(report);
+            self.record_answer(&version, response.status().as_u16(), started.elapsed(), false);
+            let headers = response.headers_mut();
+            headers.insert(CACHE_STATUS, cache_status::EDGE);
+            if let Some(tag) = tag {
+                headers.insert(HANDLER_VERSION, tag);
+            }
+            return response;
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return busy("the service is at its in-flight request limit; retry shortly");
         };
@@ -219,18 +240,15 @@ impl Service {
         }
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let routing_key = RoutingKey::of(client_request_id(request.headers()), request.body(), connection.id);
-        // The version is picked once and held to the end of the request.
-        let version = self.versions.pick(routing_key);
-        let tag = HeaderValue::from_str(version.tag()).ok();
-        let served_by = ServedBy::default();
+        let (served_by, trace) = (ServedBy::default(), LookupTrace::default());
         let ticket = Ticket {
             request_id: request_id.clone(),
             routing_key,
             timeout: self.request_timeout,
             served_by: served_by.clone(),
+            edge,
+            trace: trace.clone(),
         };
-        let started = Instant::now();
         let outcome = version
             .component
             .serve(request.map(Full::new), &self.capabilities, ticket, permit, &connection.slot)
@@ -263,6 +281,8 @@ impl Service {
         if let Some(tag) = tag {
             response.headers_mut().insert(HANDLER_VERSION, tag);
         }
+        let status = cache_status::of(response.headers().get(X_CACHE), trace.latest());
+        response.headers_mut().insert(CACHE_STATUS, status);
         let node = served_by.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
         if let Some(node) = node.and_then(|node| HeaderValue::from_str(&node).ok()) {
             response.headers_mut().insert(BACKEND_NODE, node);
@@ -328,29 +348,6 @@ impl Service {
             )),
         }
     }
-}
-
-/// `{"error": message}` with `status`.
-pub fn json_error(status: StatusCode, message: &str) -> hyper::Response<HyperOutgoingBody> {
-    json_response(status, &serde_json::json!({ "error": message }))
-}
-
-/// 503 with `Retry-After`, saying `why`.
-fn busy(why: &str) -> hyper::Response<HyperOutgoingBody> {
-    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, why);
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
-    response
-}
-
-/// `value` as a JSON response with `status`.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> hyper::Response<HyperOutgoingBody> {
-    let body = value.to_string();
-    let mut response = hyper::Response::new(
-        Full::new(Bytes::from(body)).map_err(|never: Infallible| match never {}).boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 /// Serves `listener` under `limits` until `shutdown` completes, then waits

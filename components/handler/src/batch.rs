@@ -21,6 +21,7 @@ use crate::render;
 use crate::report;
 use crate::request::GenerateRequest;
 use crate::serve::policy;
+use crate::stamp::Stamp;
 use crate::wasm_host::WasmHost;
 
 /// POST /generate/batch.
@@ -107,7 +108,7 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
                 (Err(error), _) => Err(error.clone()),
                 (Ok(_), None) => unreachable!("every valid item has a generation"),
             };
-            render::batch_item(&outcome, started)
+            render::batch_item(&outcome, &Stamp::live(started))
         })
         .collect())
 }

@@ -17,6 +17,7 @@ use crate::render;
 use crate::report;
 use crate::request::GenerateRequest;
 use crate::serve::{self, Framing};
+use crate::stamp::Stamp;
 
 /// One request object, validated, its model resolved and its plugin pinned.
 pub fn parse_item(value: &Value, prefix: &str, config: &Config) -> Result<GenerateRequest, ApiError> {
@@ -32,7 +33,7 @@ pub fn post(request: &Request) -> Reply {
         .map_err(ApiError::from)
         .and_then(|value| parse_item(&value, "", Config::get()));
     match parsed {
-        Ok(parsed) => serve::answer(parsed, SeedFraming, started),
+        Ok(parsed) => serve::answer(parsed, SeedFraming, Stamp::live(started), Vec::new()),
         Err(error) => {
             report::rejected(&error, started);
             error.response().into()
@@ -41,27 +42,23 @@ pub fn post(request: &Request) -> Reply {
 }
 
 /// The seed's shapes ([`render`]).
+#[derive(Clone)]
 struct SeedFraming;
 
 impl Framing for SeedFraming {
-    fn whole(&self, outcome: &Outcome, started: Instant) -> Response {
-        render::whole(outcome, started)
+    fn whole(&self, outcome: &Outcome, stamp: &Stamp) -> Response {
+        render::whole(outcome, stamp)
     }
 
     fn stream_head(&self) -> Response {
         Response::new(200, "application/x-ndjson", Vec::new())
     }
 
-    fn piece(&mut self, writer: &mut BodyWriter, piece: &str) -> Result<(), ClientGone> {
+    fn piece(&mut self, writer: &mut BodyWriter, piece: &str, _stamp: &Stamp) -> Result<(), ClientGone> {
         render::piece_line(writer, piece)
     }
 
-    fn end(
-        &mut self,
-        writer: &mut BodyWriter,
-        outcome: &Outcome,
-        started: Instant,
-    ) -> Result<(), ClientGone> {
-        render::last_line(writer, outcome, started)
+    fn end(&mut self, writer: &mut BodyWriter, outcome: &Outcome, stamp: &Stamp) -> Result<(), ClientGone> {
+        render::last_line(writer, outcome, stamp)
     }
 }

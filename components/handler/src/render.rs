@@ -1,20 +1,19 @@
 //! Answers in the seed's shapes: a whole JSON response, NDJSON lines, a
 //! batch item; with `X-Cache`, and `Age` on answers from the cache.
 
-use std::time::Instant;
-
 use llm_service_sdk::http::{BodyWriter, ClientGone, Response};
 use serde_json::{Map, Value, json};
 
 use crate::pipeline::{Answer, CacheUse, Outcome};
+use crate::stamp::Stamp;
 
 /// The seed's response body for `answer`.
-pub fn answer_body(answer: &Answer, started: Instant) -> Map<String, Value> {
+pub fn answer_body(answer: &Answer, stamp: &Stamp) -> Map<String, Value> {
     let Answer { stored, cache_use, .. } = answer;
     let mut body = Map::new();
     body.insert("response".into(), json!(stored.response));
     body.insert("model".into(), json!(stored.model));
-    body.insert("generation_time".into(), json!(started.elapsed().as_secs_f64()));
+    body.insert("generation_time".into(), stamp.elapsed_s());
     body.insert("cache_hit".into(), json!(cache_use.served_from_cache()));
     body.insert(
         "metadata".into(),
@@ -37,10 +36,10 @@ pub fn with_cache_headers(response: Response, cache_use: CacheUse, age_s: u64) -
 }
 
 /// The whole HTTP answer for `outcome`.
-pub fn whole(outcome: &Outcome, started: Instant) -> Response {
+pub fn whole(outcome: &Outcome, stamp: &Stamp) -> Response {
     match outcome {
         Ok(answer) => with_cache_headers(
-            Response::json(200, &answer_body(answer, started)),
+            Response::json(200, &answer_body(answer, stamp)),
             answer.cache_use,
             answer.age_s,
         ),
@@ -49,9 +48,9 @@ pub fn whole(outcome: &Outcome, started: Instant) -> Response {
 }
 
 /// A batch item: the answer's body, or the error's with its status.
-pub fn batch_item(outcome: &Outcome, started: Instant) -> Value {
+pub fn batch_item(outcome: &Outcome, stamp: &Stamp) -> Value {
     match outcome {
-        Ok(answer) => Value::Object(answer_body(answer, started)),
+        Ok(answer) => Value::Object(answer_body(answer, stamp)),
         Err(error) => {
             let mut body = error.body();
             body.insert("status".into(), json!(error.status()));
@@ -67,9 +66,9 @@ pub fn piece_line(writer: &mut BodyWriter, piece: &str) -> Result<(), ClientGone
 
 /// The last line of a stream: the whole answer plus `"done": true`, or the
 /// error plus `"done": true`.
-pub fn last_line(writer: &mut BodyWriter, outcome: &Outcome, started: Instant) -> Result<(), ClientGone> {
+pub fn last_line(writer: &mut BodyWriter, outcome: &Outcome, stamp: &Stamp) -> Result<(), ClientGone> {
     let mut last = match outcome {
-        Ok(answer) => answer_body(answer, started),
+        Ok(answer) => answer_body(answer, stamp),
         Err(error) => error.body(),
     };
     last.insert("done".into(), json!(true));

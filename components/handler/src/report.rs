@@ -13,6 +13,16 @@ use crate::request::GenerateRequest;
 /// Reports `request`, answered with `status` and `outcome` (a stream's
 /// status is 200 even when it ended with an error line).
 pub fn generation(request: &GenerateRequest, started: Instant, status: u16, outcome: &Outcome) {
+    runtime::report_generation(&of_generation(request, started, status, outcome));
+}
+
+/// What [`generation`] reports (an edge replay carries it too).
+pub fn of_generation(
+    request: &GenerateRequest,
+    started: Instant,
+    status: u16,
+    outcome: &Outcome,
+) -> GenerationReport {
     let (model, cache_hit, tokens_generated, error_kind) = match outcome {
         Ok(answer) => (
             answer.stored.model.clone(),
@@ -22,7 +32,7 @@ pub fn generation(request: &GenerateRequest, started: Instant, status: u16, outc
         ),
         Err(error) => (request.primary_model().to_string(), false, 0, Some(error.kind().to_string())),
     };
-    runtime::report_generation(&GenerationReport {
+    GenerationReport {
         character: request.character_name.clone(),
         model,
         cache_hit,
@@ -32,7 +42,7 @@ pub fn generation(request: &GenerateRequest, started: Instant, status: u16, outc
         response_time_s: started.elapsed().as_secs_f64(),
         error_kind,
         prompt: Config::get().log_prompts.then(|| request.prompt.clone()),
-    });
+    }
 }
 
 /// Reports a request refused before it was understood.

@@ -8,24 +8,28 @@
 //! client that leaves cancels the generation (its backend response is
 //! dropped) only when no other request follows it; else it is finished for
 //! them. A cached answer is replayed in the same framing: the text as one
-//! piece, then the end.
+//! piece, then the end; and offered to the host's edge tier ([`crate::replay`]).
 
-use std::time::Instant;
-
+use llm_service_sdk::bindings::llm_service::host::edge::Vary;
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Response};
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::pipeline::{Begun, Ctx, Outcome, Policy, begin};
 use crate::render;
+use crate::replay::Offer;
 use crate::report;
 use crate::request::GenerateRequest;
+use crate::stamp::Stamp;
 use crate::wasm_host::WasmHost;
 
-/// How a dialect puts answers on the wire.
-pub trait Framing: 'static {
+/// How a dialect puts answers on the wire. Every value that differs
+/// between two responses of one answer (times, ids) comes from the
+/// [`Stamp`], so the same framing renders a replay's template. Cloned to
+/// render a template beside the live answer.
+pub trait Framing: Clone + 'static {
     /// A whole answer (or its error).
-    fn whole(&self, outcome: &Outcome, started: Instant) -> Response;
+    fn whole(&self, outcome: &Outcome, stamp: &Stamp) -> Response;
     /// An error before any byte of the answer (the seed's and Ollama's
     /// shape unless the dialect says otherwise).
     fn error(&self, error: &ApiError) -> Response {
@@ -34,10 +38,9 @@ pub trait Framing: 'static {
     /// The head of a streamed answer (status, content type).
     fn stream_head(&self) -> Response;
     /// One piece of a streamed answer.
-    fn piece(&mut self, writer: &mut BodyWriter, piece: &str) -> Result<(), ClientGone>;
+    fn piece(&mut self, writer: &mut BodyWriter, piece: &str, stamp: &Stamp) -> Result<(), ClientGone>;
     /// A stream's end: the closing event(s), or the error event.
-    fn end(&mut self, writer: &mut BodyWriter, outcome: &Outcome, started: Instant)
-    -> Result<(), ClientGone>;
+    fn end(&mut self, writer: &mut BodyWriter, outcome: &Outcome, stamp: &Stamp) -> Result<(), ClientGone>;
 }
 
 /// The pipeline's policy from the handler's settings.
@@ -49,21 +52,37 @@ pub fn policy(config: &Config) -> Policy {
     }
 }
 
-/// Answers `request` (validated, its model resolved) in `framing`.
-pub fn answer<F: Framing>(request: GenerateRequest, framing: F, started: Instant) -> Reply {
+/// Answers `request` (validated, its model resolved) in `framing`; `vary`
+/// is what the request's headers said that its answer depends on.
+pub fn answer<F: Framing>(request: GenerateRequest, framing: F, stamp: Stamp, vary: Vec<Vary>) -> Reply {
     let config = Config::get();
     let (host, policy) = (WasmHost::new(config.backend.clone()), policy(config));
     if request.stream {
-        return stream(host, request, policy, framing, started);
+        return stream(host, request, policy, framing, stamp, vary);
     }
     let ctx = Ctx { host: &host, request: &request, policy: &policy };
     let outcome = match begin(&ctx) {
         Begun::Done(outcome) => outcome,
         Begun::Flowing(flow) => flow.finish(&ctx),
     };
-    let response = framing.whole(&outcome, started);
-    report::generation(&request, started, response.status(), &outcome);
+    let response = framing.whole(&outcome, &stamp);
+    report::generation(&request, stamp.started(), response.status(), &outcome);
+    if let Some(offer) = Offer::of(&request, &policy, &outcome, vary) {
+        offer.whole(|template| framing.whole(&outcome, template));
+    }
     response.into()
+}
+
+/// A hit's stream: its whole text as one piece, then the end.
+fn write_hit<F: Framing>(
+    framing: &mut F,
+    writer: &mut BodyWriter,
+    outcome: &Outcome,
+    stamp: &Stamp,
+) -> Result<(), ClientGone> {
+    let Ok(answer) = outcome else { return Ok(()) };
+    framing.piece(writer, &answer.stored.response, stamp)?;
+    framing.end(writer, outcome, stamp)
 }
 
 fn stream<F: Framing>(
@@ -71,8 +90,10 @@ fn stream<F: Framing>(
     request: GenerateRequest,
     policy: Policy,
     mut framing: F,
-    started: Instant,
+    stamp: Stamp,
+    vary: Vec<Vary>,
 ) -> Reply {
+    let started = stamp.started();
     let ctx = Ctx { host: &host, request: &request, policy: &policy };
     let mut flow = match begin(&ctx) {
         Begun::Flowing(flow) => flow,
@@ -84,13 +105,16 @@ fn stream<F: Framing>(
             let head = render::with_cache_headers(framing.stream_head(), answer.cache_use, answer.age_s);
             let outcome: Outcome = Ok(answer);
             report::generation(&request, started, 200, &outcome);
+            if let Some(offer) = Offer::of(&request, &policy, &outcome, vary) {
+                let mut recording = framing.clone();
+                offer.stream(&head, |writer, template| {
+                    let _ = write_hit(&mut recording, writer, &outcome, template);
+                });
+            }
             return Reply::Stream {
                 head,
                 write: Box::new(move |writer| {
-                    let Ok(answer) = &outcome else { return };
-                    if framing.piece(writer, &answer.stored.response).is_ok() {
-                        let _ = framing.end(writer, &outcome, started);
-                    }
+                    let _ = write_hit(&mut framing, writer, &outcome, &stamp);
                 }),
             };
         }
@@ -101,7 +125,7 @@ fn stream<F: Framing>(
         write: Box::new(move |writer| {
             let ctx = Ctx { host: &host, request: &request, policy: &policy };
             while let Some(piece) = flow.next_chunk(&ctx) {
-                if framing.piece(writer, &piece).is_err() {
+                if framing.piece(writer, &piece, &stamp).is_err() {
                     // The client left. With others waiting, the generation
                     // is finished for them (and cached); alone, dropping the
                     // flow drops the backend response, which cancels it.
@@ -114,7 +138,7 @@ fn stream<F: Framing>(
             }
             let outcome = flow.finish(&ctx);
             report::generation(&request, started, 200, &outcome);
-            let _ = framing.end(writer, &outcome, started);
+            let _ = framing.end(writer, &outcome, &stamp);
         }),
     }
 }

@@ -187,6 +187,11 @@ impl Response {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
+    /// Every header, in order.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
     /// Writes the response through `out`. A client that went away ends the
     /// write early; there is nobody left to tell.
     pub fn send(mut self, out: ResponseOutparam) {
@@ -220,7 +225,7 @@ impl Response {
         let Ok(body) = response.body() else { return };
         ResponseOutparam::set(out, Ok(response));
         let Ok(stream) = body.write() else { return };
-        let mut writer = BodyWriter { stream: Some(stream) };
+        let mut writer = BodyWriter { stream: Some(stream), recorded: None };
         write(&mut writer);
         let gone = writer.stream.is_none();
         drop(writer);
@@ -255,14 +260,31 @@ impl From<Response> for Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientGone;
 
-/// Writes a streamed body, flushing each piece to the client at once.
+/// Writes a streamed body, flushing each piece to the client at once; or,
+/// made with [`BodyWriter::recording`], keeps each write as a chunk (what
+/// a replay of the stream would send).
 pub struct BodyWriter {
     stream: Option<crate::bindings::wasi::io::streams::OutputStream>,
+    recorded: Option<Vec<Vec<u8>>>,
 }
 
 impl BodyWriter {
+    /// A writer that sends nothing and keeps every write.
+    pub fn recording() -> Self {
+        Self { stream: None, recorded: Some(Vec::new()) }
+    }
+
+    /// What a recording writer kept, a chunk per write.
+    pub fn into_recorded(self) -> Vec<Vec<u8>> {
+        self.recorded.unwrap_or_default()
+    }
+
     /// Sends `bytes` now.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), ClientGone> {
+        if let Some(recorded) = &mut self.recorded {
+            recorded.push(bytes.to_vec());
+            return Ok(());
+        }
         let stream = self.stream.as_ref().ok_or(ClientGone)?;
         for chunk in bytes.chunks(WRITE_CHUNK_BYTES) {
             if stream.blocking_write_and_flush(chunk).is_err() {

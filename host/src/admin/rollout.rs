@@ -74,13 +74,13 @@ impl AdminApi {
             (&Method::GET, "/model-split") => json(StatusCode::OK, &self.split_answer()),
             (&Method::PUT, "/model-split") => match self.checked_split(&body).await {
                 Ok(split) => {
-                    self.capabilities.telemetry.model_split().set(Some(split));
+                    self.capabilities.telemetry.set_model_split(Some(split));
                     json(StatusCode::OK, &self.split_answer())
                 }
                 Err((status, message)) => json_error(status, &message),
             },
             (&Method::DELETE, "/model-split") => {
-                self.capabilities.telemetry.model_split().set(None);
+                self.capabilities.telemetry.set_model_split(None);
                 json(StatusCode::OK, &self.split_answer())
             }
             (_, "/model-split") => {

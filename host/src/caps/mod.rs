@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod edge;
 pub mod plugins;
 pub mod telemetry;
 
@@ -17,6 +18,8 @@ pub struct HostCapabilities {
     pub telemetry: telemetry::Telemetry,
     /// The response cache.
     pub cache: Arc<cache::ResponseCache>,
+    /// Exact repeats answered in front of the handler.
+    pub edge: Arc<edge::EdgeCache>,
     /// Outbound HTTP to the backend.
     pub backend: Arc<backend::Backend>,
     /// The loaded prompt plugins.

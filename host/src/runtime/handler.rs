@@ -120,6 +120,7 @@ pub fn handler_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>>
     caps::telemetry::add_to_linker(&mut linker, |state| &mut state.telemetry)?;
     caps::cache::add_to_linker(&mut linker, RequestState::cache_view)?;
     caps::plugins::add_to_linker(&mut linker, RequestState::plugins_view)?;
+    caps::edge::add_to_linker(&mut linker, RequestState::edge_view)?;
     Ok(linker)
 }
 
@@ -134,6 +135,10 @@ pub struct Ticket {
     pub timeout: Duration,
     /// Where the backend node that answered it is recorded.
     pub served_by: crate::caps::backend::ServedBy,
+    /// Its place in the edge tier (None: the tier is off).
+    pub edge: Option<crate::caps::edge::EdgeTicket>,
+    /// Where its cache lookups record what they found fresh.
+    pub trace: crate::caps::cache::LookupTrace,
 }
 
 /// A compiled, pre-instantiated handler.
@@ -182,6 +187,11 @@ impl HandlerComponent {
         &self.tag
     }
 
+    /// [`Self::tag`], shared.
+    pub fn shared_tag(&self) -> Arc<str> {
+        self.tag.clone()
+    }
+
     /// Where the component came from.
     pub fn source_name(&self) -> &str {
         &self.source_name
@@ -217,6 +227,8 @@ impl HandlerComponent {
             deadline,
             timeout,
             served_by: ticket.served_by,
+            edge: ticket.edge,
+            trace: ticket.trace,
         };
         let (lease, kept) = slot.claim(&self.sha256).await;
         let (mut store, kept, uses) = match kept {

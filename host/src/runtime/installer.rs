@@ -121,5 +121,7 @@ fn smoke_ticket() -> Ticket {
         routing_key: RoutingKey::of(None, b"", 0),
         timeout: SMOKE_DEADLINE,
         served_by: Default::default(),
+        edge: None,
+        trace: Default::default(),
     }
 }

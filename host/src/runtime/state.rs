@@ -16,7 +16,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::HostCapabilities;
 use crate::caps::backend::{BackendHooks, ServedBy};
-use crate::caps::cache::{CacheView, ResponseCache};
+use crate::caps::cache::{CacheView, LookupTrace, ResponseCache};
+use crate::caps::edge::{EdgeCache, EdgeTicket, EdgeView};
 use crate::caps::plugins::{PluginsView, PromptPlugins};
 use crate::caps::telemetry::RequestTelemetry;
 use crate::guest::call::GuestOutput;
@@ -39,6 +40,10 @@ pub struct RequestScope {
     pub timeout: Duration,
     /// Which backend node answered its latest backend call.
     pub served_by: ServedBy,
+    /// Its place in the edge tier (None: the tier is off).
+    pub edge: Option<EdgeTicket>,
+    /// What its cache lookups found fresh.
+    pub trace: LookupTrace,
 }
 
 /// Per-request store data.
@@ -51,6 +56,9 @@ pub struct RequestState {
     /// `llm-service:host/runtime`.
     pub telemetry: RequestTelemetry,
     cache: Arc<ResponseCache>,
+    edge: Arc<EdgeCache>,
+    edge_ticket: Option<EdgeTicket>,
+    trace: LookupTrace,
     plugins: Arc<PromptPlugins>,
     deadline: Instant,
     /// Calls into the host this request made (COUNT_HOST_CALLS).
@@ -78,6 +86,9 @@ impl RequestState {
             table: ResourceTable::new(),
             output,
             cache: capabilities.cache.clone(),
+            edge: capabilities.edge.clone(),
+            edge_ticket: scope.edge,
+            trace: scope.trace.clone(),
             plugins: capabilities.plugins.clone(),
             deadline: scope.deadline,
             telemetry: capabilities.telemetry.for_request(scope),
@@ -96,13 +107,20 @@ impl RequestState {
             scope.served_by.clone(),
         );
         self.deadline = scope.deadline;
+        self.edge_ticket = scope.edge;
+        self.trace = scope.trace.clone();
         self.telemetry = capabilities.telemetry.for_request(scope);
         self.host_calls = 0;
     }
 
     /// What the cache functions see of this store.
     pub fn cache_view(&mut self) -> CacheView<'_> {
-        CacheView { cache: &self.cache, table: &mut self.table, deadline: self.deadline }
+        CacheView { cache: &self.cache, table: &mut self.table, deadline: self.deadline, trace: &self.trace }
+    }
+
+    /// What the edge functions see of this store.
+    pub fn edge_view(&mut self) -> EdgeView<'_> {
+        EdgeView { edge: &self.edge, ticket: self.edge_ticket, trace: &self.trace }
     }
 
     /// What the plugin functions see of this store.

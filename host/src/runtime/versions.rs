@@ -16,6 +16,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::canary::{Canary, CanaryPolicy, DropReason};
 use super::handler::HandlerComponent;
+use crate::purge::{PurgeCause, SharedPurges};
 use crate::routing::RoutingKey;
 
 /// The salt of the canary split's buckets.
@@ -68,6 +69,8 @@ pub struct HandlerVersions {
     policy: CanaryPolicy,
     next_number: AtomicU64,
     keep: usize,
+    /// Told of every change of what serves: replays of the old do not outlive it.
+    purges: SharedPurges,
 }
 
 impl HandlerVersions {
@@ -82,7 +85,18 @@ impl HandlerVersions {
             policy,
             next_number: AtomicU64::new(2),
             keep,
+            purges: crate::purge::none(),
         }
+    }
+
+    /// Tells `purges` of every change of the serving version or canary.
+    pub fn with_purges(mut self, purges: SharedPurges) -> Self {
+        self.purges = purges;
+        self
+    }
+
+    fn changed(&self) {
+        self.purges.purge_all(PurgeCause::Handler);
     }
 
     /// The version a request with `key` runs on: the canary's when its
@@ -105,6 +119,7 @@ impl HandlerVersions {
         let version = Arc::new(HandlerVersion { number, component, loaded_at: SystemTime::now(), size });
         let canary = Arc::new(Canary::new(version, percent));
         self.canary.store(Some(canary.clone()));
+        self.changed();
         tracing::info!(number, sha256 = canary.version.component.sha256(), percent, "handler canary serving");
         canary
     }
@@ -113,6 +128,7 @@ impl HandlerVersions {
     pub fn set_canary_percent(&self, percent: u32) -> Result<Arc<Canary>, NoCanary> {
         let canary = self.canary().ok_or(NoCanary)?;
         canary.set_percent(percent);
+        self.changed();
         tracing::info!(sha256 = canary.version.component.sha256(), percent, "handler canary share changed");
         Ok(canary)
     }
@@ -127,6 +143,7 @@ impl HandlerVersions {
     /// Stops the canary; every request goes to the current version again.
     pub fn drop_canary(&self, reason: &DropReason) -> Result<Arc<HandlerVersion>, NoCanary> {
         let canary = self.canary.swap(None).ok_or(NoCanary)?;
+        self.changed();
         log_dropped(&canary, reason);
         Ok(canary.version.clone())
     }
@@ -149,6 +166,7 @@ impl HandlerVersions {
         // Only the first of racing answers finds the same canary still there.
         let still_serving = self.canary.compare_and_swap(&Some(canary.clone()), None);
         if still_serving.as_ref().is_some_and(|current| Arc::ptr_eq(current, &canary)) {
+            self.changed();
             log_dropped(&canary, &reason);
             return Some(reason);
         }
@@ -198,6 +216,7 @@ impl HandlerVersions {
         previous.push_front(old);
         previous.truncate(self.keep);
         drop(previous);
+        self.changed();
         tracing::info!(
             number = next.number,
             sha256 = next.component.sha256(),

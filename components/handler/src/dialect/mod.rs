@@ -22,6 +22,7 @@ use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use llm_service_sdk::bindings::llm_service::host::cache;
+use llm_service_sdk::bindings::llm_service::host::edge::Vary;
 use llm_service_sdk::http::Request;
 use serde_json::{Map, Value};
 
@@ -44,11 +45,6 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
 }
 
-/// Now, in whole seconds since the epoch (OpenAI's `created`).
-pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or_default()
-}
-
 /// An id unique enough for one answer: the clock's nanoseconds and a
 /// per-instance counter, in hex.
 pub fn answer_id(prefix: &str) -> String {
@@ -69,6 +65,17 @@ pub fn object_body(request: &Request) -> Result<Map<String, Value>, ApiError> {
         Value::Object(object) => Ok(object),
         _ => Err(ApiError::invalid("body", "body must be a JSON object")),
     }
+}
+
+/// The request headers a dialect's answer depends on: the character may
+/// come from `X-Character`, and `Cache-Control` may skip the cache.
+const VARY: [&str; 2] = ["x-character", "cache-control"];
+
+/// `request`'s values of the headers its answer depends on, for a replay.
+pub fn vary(request: &Request) -> Vec<Vary> {
+    VARY.iter()
+        .map(|name| Vary { name: (*name).to_string(), value: request.header(name).map(str::to_string) })
+        .collect()
 }
 
 /// Whether the client asked not to use the cache (`Cache-Control: no-cache`

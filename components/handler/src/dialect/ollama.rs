@@ -16,7 +16,7 @@ use std::time::Instant;
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
-use super::{bool_field, generation_request, images_field, now_rfc3339, object_body, string_field};
+use super::{bool_field, generation_request, images_field, now_rfc3339, object_body, string_field, vary};
 use crate::backend::Kind;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -25,6 +25,7 @@ use crate::question::{Family, Message, PromptParts, Question};
 use crate::render::{with_cache_headers, write_line};
 use crate::report;
 use crate::serve::{self, Framing};
+use crate::stamp::Stamp;
 
 /// POST /api/generate.
 pub fn generate(request: &Request) -> Reply {
@@ -60,7 +61,7 @@ fn answer(request: &Request, family: Family) -> Reply {
     match generation_request(request, &body, question, prompt, stream) {
         Ok(generation) => {
             let framing = OllamaFraming { family, model: generation.primary_model().to_string() };
-            serve::answer(generation, framing, started)
+            serve::answer(generation, framing, Stamp::live(started), vary(request))
         }
         Err(error) => {
             report::rejected(&error, started);
@@ -182,6 +183,7 @@ fn load_or_unload(path: &str, body: &Map<String, Value>, family: Family) -> Resp
 }
 
 /// Ollama's NDJSON and JSON answers.
+#[derive(Clone)]
 struct OllamaFraming {
     family: Family,
     /// The model asked for, named on each streamed line.
@@ -190,10 +192,10 @@ struct OllamaFraming {
 
 impl OllamaFraming {
     /// A line or answer carrying `text`, in the family's field.
-    fn carrying(&self, model: &str, text: &str, done: bool) -> Map<String, Value> {
+    fn carrying(&self, model: &str, text: &str, done: bool, stamp: &Stamp) -> Map<String, Value> {
         let mut body = Map::new();
         body.insert("model".into(), json!(model));
-        body.insert("created_at".into(), json!(now_rfc3339()));
+        body.insert("created_at".into(), stamp.now_rfc3339());
         match self.family {
             Family::Generate => body.insert("response".into(), json!(text)),
             Family::Chat => body.insert("message".into(), json!({"role": "assistant", "content": text})),
@@ -203,16 +205,16 @@ impl OllamaFraming {
     }
 
     /// The final fields: why it stopped and the counts (durations in ns).
-    fn finished(&self, body: &mut Map<String, Value>, outcome: &Outcome, started: Instant) {
+    fn finished(&self, body: &mut Map<String, Value>, outcome: &Outcome, stamp: &Stamp) {
         let Ok(answer) = outcome else { return };
         let stored = &answer.stored;
-        let total_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let total_ns = stamp.elapsed_ns();
         body.insert("done_reason".into(), json!(stored.done_reason.as_deref().unwrap_or("stop")));
-        body.insert("total_duration".into(), json!(total_ns));
+        body.insert("total_duration".into(), total_ns.clone());
         body.insert("load_duration".into(), json!(0));
         body.insert("prompt_eval_count".into(), json!(stored.prompt_tokens.unwrap_or(0)));
         body.insert("eval_count".into(), json!(stored.tokens_generated));
-        body.insert("eval_duration".into(), json!(total_ns));
+        body.insert("eval_duration".into(), total_ns);
         if let (Some(calls), Some(message)) = (&stored.tool_calls, body.get_mut("message")) {
             message["tool_calls"] = calls.clone();
         }
@@ -228,11 +230,11 @@ impl OllamaFraming {
 }
 
 impl Framing for OllamaFraming {
-    fn whole(&self, outcome: &Outcome, started: Instant) -> Response {
+    fn whole(&self, outcome: &Outcome, stamp: &Stamp) -> Response {
         match outcome {
             Ok(answer) => {
-                let mut body = self.carrying(&answer.stored.model, &answer.stored.response, true);
-                self.finished(&mut body, outcome, started);
+                let mut body = self.carrying(&answer.stored.model, &answer.stored.response, true, stamp);
+                self.finished(&mut body, outcome, stamp);
                 with_cache_headers(Response::json(200, &body), answer.cache_use, answer.age_s)
             }
             Err(error) => error.response(),
@@ -243,21 +245,16 @@ impl Framing for OllamaFraming {
         Response::new(200, "application/x-ndjson", Vec::new())
     }
 
-    fn piece(&mut self, writer: &mut BodyWriter, piece: &str) -> Result<(), ClientGone> {
-        let line = self.carrying(&self.model, piece, false);
+    fn piece(&mut self, writer: &mut BodyWriter, piece: &str, stamp: &Stamp) -> Result<(), ClientGone> {
+        let line = self.carrying(&self.model, piece, false, stamp);
         write_line(writer, &Value::Object(line))
     }
 
-    fn end(
-        &mut self,
-        writer: &mut BodyWriter,
-        outcome: &Outcome,
-        started: Instant,
-    ) -> Result<(), ClientGone> {
+    fn end(&mut self, writer: &mut BodyWriter, outcome: &Outcome, stamp: &Stamp) -> Result<(), ClientGone> {
         let line = match outcome {
             Ok(answer) => {
-                let mut line = self.carrying(&answer.stored.model, "", true);
-                self.finished(&mut line, outcome, started);
+                let mut line = self.carrying(&answer.stored.model, "", true, stamp);
+                self.finished(&mut line, outcome, stamp);
                 line
             }
             Err(error) => {

@@ -7,8 +7,6 @@
 //! The parameters, defaults and shapes it shares with `/v1/completions` are
 //! in [`super::openai_params`].
 
-use std::time::Instant;
-
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
@@ -21,6 +19,7 @@ use crate::pipeline::Outcome;
 use crate::question::{Family, Message, Question};
 use crate::render::with_cache_headers;
 use crate::serve::Framing;
+use crate::stamp::Stamp;
 use crate::stored::Stored;
 use crate::tool_calls::to_openai;
 
@@ -100,14 +99,15 @@ fn messages(body: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
 }
 
 /// `chat.completion` objects and their chunks.
+#[derive(Clone)]
 struct OpenAiFraming {
     envelope: Envelope,
     role_sent: bool,
 }
 
 impl OpenAiFraming {
-    fn chunk(&self, model: &str, choices: Value) -> Value {
-        json!({"id": self.envelope.id, "object": "chat.completion.chunk", "created": self.envelope.created, "model": model, "system_fingerprint": null, "choices": choices})
+    fn chunk(&self, model: &str, choices: Value, stamp: &Stamp) -> Value {
+        json!({"id": stamp.answer_id(self.envelope.id_prefix), "object": "chat.completion.chunk", "created": stamp.created(), "model": model, "system_fingerprint": null, "choices": choices})
     }
 }
 
@@ -129,15 +129,15 @@ fn assistant_message(stored: &Stored) -> Value {
 }
 
 impl Framing for OpenAiFraming {
-    fn whole(&self, outcome: &Outcome, _started: Instant) -> Response {
+    fn whole(&self, outcome: &Outcome, stamp: &Stamp) -> Response {
         let answer = match outcome {
             Ok(answer) => answer,
             Err(error) => return error_response(error),
         };
         let body = json!({
-            "id": self.envelope.id,
+            "id": stamp.answer_id(self.envelope.id_prefix),
             "object": "chat.completion",
-            "created": self.envelope.created,
+            "created": stamp.created(),
             "model": answer.stored.model,
             "system_fingerprint": null,
             "choices": [{
@@ -159,7 +159,7 @@ impl Framing for OpenAiFraming {
         sse_head()
     }
 
-    fn piece(&mut self, writer: &mut BodyWriter, piece: &str) -> Result<(), ClientGone> {
+    fn piece(&mut self, writer: &mut BodyWriter, piece: &str, stamp: &Stamp) -> Result<(), ClientGone> {
         let delta = if self.role_sent {
             json!({"content": piece})
         } else {
@@ -169,16 +169,12 @@ impl Framing for OpenAiFraming {
         let chunk = self.chunk(
             &self.envelope.model,
             json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
+            stamp,
         );
         write_event(writer, &chunk.to_string())
     }
 
-    fn end(
-        &mut self,
-        writer: &mut BodyWriter,
-        outcome: &Outcome,
-        _started: Instant,
-    ) -> Result<(), ClientGone> {
+    fn end(&mut self, writer: &mut BodyWriter, outcome: &Outcome, stamp: &Stamp) -> Result<(), ClientGone> {
         let answer = match outcome {
             Ok(answer) => answer,
             Err(error) => return write_error_event(writer, error),
@@ -201,16 +197,17 @@ impl Framing for OpenAiFraming {
                 delta["role"] = json!("assistant");
             }
             let delta = json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]);
-            write_event(writer, &self.chunk(&answer.stored.model, delta).to_string())?;
+            write_event(writer, &self.chunk(&answer.stored.model, delta, stamp).to_string())?;
         }
         let reason = finish_reason(&answer.stored);
         let last = self.chunk(
             &answer.stored.model,
             json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason}]),
+            stamp,
         );
         write_event(writer, &last.to_string())?;
         if self.envelope.include_usage {
-            let mut usage_chunk = self.chunk(&answer.stored.model, json!([]));
+            let mut usage_chunk = self.chunk(&answer.stored.model, json!([]), stamp);
             usage_chunk["usage"] = usage(outcome);
             write_event(writer, &usage_chunk.to_string())?;
         }

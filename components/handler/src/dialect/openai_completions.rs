@@ -4,8 +4,6 @@
 //! `data: [DONE]`. Runs as a generate question, like Ollama's own
 //! `/v1/completions` (an Ollama backend gets `/api/generate`).
 
-use std::time::Instant;
-
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
@@ -19,6 +17,7 @@ use crate::pipeline::Outcome;
 use crate::question::{Family, PromptParts, Question};
 use crate::render::with_cache_headers;
 use crate::serve::Framing;
+use crate::stamp::Stamp;
 
 /// POST /v1/completions.
 pub fn completions(request: &Request) -> Reply {
@@ -58,16 +57,17 @@ fn question(body: &Map<String, Value>) -> Result<(Question, String), ApiError> {
 }
 
 /// `text_completion` objects.
+#[derive(Clone)]
 struct CompletionFraming {
     envelope: Envelope,
 }
 
 impl CompletionFraming {
-    fn object(&self, model: &str, text: &str, finish: Option<&str>) -> Value {
+    fn object(&self, model: &str, text: &str, finish: Option<&str>, stamp: &Stamp) -> Value {
         json!({
-            "id": self.envelope.id,
+            "id": stamp.answer_id(self.envelope.id_prefix),
             "object": "text_completion",
-            "created": self.envelope.created,
+            "created": stamp.created(),
             "model": model,
             "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}],
         })
@@ -75,13 +75,13 @@ impl CompletionFraming {
 }
 
 impl Framing for CompletionFraming {
-    fn whole(&self, outcome: &Outcome, _started: Instant) -> Response {
+    fn whole(&self, outcome: &Outcome, stamp: &Stamp) -> Response {
         let answer = match outcome {
             Ok(answer) => answer,
             Err(error) => return error_response(error),
         };
         let stored = &answer.stored;
-        let mut body = self.object(&stored.model, &stored.response, Some(finish_reason(stored)));
+        let mut body = self.object(&stored.model, &stored.response, Some(finish_reason(stored)), stamp);
         body["usage"] = usage(outcome);
         with_cache_headers(Response::json(200, &body), answer.cache_use, answer.age_s)
     }
@@ -94,24 +94,19 @@ impl Framing for CompletionFraming {
         sse_head()
     }
 
-    fn piece(&mut self, writer: &mut BodyWriter, piece: &str) -> Result<(), ClientGone> {
-        write_event(writer, &self.object(&self.envelope.model, piece, None).to_string())
+    fn piece(&mut self, writer: &mut BodyWriter, piece: &str, stamp: &Stamp) -> Result<(), ClientGone> {
+        write_event(writer, &self.object(&self.envelope.model, piece, None, stamp).to_string())
     }
 
-    fn end(
-        &mut self,
-        writer: &mut BodyWriter,
-        outcome: &Outcome,
-        _started: Instant,
-    ) -> Result<(), ClientGone> {
+    fn end(&mut self, writer: &mut BodyWriter, outcome: &Outcome, stamp: &Stamp) -> Result<(), ClientGone> {
         let answer = match outcome {
             Ok(answer) => answer,
             Err(error) => return write_error_event(writer, error),
         };
-        let last = self.object(&answer.stored.model, "", Some(finish_reason(&answer.stored)));
+        let last = self.object(&answer.stored.model, "", Some(finish_reason(&answer.stored)), stamp);
         write_event(writer, &last.to_string())?;
         if self.envelope.include_usage {
-            let mut usage_chunk = self.object(&answer.stored.model, "", None);
+            let mut usage_chunk = self.object(&answer.stored.model, "", None, stamp);
             usage_chunk["choices"] = json!([]);
             usage_chunk["usage"] = usage(outcome);
             write_event(writer, &usage_chunk.to_string())?;

@@ -13,12 +13,13 @@ use std::time::Instant;
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
-use super::{answer_id, generation_request, now_unix, object_body};
+use super::{generation_request, object_body, vary};
 use crate::error::ApiError;
 use crate::pipeline::Outcome;
 use crate::question::Question;
 use crate::report;
 use crate::serve::{self, Framing};
+use crate::stamp::Stamp;
 use crate::stored::Stored;
 
 /// OpenAI's default temperature and top_p.
@@ -161,9 +162,10 @@ pub fn finish_reason(stored: &Stored) -> &'static str {
 
 /// What every OpenAI answer carries: its id and time, the model asked for,
 /// and whether a stream ends with a usage chunk.
+#[derive(Clone)]
 pub struct Envelope {
-    pub id: String,
-    pub created: u64,
+    /// How its id starts (`chatcmpl-`, `cmpl-`); the rest is the stamp's.
+    pub id_prefix: &'static str,
     pub model: String,
     pub include_usage: bool,
 }
@@ -180,7 +182,7 @@ pub fn sse_head() -> Response {
 /// pipeline runs, `framing` frames the answer (ids start `id_prefix`).
 pub fn answer<F: Framing>(
     request: &Request,
-    id_prefix: &str,
+    id_prefix: &'static str,
     question: ReadQuestion,
     framing: impl FnOnce(Envelope) -> F,
 ) -> Reply {
@@ -195,13 +197,9 @@ pub fn answer<F: Framing>(
     });
     match parsed {
         Ok((generation, include_usage)) => {
-            let envelope = Envelope {
-                id: answer_id(id_prefix),
-                created: now_unix(),
-                model: generation.primary_model().to_string(),
-                include_usage,
-            };
-            serve::answer(generation, framing(envelope), started)
+            let envelope =
+                Envelope { id_prefix, model: generation.primary_model().to_string(), include_usage };
+            serve::answer(generation, framing(envelope), Stamp::live(started), vary(request))
         }
         Err(error) => {
             report::rejected(&error, started);

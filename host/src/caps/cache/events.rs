@@ -228,6 +228,7 @@ impl ResponseCache {
     /// Removes matching keys from this process's tier only (another
     /// replica cleared the shared one).
     pub fn clear_local(&self, prefix: &str, containing: Option<&str>) -> u64 {
+        self.purges.purge_cleared(prefix, containing);
         self.memory.clear(|key| key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix)))
     }
 }

@@ -9,7 +9,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::flight::{Crash, End, Event, FlightLease, Follower, Join};
 use super::stamped::{Stamped, now_ms};
-use super::{CacheError, CacheStatus, Found, ResponseCache};
+use super::{CacheError, CacheStatus, Found, FreshFound, LookupTrace, ResponseCache};
 use crate::bindings::llm_service::host::cache::CacheStatus as Status;
 use crate::bindings::llm_service::host::cache::{
     self, Cached, Entry, Error, Failure, FlightEvent, Host, HostFlight, HostFollow, HostLead, JoinResult,
@@ -24,6 +24,8 @@ pub struct CacheView<'a> {
     pub table: &'a mut ResourceTable,
     /// The request's deadline: no wait outlasts it.
     pub deadline: Instant,
+    /// Where the request's fresh finds are recorded.
+    pub trace: &'a LookupTrace,
 }
 
 struct CacheData;
@@ -97,7 +99,10 @@ impl Host for CacheView<'_> {
         let now = now_ms();
         let cached = |stamped: Stamped| Cached { age_s: stamped.age_s(now), value: stamped.value.to_vec() };
         let found = match lookup.found {
-            Found::Fresh(stamped) => cache::Found::Fresh(cached(stamped)),
+            Found::Fresh(stamped, tier) => {
+                self.trace.record(FreshFound { tier, fresh_until_ms: stamped.fresh_until_ms });
+                cache::Found::Fresh(cached(stamped))
+            }
             Found::Lead(lease) => cache::Found::Lead(self.table.push(Lead { lease: Some(lease), key })?),
             Found::Follow(follower) => cache::Found::Follow(self.table.push(Follow(follower))?),
         };

@@ -31,6 +31,7 @@ pub mod redis;
 mod shared_flight;
 pub mod stamped;
 pub mod tier;
+mod trace;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -50,6 +51,8 @@ use self::memory::MemoryTier;
 use self::redis::RedisTier;
 use self::stamped::{Stamped, now_ms};
 pub use self::tier::{NoSharedTier, SharedTier, TierError};
+pub use self::trace::{FreshFound, LookupTrace, Tier};
+use crate::purge::SharedPurges;
 use crate::registry::{counter, counter_vec};
 
 /// Longest key accepted.
@@ -93,8 +96,8 @@ pub enum CacheStatus {
 
 /// Where a generation's answer comes from (see [`ResponseCache::lookup`]).
 pub enum Found {
-    /// A fresh value.
-    Fresh(Stamped),
+    /// A fresh value, and the tier it came from.
+    Fresh(Stamped, Tier),
     /// Nobody computes it: the caller does.
     Lead(FlightLease),
     /// Somebody does: follow.
@@ -124,6 +127,8 @@ pub struct ResponseCache {
     recovery_log: breaker::LogLimit,
     /// This process's name among replicas ([`events`]).
     replica: String,
+    /// Told of every clear, so no replay of a cleared answer is served.
+    purges: SharedPurges,
 }
 
 impl ResponseCache {
@@ -155,7 +160,14 @@ impl ResponseCache {
             outage_log: breaker::LogLimit::default(),
             recovery_log: breaker::LogLimit::default(),
             replica: format!("{:016x}", fastrand::u64(..)),
+            purges: crate::purge::none(),
         })
+    }
+
+    /// Tells `purges` of every clear from now on (local or from the fleet).
+    pub fn with_purges(mut self, purges: SharedPurges) -> Self {
+        self.purges = purges;
+        self
     }
 
     /// Pings KeyDB (if configured) and records the result, so the status
@@ -167,17 +179,17 @@ impl ResponseCache {
 
     /// The stamped value under `key` in either tier, whatever its
     /// freshness; a KeyDB hit is copied into the process.
-    async fn read(&self, key: &str) -> Result<Option<Stamped>, CacheError> {
+    async fn read(&self, key: &str) -> Result<Option<(Stamped, Tier)>, CacheError> {
         check_key(key)?;
         let now = Instant::now();
         if let Some(entry) = self.memory.get(key) {
             let left = entry.expires_at.saturating_duration_since(now);
-            return Ok(Some(Stamped::decode(entry.value.clone(), left)));
+            return Ok(Some((Stamped::decode(entry.value.clone(), left), Tier::Memory)));
         }
         let found = self.shared_call(|| self.shared.get(key)).await?;
         Ok(found.map(|(bytes, left)| {
             self.memory.set(key, bytes.clone(), now + left);
-            Stamped::decode(bytes, left)
+            (Stamped::decode(bytes, left), Tier::Shared)
         }))
     }
 
@@ -192,10 +204,10 @@ impl ResponseCache {
         let found = self.read(key).await.ok().flatten();
         let now = now_ms();
         let stale = match found {
-            Some(stamped) if stamped.is_fresh(now) => {
-                return Lookup { found: Found::Fresh(stamped), stale: None };
+            Some((stamped, tier)) if stamped.is_fresh(now) => {
+                return Lookup { found: Found::Fresh(stamped, tier), stale: None };
             }
-            Some(stamped) => stamped.within_stale_window(now, stale_window).then_some(stamped),
+            Some((stamped, _)) => stamped.within_stale_window(now, stale_window).then_some(stamped),
             None => None,
         };
         let found = match self.flights.join(key) {
@@ -203,7 +215,7 @@ impl ResponseCache {
             Join::Lead(lease) => match self.memory_fresh(key) {
                 Some(stamped) => {
                     lease.finish(flight::End::Landed(stamped.value.clone()));
-                    Found::Fresh(stamped)
+                    Found::Fresh(stamped, Tier::Memory)
                 }
                 None => self.share_flight(key, lease).await,
             },
@@ -213,7 +225,8 @@ impl ResponseCache {
 
     /// The fresh value under `key` in either tier, if any.
     async fn fresh(&self, key: &str) -> Option<Stamped> {
-        self.read(key).await.ok().flatten().filter(|stamped| stamped.is_fresh(now_ms()))
+        let (stamped, _) = self.read(key).await.ok().flatten()?;
+        Some(stamped).filter(|stamped| stamped.is_fresh(now_ms()))
     }
 
     fn memory_fresh(&self, key: &str) -> Option<Stamped> {
@@ -267,7 +280,7 @@ impl ResponseCache {
     /// The live value under `key` and its remaining lifetime (the first
     /// 0.1 protocol: freshness is the caller's).
     pub async fn get(&self, key: &str) -> Result<Option<(Bytes, Duration)>, CacheError> {
-        let found = self.read(key).await?;
+        let found = self.read(key).await?.map(|(stamped, _)| stamped);
         let now = now_ms();
         Ok(found.filter(|stamped| stamped.is_fresh(now)).map(|stamped| {
             let left = Duration::from_millis(stamped.fresh_until_ms.saturating_sub(now));
@@ -318,6 +331,7 @@ impl ResponseCache {
             }
             hit
         });
+        self.purges.purge_cleared(prefix, containing);
         let shared_keys = self.shared_call(|| self.shared.clear(prefix, containing)).await?;
         removed.extend(shared_keys);
         // The other replicas drop their process tier's copies too.

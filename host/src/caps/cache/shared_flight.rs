@@ -107,7 +107,7 @@ impl ResponseCache {
                 }
                 self.count_flight(Role::Found);
                 lease.finish(End::Landed(stamped.value.clone()));
-                return Found::Fresh(stamped);
+                return Found::Fresh(stamped, super::Tier::Shared);
             }
             match holder {
                 None => {

@@ -36,6 +36,7 @@ pub use self::plugin::{PluginCallError, PluginLoadError, PromptPlugin};
 use self::plugin::{PluginState, plugin_linker};
 use crate::guest::compiled::CompiledCache;
 use crate::guest::engine::{EngineLimits, build_engine};
+use crate::purge::{PurgeCause, SharedPurges};
 
 /// Why a plugin was not installed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,8 @@ pub struct PromptPlugins {
     loaded: ArcSwap<Vec<Arc<PromptPlugin>>>,
     /// Serialises changes so a check-then-swap sees no other change.
     changing: Mutex<()>,
+    /// Told of every change: a plugin changes the answers of its characters.
+    purges: SharedPurges,
 }
 
 impl PromptPlugins {
@@ -91,7 +94,14 @@ impl PromptPlugins {
             limits,
             loaded: ArcSwap::from_pointee(Vec::new()),
             changing: Mutex::new(()),
+            purges: crate::purge::none(),
         })
+    }
+
+    /// Tells `purges` of every plugin loaded or unloaded.
+    pub fn with_purges(mut self, purges: SharedPurges) -> Self {
+        self.purges = purges;
+        self
     }
 
     /// The plugins' engine (its epoch needs the service's ticker).
@@ -144,6 +154,7 @@ impl PromptPlugins {
         next.push(plugin.clone());
         next.sort_by(|a, b| a.manifest().name.cmp(&b.manifest().name));
         self.loaded.store(Arc::new(next));
+        self.purges.purge_all(PurgeCause::Plugin);
         tracing::info!(
             plugin = %name,
             sha256 = plugin.sha256(),
@@ -163,6 +174,7 @@ impl PromptPlugins {
         let removed = current.iter().find(|plugin| plugin.manifest().name == name).cloned()?;
         let next = current.iter().filter(|plugin| plugin.manifest().name != name).cloned().collect();
         self.loaded.store(Arc::new(next));
+        self.purges.purge_all(PurgeCause::Plugin);
         tracing::info!(plugin = %name, sha256 = removed.sha256(), "plugin removed");
         Some(removed)
     }

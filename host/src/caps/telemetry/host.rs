@@ -87,6 +87,14 @@ impl Host for RequestTelemetry {
     }
 
     fn report_generation(&mut self, report: GenerationReport) {
+        self.report(report);
+    }
+}
+
+impl RequestTelemetry {
+    /// Counts a generation and writes its log line: the handler's report,
+    /// or the report an edge replay carries.
+    pub fn report(&self, report: GenerationReport) {
         let GenerationReport {
             character,
             model,

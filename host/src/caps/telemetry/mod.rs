@@ -26,6 +26,7 @@ use self::rollout_metrics::RolloutMetrics;
 use crate::bindings::llm_service::host::runtime::{self, HandlerSettings, NamedCount, ServiceStats as Stats};
 use crate::caps::backend::Backend;
 use crate::caps::cache::ResponseCache;
+use crate::purge::{PurgeCause, SharedPurges};
 use crate::rollout::model_split::{ModelSplit, SplitState};
 use crate::rollout::quality::QualityState;
 use crate::routing::RoutingKey;
@@ -50,6 +51,8 @@ struct Shared {
     handler_settings: HandlerSettings,
     registry: ::prometheus::Registry,
     hit_summary: HitSummary,
+    /// Told of every model or split change: requests naming no model change answer.
+    purges: SharedPurges,
 }
 
 impl Telemetry {
@@ -63,6 +66,7 @@ impl Telemetry {
         cache: Arc<ResponseCache>,
         handler_settings: HandlerSettings,
         registry: &::prometheus::Registry,
+        purges: SharedPurges,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -78,6 +82,7 @@ impl Telemetry {
                 handler_settings,
                 registry: registry.clone(),
                 hit_summary: HitSummary::default(),
+                purges,
             }),
         }
     }
@@ -111,6 +116,8 @@ impl Telemetry {
         }
         let mut current = self.shared.current_model.write().unwrap_or_else(|poison| poison.into_inner());
         let previous = std::mem::replace(&mut *current, Arc::from(model));
+        drop(current);
+        self.shared.purges.purge_all(PurgeCause::Model);
         tracing::info!(cap = "runtime", %previous, current = model, "current model switched");
         previous
     }
@@ -158,6 +165,12 @@ impl Telemetry {
     /// The model split in force, if any.
     pub fn model_split(&self) -> &SplitState {
         &self.shared.model_split
+    }
+
+    /// Sets the model split (None ends it).
+    pub fn set_model_split(&self, split: Option<ModelSplit>) {
+        self.shared.model_split.set(split);
+        self.shared.purges.purge_all(PurgeCause::Model);
     }
 
     /// The model for a generation of a request with `key` that names none:
@@ -214,6 +227,26 @@ impl Telemetry {
             endpoint: scope.endpoint,
             routing_key: scope.routing_key,
             served_by: scope.served_by,
+        }
+    }
+}
+
+impl Telemetry {
+    /// The view for counting an edge replay of handler version `handler_version`
+    /// for request `request_id` on `endpoint` (it calls no backend).
+    pub fn for_replay(
+        &self,
+        request_id: Arc<str>,
+        handler_version: Arc<str>,
+        endpoint: &'static str,
+    ) -> RequestTelemetry {
+        RequestTelemetry {
+            service: self.clone(),
+            request_id,
+            handler_version,
+            endpoint,
+            routing_key: RoutingKey::of(None, b"", 0),
+            served_by: Default::default(),
         }
     }
 }
