@@ -118,6 +118,8 @@ fn main() -> anyhow::Result<()> {
     rows.push(pool_rows::three_nodes(&plan, &work, &runtime)?);
     eprintln!("bench: row 11 (identical misses over three replicas)");
     rows.push(replica_rows::three_replicas(&plan, &work, &runtime)?);
+    eprintln!("bench: row 12 (exact repeat from the edge tier)");
+    rows.push(scenarios::edge_hit(&plan, &work, &runtime)?);
     println!("{}", table(&rows, &plan));
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

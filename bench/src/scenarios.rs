@@ -92,13 +92,15 @@ fn cached_request() -> serde_json::Value {
     json!({"prompt": "Benchmark: say hello to the lighthouse keeper.", "character_name": "peter"})
 }
 
-/// The settings every row's service starts with.
+/// The settings every row's service starts with. The edge tier is off, so
+/// the hit rows measure the handler's own path; row 12 turns it on.
 pub fn settings(ollama: &FakeOllama, compiled: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("OLLAMA_BASE_URL", ollama.url()),
         ("COMPILED_CACHE_DIR", compiled.display().to_string()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ("MAX_CONCURRENT_REQUESTS", "256".into()),
+        ("EDGE_CACHE_MAX_BYTES", "0".into()),
     ]
 }
 
@@ -346,4 +348,25 @@ pub fn plugin_hit(
     let cost = without_plugin
         .map_or(String::new(), |plain| format!("{:.2}x the cost of row 3", plain / report.throughput()));
     Ok(Row::from_report("/generate cache hit (L1) through a prompt plugin", &report, cost))
+}
+
+/// Row 12: row 3's request once the handler has offered its replay: every
+/// answer comes from the edge tier, without entering the component.
+pub fn edge_hit(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<Row> {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let mut settings = settings(&ollama, &work.join("compiled"));
+    settings.retain(|(name, _)| *name != "EDGE_CACHE_MAX_BYTES");
+    let service = ServiceProcess::start(&plan.binary, &settings, &work.join("edge.log"))?;
+    let hit = Target::post(service.addr, "/generate", &cached_request());
+    let report = runtime.block_on(async {
+        for _ in 0..2 {
+            once(&hit).await?;
+        }
+        let (head, _) = once(&hit).await?;
+        let edge =
+            head.headers.get("cache-status").is_some_and(|value| value == "llm-service; hit; detail=edge");
+        anyhow::ensure!(edge, "the third identical request was not answered by the edge tier");
+        anyhow::Ok(load::fixed_concurrency(&hit, plan.connections, plan.warmup, plan.duration).await)
+    })?;
+    Ok(Row::from_report("/generate exact repeat answered by the edge tier", &report, String::new()))
 }

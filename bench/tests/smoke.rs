@@ -34,12 +34,12 @@ fn every_row_runs_in_a_smoke_run() {
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let rows: Vec<&str> =
         stdout.lines().filter(|line| line.starts_with("| ") && !line.starts_with("| #")).collect();
-    assert_eq!(rows.len(), 11, "{stdout}");
+    assert_eq!(rows.len(), 12, "{stdout}");
     for (index, row) in rows.iter().enumerate() {
         assert!(row.starts_with(&format!("| {} |", index + 1)), "{row}");
     }
     // Throughput rows carry a rate and a ratio; the others their findings.
-    for index in [0, 1, 2, 6, 8, 9] {
+    for index in [0, 1, 2, 6, 8, 9, 11] {
         let cells: Vec<&str> = rows[index].split('|').map(str::trim).collect();
         assert!(cells[3].parse::<f64>().is_ok_and(|rate| rate > 0.0), "{}", rows[index]);
         assert!(cells[4].parse::<f64>().is_ok(), "{}", rows[index]);

@@ -215,13 +215,11 @@ impl Service {
             && let Some(replay) = self.capabilities.edge.lookup(ticket, request.headers())
         {
             let mut response = replay.response(Fills { request_id: &request_id, started });
-            let mut report = replay.report.clone();
-            report.response_time_s = started.elapsed().as_secs_f64();
             let endpoint = crate::caps::telemetry::metrics::endpoint_label(request.uri().path());
             self.capabilities
                 .telemetry
-                .for_replay(request_id, version.component.shared_tag(), endpoint)
-                .report(report);
+                .for_replay(request_id, version.component.shared_tag(), endpoint, routing_key)
+                .report(&replay.report, started.elapsed().as_secs_f64());
             self.record_answer(&version, response.status().as_u16(), started.elapsed(), false);
             let headers = response.headers_mut();
             headers.insert(CACHE_STATUS, cache_status::EDGE);

@@ -6,7 +6,10 @@
 //! cache: those never reach here as hits), only while the host accepts
 //! one, and not while a model split is in force (a request naming no model
 //! gets its model from its routing key, which the edge key does not hold).
-//! A replay is fresh for what is left of the answer's TTL, carries the
+//! A replay is fresh for what is left of the answer's TTL, and no longer
+//! than the model listing its key's digest came from is reused (a re-pulled
+//! model must key new answers within seconds, so its old replays must go
+//! as soon as the handler would see the new digest). It carries the
 //! request headers the dialect read (its `Vary`), and is tagged with its
 //! cache key, so a cache clear that removes the answer purges the replay
 //! too, and with its character, model and plugin.
@@ -15,6 +18,7 @@ use llm_service_sdk::bindings::llm_service::host::edge::{self, Segment, Vary};
 use llm_service_sdk::http::{BodyWriter, Response};
 use llm_service_sdk::runtime;
 
+use crate::dialect::LISTING_FRESH_S;
 use crate::key::key;
 use crate::pipeline::{Answer, CacheUse, Outcome, Policy};
 use crate::report;
@@ -65,7 +69,10 @@ impl<'a> Offer<'a> {
 
     fn send(self, head: &Response, chunks: Vec<Vec<Segment>>) {
         let Self { request, policy, answer, outcome, vary } = self;
-        let ttl_s = request.cache_ttl_s.unwrap_or(policy.cache_ttl_s);
+        let mut fresh_s = request.cache_ttl_s.unwrap_or(policy.cache_ttl_s).saturating_sub(answer.age_s);
+        if request.question.as_ref().is_some_and(|question| question.digest.is_some()) {
+            fresh_s = fresh_s.min(LISTING_FRESH_S);
+        }
         let mut tags = vec![key(request, policy.backend), format!("model:{}", answer.stored.model)];
         if let Some(character) = &request.character_name {
             tags.push(format!("character:{character}"));
@@ -78,7 +85,7 @@ impl<'a> Offer<'a> {
             headers: head.headers().to_vec(),
             chunks,
             vary,
-            fresh_s: ttl_s.saturating_sub(answer.age_s),
+            fresh_s,
             age_s: answer.age_s,
             tags,
             report: report::of_generation(request, std::time::Instant::now(), head.status(), outcome),

@@ -87,14 +87,15 @@ impl Host for RequestTelemetry {
     }
 
     fn report_generation(&mut self, report: GenerationReport) {
-        self.report(report);
+        let response_time_s = report.response_time_s;
+        self.report(&report, response_time_s);
     }
 }
 
 impl RequestTelemetry {
-    /// Counts a generation and writes its log line: the handler's report,
-    /// or the report an edge replay carries.
-    pub fn report(&self, report: GenerationReport) {
+    /// Counts a generation that took `response_time_s` and writes its log
+    /// line: the handler's report, or the report an edge replay carries.
+    pub fn report(&self, report: &GenerationReport, response_time_s: f64) {
         let GenerationReport {
             character,
             model,
@@ -102,10 +103,12 @@ impl RequestTelemetry {
             tokens_generated,
             prompt_length,
             status,
-            response_time_s,
+            response_time_s: _,
             error_kind,
             prompt,
         } = report;
+        let (cache_hit, tokens_generated, prompt_length, status) =
+            (*cache_hit, *tokens_generated, *prompt_length, *status);
         self.service.metrics().record_generation(
             character.as_deref(),
             cache_hit,
@@ -113,7 +116,7 @@ impl RequestTelemetry {
             error_kind.as_deref(),
         );
         self.service.rollout_metrics().record_generation(
-            &model,
+            model,
             error_kind.is_some(),
             cache_hit,
             tokens_generated,

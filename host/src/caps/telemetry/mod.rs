@@ -229,23 +229,23 @@ impl Telemetry {
             served_by: scope.served_by,
         }
     }
-}
 
-impl Telemetry {
-    /// The view for counting an edge replay of handler version `handler_version`
-    /// for request `request_id` on `endpoint` (it calls no backend).
+    /// The view for counting an edge replay of handler version
+    /// `handler_version` for request `request_id` on `endpoint` (it calls
+    /// no backend, so no node answered it).
     pub fn for_replay(
         &self,
         request_id: Arc<str>,
         handler_version: Arc<str>,
         endpoint: &'static str,
+        routing_key: RoutingKey,
     ) -> RequestTelemetry {
         RequestTelemetry {
             service: self.clone(),
             request_id,
             handler_version,
             endpoint,
-            routing_key: RoutingKey::of(None, b"", 0),
+            routing_key,
             served_by: Default::default(),
         }
     }
