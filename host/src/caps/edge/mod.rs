@@ -104,11 +104,6 @@ impl EdgeCache {
         }
     }
 
-    /// Whether the tier is on.
-    pub fn enabled(&self) -> bool {
-        self.replays.is_some()
-    }
-
     /// The ticket of a request with `method`, `path_and_query` and `body`
     /// served by handler version `version`; None when the tier is off.
     pub fn ticket(
@@ -183,14 +178,6 @@ impl EdgeCache {
     fn note_purge(&self, cause: &str) {
         self.purges.fetch_add(1, Ordering::AcqRel);
         self.purged.with_label_values(&[cause]).inc();
-    }
-
-    /// Bytes kept now (approximate: the tier counts lazily).
-    pub fn weighted_bytes(&self) -> u64 {
-        self.replays.as_ref().map_or(0, |replays| {
-            replays.run_pending_tasks();
-            replays.weighted_size()
-        })
     }
 }
 
