@@ -43,6 +43,8 @@ docker_daemon() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>
 install_tools() {
     local missing=()
     command -v curl >/dev/null || missing+=(curl)
+    # podman-compose (the lint's compose renderer) asks `podman version` first.
+    command -v podman >/dev/null || missing+=(podman)
     if ! docker_daemon; then
         command -v buildah >/dev/null || missing+=(buildah)
         command -v debootstrap >/dev/null || missing+=(debootstrap)
