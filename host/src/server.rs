@@ -6,8 +6,10 @@
 //! `Content-Length` before reading, or while reading a chunked body), by at
 //! most `max_in_flight` readers at once, and without an in-flight slot, so
 //! clients trickling bodies never hold the slots that other requests (or
-//! GET /health, which has no body to read) need; then more than
-//! `max_in_flight` requests in the service → 503 with `Retry-After`. Every
+//! GET /health, which has no body to read) need; then an exact repeat that
+//! the edge tier keeps a replay for is answered at once, without a slot
+//! ([`crate::caps::edge`]); then more than `max_in_flight` requests in the
+//! service → 503 with `Retry-After`. Every answer carries `Cache-Status`. Every
 //! error the host produces itself is JSON, `{"error": "..."}`. Connections
 //! live under [`crate::listener`]'s limits. On shutdown the listener closes
 //! at once and in-flight requests get a grace period.
