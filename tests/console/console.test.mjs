@@ -103,7 +103,11 @@ const traffic = setInterval(() => {
 }, 150);
 try {
   await signIn(page, token);
+  // The dashboard shows before its first refresh lands (the charts need
+  // their size); signing in is done when the serving version is filled in.
   await page.waitForSelector("#dashboard:not([hidden])", { timeout: WAIT_MS });
+  await page.waitForFunction(() => /^[0-9a-f]{64}$/.test(document.querySelector("#handler-active").dataset.sha256 ?? ""),
+    null, { timeout: WAIT_MS });
   const first = await activeSha256(page);
   assert.match(first, /^[0-9a-f]{64}$/, "the serving sha256 is shown");
   assert.equal(await publicVersion(), first.slice(0, 12), "the page shows what the public port serves");
