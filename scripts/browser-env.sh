@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the console's browser tests need: Debian's chromium (the
-# browser: npm's playwright cannot download its own here) and playwright-core
-# from the npm registry, pinned by tests/console/package-lock.json. Safe to
-# run again: each step skips what is already there.
+# Installs what the tests run in a browser and in node: Debian's chromium
+# (the browser: npm's playwright cannot download its own here) and
+# playwright-core for the console's tests, pinned by
+# tests/console/package-lock.json; the official npm clients the dialect
+# tests drive, pinned by tests/clients/package-lock.json. Safe to run
+# again: each step skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +16,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 if [ ! -d tests/console/node_modules/playwright-core ]; then
     npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
+fi
+if [ ! -d tests/clients/node_modules/@anthropic-ai/sdk ]; then
+    npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 fi

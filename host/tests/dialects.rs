@@ -5,10 +5,9 @@
 //! protocol; plus what the clients do not show: single-flight across
 //! streams, backend call counts, framing and error shapes, metrics.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
+use llm_service_test_support::clients;
 use llm_service_test_support::fake_ollama::FakeOllama;
 use llm_service_test_support::ndjson::NdjsonStream;
 use llm_service_test_support::small_model::SmallModel;
@@ -19,31 +18,11 @@ const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 const SMALL_MODEL: &str = "smollm2-135m-instruct";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Runs `tests/clients/{script}` against `url`; returns the JSON it printed.
 fn run_client(script: &str, url: &str, model: &str, flags: &[&str]) -> Value {
-    let python = std::env::var_os("LLM_SERVICE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(python.exists(), "{} is missing: run scripts/python-env.sh", python.display());
-    let output = Command::new(python)
-        .arg(repo().join("tests/clients").join(script))
-        .args([url, model])
-        .args(flags)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+    let mut args = vec![url, model];
+    args.extend_from_slice(flags);
+    clients::python(script, &args)
 }
 
 fn service_over(ollama: &FakeOllama) -> Service {

@@ -29,7 +29,7 @@ mod tool_calls;
 mod validate;
 mod wasm_host;
 
-use dialect::{ollama, ollama_meta, openai, openai_completions, openai_meta};
+use dialect::{anthropic, ollama, ollama_meta, openai, openai_completions, openai_meta, openai_responses};
 use llm_service_sdk::Handler;
 use llm_service_sdk::http::{Reply, Request, Response};
 
@@ -73,6 +73,10 @@ const ROUTES: &[Route] = &[
     Route { path: "/v1/completions", methods: &["POST"], handle: openai_completions::completions },
     Route { path: "/v1/models", methods: &["GET"], handle: openai_meta::list },
     Route { path: "/v1/embeddings", methods: &["POST"], handle: openai_meta::embeddings },
+    Route { path: "/v1/responses", methods: &["POST"], handle: openai_responses::responses },
+    // Anthropic's Messages API.
+    Route { path: "/v1/messages", methods: &["POST"], handle: anthropic::messages },
+    Route { path: "/v1/messages/count_tokens", methods: &["POST"], handle: anthropic::count_tokens },
 ];
 
 /// Paths served by prefix (a name follows it).

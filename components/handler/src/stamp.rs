@@ -85,10 +85,13 @@ impl Stamp {
         }
     }
 
-    /// The response's id, `prefix` and a unique part, the same for every chunk.
+    /// An id of the response, `prefix` and a unique part: the part is the
+    /// same for every chunk and every prefix (a response's items share it).
     pub fn answer_id(&self, prefix: &str) -> Value {
         match &self.kind {
-            Kind::Live { id, .. } => json!(id.get_or_init(|| crate::dialect::answer_id(prefix))),
+            Kind::Live { id, .. } => {
+                json!(format!("{prefix}{}", id.get_or_init(|| crate::dialect::answer_id(""))))
+            }
             Kind::Template { nonce } => {
                 json!(format!("{prefix}{MARK}{nonce}{}{MARK}", letter(Fill::RandomId)))
             }
@@ -211,6 +214,8 @@ mod tests {
     fn a_live_stamp_gives_one_id_and_time_per_response() {
         let stamp = Stamp::live(Instant::now());
         assert_eq!(stamp.answer_id("x-"), stamp.answer_id("x-"));
+        let (resp, msg) = (stamp.answer_id("resp_"), stamp.answer_id("msg_"));
+        assert_eq!(resp.as_str().unwrap().strip_prefix("resp_"), msg.as_str().unwrap().strip_prefix("msg_"));
         assert_eq!(stamp.created(), stamp.created());
         assert!(stamp.elapsed_s().is_f64());
     }

@@ -4,6 +4,7 @@
 //! errors; [`fake_ollama::FakeOllama`] stands in for Ollama. Waiting is
 //! always for an event under a deadline, never a sleep.
 
+pub mod clients;
 pub mod fake_ollama;
 pub mod ndjson;
 pub mod redis_cluster;

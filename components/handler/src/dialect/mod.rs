@@ -1,6 +1,7 @@
-//! The client dialects: Ollama's API ([`ollama`], [`ollama_meta`]) and
+//! The client dialects: Ollama's API ([`ollama`], [`ollama_meta`]),
 //! OpenAI's ([`openai`], [`openai_completions`], [`openai_meta`],
-//! [`openai_params`]). Each is a codec around the one
+//! [`openai_params`], [`openai_responses`]) and Anthropic's Messages
+//! ([`anthropic`], [`anthropic_frames`]). Each is a codec around the one
 //! generation pipeline: it decodes its request into a
 //! [`crate::request::GenerateRequest`] carrying a [`Question`], and frames
 //! the pipeline's answer in its own shapes ([`crate::serve::Framing`]).
@@ -11,25 +12,32 @@
 //! answer ids, short-lived caching of model listings, and the checks every
 //! dialect request body goes through.
 
+pub mod anthropic;
+pub mod anthropic_frames;
 pub mod ollama;
 pub mod ollama_meta;
 pub mod openai;
 pub mod openai_completions;
 pub mod openai_meta;
 pub mod openai_params;
+pub mod openai_responses;
+pub mod openai_responses_frames;
 
 use std::cell::Cell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use llm_service_sdk::bindings::llm_service::host::cache;
 use llm_service_sdk::bindings::llm_service::host::edge::Vary;
-use llm_service_sdk::http::Request;
+use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::question::Question;
+use crate::report;
 use crate::request::{GenerateRequest, MAX_CHARACTER_CHARS, models_to_try};
+use crate::serve::{self, Framing};
+use crate::stamp::Stamp;
 
 /// Seconds a model listing (`/api/tags`, `/v1/models`) is reused: a pulled
 /// model shows within this, and a burst of clients costs one backend call.
@@ -151,6 +159,33 @@ pub fn generation_request(
     };
     crate::plugin::pin(&mut generation);
     Ok(generation)
+}
+
+/// Serves what a dialect read from `request` (arrived at `started`): the
+/// generation in its framing, or the refusal in the dialect's shape.
+pub fn serve_read<F: Framing>(
+    request: &Request,
+    started: Instant,
+    read: Result<(GenerateRequest, F), ApiError>,
+    refusal: fn(&ApiError) -> Response,
+) -> Reply {
+    match read {
+        Ok((generation, framing)) => serve::answer(generation, framing, Stamp::live(started), vary(request)),
+        Err(error) => {
+            report::rejected(&error, started);
+            refusal(&error).into()
+        }
+    }
+}
+
+/// A tool the client runs, in the shape Ollama's and OpenAI's chat share.
+pub fn function_tool(name: &str, description: Option<&Value>, parameters: Option<&Value>) -> Value {
+    let parameters = parameters.cloned().unwrap_or_else(|| serde_json::json!({"type": "object"}));
+    let mut function = serde_json::json!({"name": name, "parameters": parameters});
+    if let Some(description) = description.filter(|description| description.is_string()) {
+        function["description"] = description.clone();
+    }
+    serde_json::json!({"type": "function", "function": function})
 }
 
 /// An optional string field; `name` locates it in errors.

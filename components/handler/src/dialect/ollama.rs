@@ -16,7 +16,9 @@ use std::time::Instant;
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
-use super::{bool_field, generation_request, images_field, now_rfc3339, object_body, string_field, vary};
+use super::{
+    bool_field, generation_request, images_field, now_rfc3339, object_body, serve_read, string_field,
+};
 use crate::backend::Kind;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -24,7 +26,7 @@ use crate::pipeline::Outcome;
 use crate::question::{Family, Message, PromptParts, Question};
 use crate::render::{with_cache_headers, write_line};
 use crate::report;
-use crate::serve::{self, Framing};
+use crate::serve::Framing;
 use crate::stamp::Stamp;
 
 /// POST /api/generate.
@@ -58,16 +60,11 @@ fn answer(request: &Request, family: Family) -> Reply {
     if empty {
         return load_or_unload(request.path(), &body, family).into();
     }
-    match generation_request(request, &body, question, prompt, stream) {
-        Ok(generation) => {
-            let framing = OllamaFraming { family, model: generation.primary_model().to_string() };
-            serve::answer(generation, framing, Stamp::live(started), vary(request))
-        }
-        Err(error) => {
-            report::rejected(&error, started);
-            error.response().into()
-        }
-    }
+    let read = generation_request(request, &body, question, prompt, stream).map(|generation| {
+        let framing = OllamaFraming { family, model: generation.primary_model().to_string() };
+        (generation, framing)
+    });
+    serve_read(request, started, read, ApiError::response)
 }
 
 /// The question in `body`, and the prompt the key and the logs see.

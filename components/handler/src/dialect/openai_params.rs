@@ -13,13 +13,11 @@ use std::time::Instant;
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
-use super::{generation_request, object_body, vary};
+use super::{generation_request, object_body, serve_read};
 use crate::error::ApiError;
 use crate::pipeline::Outcome;
 use crate::question::Question;
-use crate::report;
-use crate::serve::{self, Framing};
-use crate::stamp::Stamp;
+use crate::serve::Framing;
 use crate::stored::Stored;
 
 /// OpenAI's default temperature and top_p.
@@ -187,25 +185,16 @@ pub fn answer<F: Framing>(
     framing: impl FnOnce(Envelope) -> F,
 ) -> Reply {
     let started = Instant::now();
-    let parsed = object_body(request).and_then(|body| {
+    let read = object_body(request).and_then(|body| {
         let stream = matches!(body.get("stream"), Some(Value::Bool(true)));
         let include_usage = body.get("stream_options").and_then(|options| options.get("include_usage"))
             == Some(&Value::Bool(true));
         let (question, prompt) = question(&body)?;
         let generation = generation_request(request, &body, question, prompt, stream)?;
-        Ok((generation, include_usage))
+        let envelope = Envelope { id_prefix, model: generation.primary_model().to_string(), include_usage };
+        Ok((generation, framing(envelope)))
     });
-    match parsed {
-        Ok((generation, include_usage)) => {
-            let envelope =
-                Envelope { id_prefix, model: generation.primary_model().to_string(), include_usage };
-            serve::answer(generation, framing(envelope), Stamp::live(started), vary(request))
-        }
-        Err(error) => {
-            report::rejected(&error, started);
-            error_response(&error).into()
-        }
-    }
+    serve_read(request, started, read, error_response)
 }
 
 /// The event that ends a stream with `error`.

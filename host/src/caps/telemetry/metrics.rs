@@ -56,6 +56,10 @@ const KNOWN_ENDPOINTS: &[&str] = &[
     "/v1/completions",
     "/v1/models",
     "/v1/embeddings",
+    "/v1/responses",
+    // The Anthropic dialect.
+    "/v1/messages",
+    "/v1/messages/count_tokens",
 ];
 /// Characters that get a label of their own; the rest share `other`, so
 /// clients inventing names cannot grow the series without bound.

@@ -1,0 +1,48 @@
+//! The official clients from PyPI and npm, unmodified, driven by the scripts
+//! in `tests/clients/`: each asserts as it goes and prints one JSON line of
+//! what it saw, which the test reads back.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the Python client `tests/clients/{script}` with `args` in the
+/// tests' venv (`LLM_SERVICE_TEST_PYTHON`, else `.venv`).
+pub fn python(script: &str, args: &[&str]) -> Value {
+    let python = std::env::var_os("LLM_SERVICE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    assert!(python.exists(), "{} is missing: run scripts/python-env.sh", python.display());
+    run(Command::new(python), script, args)
+}
+
+/// Runs the node client `tests/clients/{script}` with `args` (its packages
+/// come from `tests/clients/node_modules`, which scripts/browser-env.sh installs).
+pub fn node(script: &str, args: &[&str]) -> Value {
+    let packages = repo().join("tests/clients/node_modules/@anthropic-ai/sdk");
+    assert!(packages.exists(), "{} is missing: run scripts/browser-env.sh", packages.display());
+    run(Command::new("node"), script, args)
+}
+
+fn run(mut command: Command, script: &str, args: &[&str]) -> Value {
+    let output = command
+        .arg(repo().join("tests/clients").join(script))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap_or_else(|error| panic!("{script} could not start: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|error| panic!("{script} printed no JSON line ({error}):\n{stdout}"))
+}
