@@ -156,6 +156,12 @@ function showService(health, stats) {
   $("generations-in-flight").textContent = stats.generations_in_flight;
   $("generations-queued").textContent = stats.generations_queued;
   $("uptime").textContent = `${Math.round(stats.uptime_s)} s`;
+  const endpoints = Object.entries(stats.requests_by_endpoint ?? {}).sort(([, a], [, b]) => b - a);
+  $("endpoint-rows").replaceChildren(...endpoints.map(([endpoint, count]) => {
+    const tr = row([endpoint, String(count)]);
+    tr.lastChild.remove();
+    return tr;
+  }));
 }
 
 /** One refresh of everything shown; false when the token was refused. */
@@ -208,7 +214,7 @@ function signOut(why) {
   $("overall").className = "badge";
   $("refreshed").textContent = "";
   // No token, no data: what was shown goes with it.
-  ["handler-versions", "plugin-list", "model-choice", "answers", "backend-node-rows", "replica-rows"]
+  ["handler-versions", "plugin-list", "model-choice", "answers", "backend-node-rows", "replica-rows", "endpoint-rows"]
     .forEach((id) => $(id).replaceChildren());
   document.querySelectorAll(".facts dd, #handler-active, #canary-summary, #canary-window")
     .forEach((node) => { node.textContent = ""; });

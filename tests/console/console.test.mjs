@@ -100,6 +100,8 @@ const { context, page, seen } = await openTab();
 const traffic = setInterval(() => {
   fetch(`${publicUrl}/generate`, { method: "POST", body: JSON.stringify({ prompt: "console traffic" }) })
     .catch(() => {});
+  const message = { max_tokens: 8, messages: [{ role: "user", content: "console traffic" }] };
+  fetch(`${publicUrl}/v1/messages`, { method: "POST", body: JSON.stringify(message) }).catch(() => {});
 }, 150);
 try {
   await signIn(page, token);
@@ -119,6 +121,11 @@ try {
   seenAll.drawnPixels = await drawnPixels(page);
   assert.ok(seenAll.drawnPixels > 0, "the requests chart drew");
   assert.notEqual(await page.textContent("#health-status"), "", "the service status is shown");
+  // Each endpoint is counted on its own, the Anthropic dialect's too.
+  await page.waitForFunction(() => [...document.querySelectorAll("#endpoint-rows tr")]
+    .some((tr) => tr.firstChild.textContent === "/v1/messages" && Number(tr.children[1].textContent) > 0),
+  null, { timeout: WAIT_MS });
+  seenAll.endpoints = await page.locator("#endpoint-rows tr").count();
   assert.equal(await page.evaluate(() => location.href.includes("token")), false, "no secret in the URL");
 
   // Push a second handler through the file picker.

@@ -88,6 +88,7 @@ pub(super) fn stats(capabilities: &HostCapabilities) -> Value {
         "cache_misses": cache_misses,
         "tokens_generated": tokens_generated,
         "latency_buckets": latency,
+        "requests_by_endpoint": metrics.requests_by_endpoint(),
     })
 }
 

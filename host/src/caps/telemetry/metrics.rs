@@ -199,6 +199,15 @@ impl Metrics {
             .collect()
     }
 
+    /// Requests by endpoint label, whatever their status.
+    pub fn requests_by_endpoint(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for ((endpoint, _), count) in self.requests() {
+            *counts.entry(endpoint).or_insert(0) += count;
+        }
+        counts
+    }
+
     /// All requests counted.
     pub fn requests_total(&self) -> u64 {
         by_labels(&self.requests).values().sum()
