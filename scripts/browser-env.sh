@@ -17,6 +17,6 @@ fi
 if [ ! -d tests/console/node_modules/playwright-core ]; then
     npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
 fi
-if [ ! -d tests/clients/node_modules/@anthropic-ai/sdk ]; then
+if [ ! -d tests/clients/node_modules/@anthropic-ai/sdk ] || [ ! -x tests/clients/node_modules/.bin/claude ]; then
     npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 fi

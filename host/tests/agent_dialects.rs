@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use llm_service_test_support::clients;
-use llm_service_test_support::fake_ollama::FakeOllama;
+use llm_service_test_support::fake_ollama::{FakeOllama, Fault};
 use llm_service_test_support::small_model::SmallModel;
 use llm_service_test_support::{Client, Service};
 use serde_json::{Value, json};
@@ -251,4 +251,116 @@ fn both_sdks_get_real_text_through_an_openai_compatible_backend() {
     assert_eq!(counted.status, 200, "{}", counted.body);
     assert_eq!(counted.header("x-token-count"), Some("tokenizer"));
     assert!(counted.json()["input_tokens"].as_u64().unwrap() > 5, "{}", counted.body);
+}
+
+#[test]
+fn exact_repeats_are_replayed_by_the_edge_tier_with_fresh_ids() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service_over(&ollama);
+    let asks = [
+        (
+            "/v1/messages",
+            json!({"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "a b"}]}),
+        ),
+        ("/v1/responses", json!({"model": MODEL, "input": "c d", "stream": true})),
+    ];
+    for (path, body) in asks {
+        let answers: Vec<_> = (0..3).map(|_| post(&service, path, &body)).collect();
+        let tiers: Vec<_> = answers
+            .iter()
+            .map(|answer| answer.header("cache-status").unwrap_or_default().to_string())
+            .collect();
+        assert!(tiers[0].contains("fwd=miss") && tiers[2].contains("detail=edge"), "{path}: {tiers:?}");
+        // The id's unique part, which the answer's other ids share.
+        let id = |answer: &llm_service_test_support::Reply| {
+            let id = match path {
+                "/v1/messages" => answer.json()["id"].as_str().unwrap().to_string(),
+                _ => event_data(&answer.body)[0]["response"]["id"].as_str().unwrap().to_string(),
+            };
+            id.split_once('_').unwrap().1.to_string()
+        };
+        assert_ne!(id(&answers[1]), id(&answers[2]), "{path}: a replay gets an id of its own");
+        let (hit, replay) = (&answers[1].body, &answers[2].body);
+        assert_eq!(event_names(hit), event_names(replay), "{path}: the same events");
+        let without_id = |body: &str| body.replace(&id(&answers[1]), "ID").replace(&id(&answers[2]), "ID");
+        assert_eq!(without_id(hit), without_id(replay), "{path}: the same answer but its id");
+    }
+    assert_eq!(ollama.chat_requests().len(), 2, "one backend call per question");
+}
+
+#[test]
+fn claude_code_answers_through_the_gateway_and_its_repeat_is_a_hit() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    ollama.set_reply(Some("Hello from the gateway."));
+    let service = service_over(&ollama);
+    let home = llm_service_test_support::fresh_directory();
+    let (ok, stdout, stderr) = clients::claude_code(&home, &service.url(""), MODEL, "Say hello");
+    assert!(ok && stdout.contains("Hello from the gateway."), "stdout: {stdout}\nstderr: {stderr}");
+    let chats = ollama.chat_requests();
+    assert_eq!(chats.len(), 1, "{chats:?}");
+    let chat = &chats[0];
+    assert!(chat["tools"].as_array().is_some_and(|tools| tools.len() > 3), "Claude Code's tools passed on");
+    assert_eq!(chat["messages"][0]["role"], "system", "its system prompt first");
+    assert!(chat.get("think").is_none(), "adaptive thinking is left to the model");
+    // A second run in the same directory asks the same (only its session id
+    // in `metadata` differs): a hit.
+    let (ok, stdout, stderr) = clients::claude_code(&home, &service.url(""), MODEL, "Say hello");
+    assert!(ok && stdout.contains("Hello from the gateway."), "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(ollama.chat_requests().len(), 1, "the repeat was answered from the cache");
+}
+
+#[test]
+fn a_backend_refusal_is_the_clients_mistake_relayed_once_never_retried_or_cached() {
+    let ollama = FakeOllama::start(&[MODEL, "backup:1b"]);
+    let service = Service::builder(BINARY)
+        .env("OLLAMA_BASE_URL", &ollama.url())
+        .env("OLLAMA_MODEL", MODEL)
+        .env("FALLBACK_MODELS", "backup:1b")
+        .start();
+    // Each its own question: the same conversation is one cached answer in
+    // every dialect.
+    let user = |path: &str| json!([{"role": "user", "content": format!("too long for {path}")}]);
+    let asks = [
+        ("/api/chat", json!({"model": MODEL, "stream": false, "messages": user("/api/chat")})),
+        ("/v1/chat/completions", json!({"model": MODEL, "messages": user("/v1/chat/completions")})),
+        ("/v1/messages", json!({"model": MODEL, "max_tokens": 8, "messages": user("/v1/messages")})),
+        ("/v1/responses", json!({"model": MODEL, "input": "too long for /v1/responses"})),
+    ];
+    for (path, body) in asks {
+        let before = ollama.chat_requests().len();
+        ollama.fail_next(1, Fault::Status(400));
+        let refused = post(&service, path, &body);
+        assert_eq!(refused.status, 400, "{path}: {}", refused.body);
+        let error = refused.json();
+        let message = match path {
+            "/api/chat" => error["error"].as_str(),
+            "/v1/messages" => error["error"]["message"].as_str(),
+            _ => error["error"]["message"].as_str(),
+        };
+        assert!(message.unwrap().contains("fault: status 400"), "{path}: the backend's words: {error}");
+        assert_eq!(ollama.chat_requests().len(), before + 1, "{path}: one call, no fallback model tried");
+        // Not cached: the same request, the backend well again, is answered.
+        let answered = post(&service, path, &body);
+        assert_eq!(answered.status, 200, "{path}: {}", answered.body);
+    }
+}
+
+#[test]
+fn a_prompt_over_the_models_context_is_a_bad_request_to_both_sdks() {
+    let model = SmallModel::start();
+    let service = Service::builder(BINARY)
+        .env("BACKEND_KIND", "openai")
+        .env("BACKEND_BASE_URL", model.url())
+        .env("OLLAMA_MODEL", SMALL_MODEL)
+        .env("MAX_PROMPT_CHARS", "100000")
+        .start();
+    let seen = clients::python("refusal_client.py", &[&service.url(""), SMALL_MODEL]);
+    assert_eq!(seen, json!({"openai": 400, "anthropic": 400}));
+    // With their default retries, each SDK asked once.
+    let refused: Vec<_> = service
+        .logs()
+        .into_iter()
+        .filter(|line| line["message"] == "LLM Request" && line["error_kind"] == "backend_refused")
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
 }

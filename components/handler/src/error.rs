@@ -36,6 +36,10 @@ pub enum ApiError {
     Timeout,
     /// The backend answered with an error we do not pass through.
     BadGateway { message: String },
+    /// The backend refused the request itself (400, 413 or 422: a prompt
+    /// over the model's context, say): the client's to fix, relayed with
+    /// the backend's status and words, never retried or tried elsewhere.
+    BackendRefused { status: u16, message: String },
     /// The character's prompt plugin refused the request.
     PluginRefused { plugin: String, message: String },
     /// The character's prompt plugin trapped, overran or misbehaved.
@@ -66,6 +70,7 @@ impl ApiError {
             Self::Busy => "backend_busy",
             Self::Timeout => "backend_timeout",
             Self::BadGateway { .. } => "backend_error",
+            Self::BackendRefused { .. } => "backend_refused",
             Self::PluginRefused { .. } => "plugin_refused",
             Self::PluginFailed { .. } => "plugin_failed",
             Self::CacheUnavailable { .. } => "cache_unavailable",
@@ -81,6 +86,7 @@ impl ApiError {
             Self::Timeout => 504,
             Self::BadGateway { .. } | Self::PluginFailed { .. } => 502,
             Self::PluginRefused { .. } => 422,
+            Self::BackendRefused { status, .. } => *status,
         }
     }
 
@@ -96,6 +102,9 @@ impl ApiError {
             Self::Busy => "too many generations are waiting for the model backend; retry shortly".into(),
             Self::Timeout => "the model backend did not answer in time".into(),
             Self::BadGateway { message } => format!("the model backend failed: {message}"),
+            Self::BackendRefused { message, .. } => {
+                format!("the model backend refused the request: {message}")
+            }
             Self::PluginRefused { plugin, message } => {
                 format!("plugin '{plugin}' refused the request: {message}")
             }
@@ -153,6 +162,7 @@ impl ApiError {
             | Self::BadGateway { message }
             | Self::CacheUnavailable { message } => (message.clone(), None),
             Self::Busy | Self::Timeout => (String::new(), None),
+            Self::BackendRefused { status, message } => (message.clone(), Some(status.to_string())),
             Self::PluginRefused { plugin, message } | Self::PluginFailed { plugin, message } => {
                 (message.clone(), Some(plugin.clone()))
             }
@@ -169,6 +179,7 @@ impl ApiError {
     /// The failure [`parts`](Self::parts) describe (another request's, in a
     /// flight); `None` for a kind this handler does not know.
     pub fn from_parts(kind: &str, detail: String, subject: Option<String>) -> Option<Self> {
+        let status = subject.as_deref().and_then(|status| status.parse().ok());
         let subject = || subject.clone().unwrap_or_default();
         Some(match kind {
             "invalid_request" => Self::Invalid { field: subject(), message: detail },
@@ -178,6 +189,7 @@ impl ApiError {
             "backend_busy" => Self::Busy,
             "backend_timeout" => Self::Timeout,
             "backend_error" => Self::BadGateway { message: detail },
+            "backend_refused" => Self::BackendRefused { status: status?, message: detail },
             "plugin_refused" => Self::PluginRefused { plugin: subject(), message: detail },
             "plugin_failed" => Self::PluginFailed { plugin: subject(), message: detail },
             "cache_unavailable" => Self::CacheUnavailable { message: detail },
@@ -191,6 +203,15 @@ impl ApiError {
             Self::Busy => Some(RETRY_AFTER_BUSY_S),
             _ => None,
         }
+    }
+
+    /// Whether the backend refused a prompt over the model's context
+    /// (llama.cpp: "exceeds the available context size"; vLLM: "maximum
+    /// context length"), which OpenAI's dialect names `context_length_exceeded`.
+    pub fn is_context_overflow(&self) -> bool {
+        let Self::BackendRefused { message, .. } = self else { return false };
+        let message = message.to_lowercase();
+        message.contains("context") && (message.contains("exceed") || message.contains("maximum"))
     }
 
     /// The HTTP response.
@@ -216,6 +237,7 @@ mod tests {
             ApiError::Busy,
             ApiError::Timeout,
             ApiError::BadGateway { message: "status 500".into() },
+            ApiError::BackendRefused { status: 400, message: "exceeds the context size".into() },
             ApiError::PluginRefused { plugin: "p".into(), message: "no".into() },
             ApiError::PluginFailed { plugin: "p".into(), message: "trap".into() },
             ApiError::CacheUnavailable { message: "connection refused".into() },

@@ -29,6 +29,33 @@ pub fn node(script: &str, args: &[&str]) -> Value {
     run(Command::new("node"), script, args)
 }
 
+/// Runs Claude Code (`@anthropic-ai/claude-code` from npm) headless, as
+/// `claude -p PROMPT`, against the Anthropic API at `url` with `model`, in
+/// `home` (its home and working directory, which its system prompt names)
+/// and with its non-essential traffic off (it reaches nothing but `url`).
+/// Returns its exit success, stdout and stderr.
+pub fn claude_code(home: &std::path::Path, url: &str, model: &str, prompt: &str) -> (bool, String, String) {
+    let claude = repo().join("tests/clients/node_modules/.bin/claude");
+    assert!(claude.exists(), "{} is missing: run scripts/browser-env.sh", claude.display());
+    std::fs::create_dir_all(home).expect("a home for Claude Code");
+    let output = Command::new(claude)
+        .args(["-p", prompt])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("ANTHROPIC_BASE_URL", url)
+        .env("ANTHROPIC_AUTH_TOKEN", "unused")
+        .env("ANTHROPIC_MODEL", model)
+        .env("ANTHROPIC_SMALL_FAST_MODEL", model)
+        .env("DISABLE_TELEMETRY", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .current_dir(home)
+        .output()
+        .unwrap_or_else(|error| panic!("claude could not start: {error}"));
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
 fn run(mut command: Command, script: &str, args: &[&str]) -> Value {
     let output = command
         .arg(repo().join("tests/clients").join(script))

@@ -275,13 +275,15 @@ fn map_outbound(error: OutboundError) -> ApiError {
 }
 
 /// Maps a non-200 answer: a missing model is a 404 naming it; 502/503/504
-/// (after the host's retries) mean unavailable; anything else is a bad gateway
-/// carrying the backend's own message.
+/// (after the host's retries) mean unavailable; 400, 413 and 422 are the
+/// request's own fault, relayed; anything else (a 401 means the gateway's
+/// own credentials) is a bad gateway carrying the backend's own message.
 fn error_from_status(status: u16, body: &[u8], model: &str) -> ApiError {
     let message = backend_message(body).unwrap_or_else(|| format!("status {status}"));
     match status {
         404 => ApiError::ModelNotFound { model: model.to_string() },
         502..=504 => ApiError::Unavailable { message: format!("status {status}: {message}") },
+        400 | 413 | 422 => ApiError::BackendRefused { status, message },
         _ => ApiError::BadGateway { message: format!("status {status}: {message}") },
     }
 }

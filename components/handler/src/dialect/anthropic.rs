@@ -6,13 +6,15 @@
 //!
 //! - `max_tokens` is required, as Anthropic requires it; `model` is too,
 //!   unless a current model is set (then an absent one means it).
-//! - `system` (a string or text blocks) comes first; `messages` carry text,
+//! - `system` (a string or text blocks) comes first; `messages` (a
+//!   `system` turn among them too, as Claude Code sends) carry text,
 //!   base64 images, `tool_use` (an assistant's call) and `tool_result` (the
 //!   user's answer to one, matched to its call's name by `tool_use_id`);
 //!   an assistant's `thinking` blocks go back as its thoughts.
 //! - `temperature` defaults to Anthropic's 1, sent explicitly so either
 //!   backend protocol answers alike; `top_p`, `top_k`, `stop_sequences`;
-//!   `thinking` enabled (any budget) asks a thinking model to think.
+//!   `thinking` enabled (any budget) asks a thinking model to think;
+//!   adaptive leaves it to the model.
 //! - `tool_choice` `auto` and `none` (no tools offered) are honoured; `any`
 //!   and a named tool are refused by name: no backend here can force a call.
 //! - Unknown fields are ignored, as Anthropic ignores them; `metadata` and
@@ -107,8 +109,10 @@ fn question(body: &Map<String, Value>, answering: bool) -> Result<(Question, Str
     question.tools = tools(body)?;
     question.think =
         match body.get("thinking").and_then(|thinking| thinking.get("type")).and_then(Value::as_str) {
-            None | Some("disabled") => None,
-            Some("enabled" | "adaptive") => Some(json!(true)),
+            // Adaptive leaves it to the model (Claude Code sends it by default;
+            // `think: true` would be refused by a model that cannot think).
+            None | Some("disabled" | "adaptive") => None,
+            Some("enabled") => Some(json!(true)),
             Some(other) => {
                 return Err(ApiError::invalid("thinking.type", format!("unknown thinking type '{other}'")));
             }
@@ -153,8 +157,13 @@ fn turns(body: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
     for (index, item) in items.iter().enumerate() {
         let at = |name: &str| format!("messages[{index}].{name}");
         let role = match item.get("role").and_then(Value::as_str) {
-            Some(role @ ("user" | "assistant")) => role,
-            _ => return Err(ApiError::invalid(&at("role"), "role must be \"user\" or \"assistant\"")),
+            Some(role @ ("user" | "assistant" | "system")) => role,
+            _ => {
+                return Err(ApiError::invalid(
+                    &at("role"),
+                    "role must be \"user\", \"assistant\" or \"system\"",
+                ));
+            }
         };
         let mut message = Message { role: role.into(), ..Message::default() };
         let blocks = match item.get("content") {
@@ -165,7 +174,10 @@ fn turns(body: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
             }
             Some(Value::Array(blocks)) => blocks,
             _ => {
-                return Err(ApiError::invalid(&at("content"), "content must be a string or a list of blocks"));
+                return Err(ApiError::invalid(
+                    &at("content"),
+                    "content must be a string or a list of blocks",
+                ));
             }
         };
         let (mut calls, mut answered) = (Vec::new(), false);

@@ -128,6 +128,10 @@ pub fn error_response(error: &ApiError) -> Response {
         ApiError::MalformedJson { .. } => ("invalid_request_error", Value::Null, Value::Null),
         ApiError::ModelNotFound { .. } => ("invalid_request_error", json!("model_not_found"), json!("model")),
         ApiError::PluginRefused { .. } => ("invalid_request_error", Value::Null, Value::Null),
+        ApiError::BackendRefused { .. } if error.is_context_overflow() => {
+            ("invalid_request_error", json!("context_length_exceeded"), json!("messages"))
+        }
+        ApiError::BackendRefused { .. } => ("invalid_request_error", Value::Null, Value::Null),
         _ => ("server_error", json!(error.kind()), Value::Null),
     };
     let body = json!({"error": {"message": error.message(), "type": kind, "param": param, "code": code}});
