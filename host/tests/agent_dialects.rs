@@ -234,11 +234,7 @@ fn each_new_dialect_refuses_in_its_own_shape_without_calling_the_backend() {
 #[test]
 fn both_sdks_get_real_text_through_an_openai_compatible_backend() {
     let model = SmallModel::start();
-    let service = Service::builder(BINARY)
-        .env("BACKEND_KIND", "openai")
-        .env("BACKEND_BASE_URL", model.url())
-        .env("OLLAMA_MODEL", SMALL_MODEL)
-        .start();
+    let service = model.gateway(BINARY).start();
     let seen = clients::python("anthropic_client.py", &[&service.url(""), SMALL_MODEL]);
     assert!(!seen["stream"].as_str().unwrap().trim().is_empty(), "{seen}");
     let seen = clients::python("responses_client.py", &[&service.url(""), SMALL_MODEL]);
@@ -348,12 +344,7 @@ fn a_backend_refusal_is_the_clients_mistake_relayed_once_never_retried_or_cached
 #[test]
 fn a_prompt_over_the_models_context_is_a_bad_request_to_both_sdks() {
     let model = SmallModel::start();
-    let service = Service::builder(BINARY)
-        .env("BACKEND_KIND", "openai")
-        .env("BACKEND_BASE_URL", model.url())
-        .env("OLLAMA_MODEL", SMALL_MODEL)
-        .env("MAX_PROMPT_CHARS", "100000")
-        .start();
+    let service = model.gateway(BINARY).env("MAX_PROMPT_CHARS", "100000").start();
     let seen = clients::python("refusal_client.py", &[&service.url(""), SMALL_MODEL]);
     assert_eq!(seen, json!({"openai": 400, "anthropic": 400}));
     // With their default retries, each SDK asked once.

@@ -66,11 +66,7 @@ fn the_openai_sdk_over_an_ollama_backend_gets_answers_hits_and_not_found() {
 #[test]
 fn both_clients_stream_real_text_through_an_openai_compatible_backend() {
     let model = SmallModel::start();
-    let service = Service::builder(BINARY)
-        .env("BACKEND_KIND", "openai")
-        .env("BACKEND_BASE_URL", model.url())
-        .env("OLLAMA_MODEL", SMALL_MODEL)
-        .start();
+    let service = model.gateway(BINARY).start();
     let ollama_seen = run_client("ollama_client.py", &service.url(""), SMALL_MODEL, &[]);
     assert!(!ollama_seen["chat"].as_str().unwrap().trim().is_empty(), "{ollama_seen}");
     assert_eq!(ollama_seen["models"], json!([SMALL_MODEL]), "/v1/models as /api/tags");

@@ -8,11 +8,7 @@ use serde_json::{Value, json};
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 
 fn service(model: &SmallModel) -> Service {
-    Service::builder(BINARY)
-        .env("BACKEND_KIND", "openai")
-        .env("BACKEND_BASE_URL", model.url())
-        .env("OLLAMA_MODEL", "smollm2-135m-instruct")
-        .start()
+    model.gateway(BINARY).start()
 }
 
 #[test]

@@ -61,7 +61,19 @@ impl SmallModel {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// The service `binary` with this server as its OpenAI-compatible
+    /// backend and its model as the current one.
+    pub fn gateway(&self, binary: &str) -> crate::ServiceBuilder {
+        crate::Service::builder(binary)
+            .env("BACKEND_KIND", "openai")
+            .env("BACKEND_BASE_URL", self.url())
+            .env("OLLAMA_MODEL", SMALL_MODEL_NAME)
+    }
 }
+
+/// The name the server lists its model under.
+pub const SMALL_MODEL_NAME: &str = "smollm2-135m-instruct";
 
 impl Drop for SmallModel {
     fn drop(&mut self) {
