@@ -16,7 +16,8 @@ rustup toolchain install
 LLM_SERVICE_TEST_PYTHON="$(./scripts/python-env.sh)"
 export LLM_SERVICE_TEST_PYTHON
 
-# Debian's chromium and playwright-core, for the console's browser tests.
+# Debian's chromium and playwright-core, for the console's browser tests;
+# the npm clients (the Anthropic SDK, Claude Code) for the dialect tests.
 ./scripts/browser-env.sh
 
 # Guest crates' own unit tests, run natively (they never call the host there).

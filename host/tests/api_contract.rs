@@ -41,7 +41,12 @@ fn generated_requests_get_only_documented_answers() {
     assert!(tool.exists(), "{} is missing: run scripts/python-env.sh", tool.display());
     let ollama = FakeOllama::start(&[MODEL]);
     let service = Service::builder(BINARY).env("OLLAMA_BASE_URL", &ollama.url()).start();
+    // Schemathesis keeps its cache (.schemathesis/) in the working directory:
+    // a scratch one, so the tests leave the clone as they found it.
+    let scratch = llm_service_test_support::fresh_directory();
+    std::fs::create_dir_all(&scratch).unwrap();
     let output = Command::new(&tool)
+        .current_dir(&scratch)
         .args(["run", &service.url("/openapi.json"), "--url", &service.url("")])
         .args([
             "--checks",
