@@ -5,7 +5,7 @@ llama.cpp's, from the PyPI package `xllamacpp` (both installed into .venv by
 scripts/python-env.sh). Prints one line, `listening http://HOST:PORT`, once
 the model is loaded and the socket is open, then serves until SIGTERM/SIGINT.
 
-usage: smollm2_server.py [--host 127.0.0.1] [--port 0] [--threads 1]
+usage: smollm2_server.py [--host 127.0.0.1] [--port 0] [--threads 1] [--context 2048]
 """
 
 import argparse
@@ -34,6 +34,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--threads", type=int, default=1, help="threads per generation (default 1)")
+    parser.add_argument(
+        "--context", type=int, default=2048,
+        help="tokens of context per generation (default 2048; the model was trained on 8192, "
+        "and Claude Code's first request alone is over 4000)")
     args = parser.parse_args()
 
     params = xllamacpp.CommonParams()
@@ -41,8 +45,8 @@ def main() -> None:
     params.model_alias = {MODEL_ALIAS}  # a set of names in llama.cpp
     params.hostnames = [args.host]
     params.port = args.port
-    params.n_ctx = 4096
-    params.n_parallel = 2  # two generations at once, 2048 tokens of context each
+    params.n_parallel = 2  # two generations at once, each with --context tokens
+    params.n_ctx = 2 * args.context
     params.warmup = False
     # Threads that wait by spinning (llama.cpp polls by default) starve each
     # other when the cores are shared, with the test suite or with a second
