@@ -235,12 +235,17 @@ fn each_new_dialect_refuses_in_its_own_shape_without_calling_the_backend() {
 fn both_sdks_get_real_text_through_an_openai_compatible_backend() {
     let model = SmallModel::start();
     let service = model.gateway(BINARY).start();
-    let seen = clients::python("anthropic_client.py", &[&service.url(""), SMALL_MODEL]);
+    // A model the server does not list is each SDK's not-found error, though
+    // the server itself would answer any name with its one model.
+    let seen = clients::python("anthropic_client.py", &[&service.url(""), SMALL_MODEL, "--missing-model"]);
     assert!(!seen["stream"].as_str().unwrap().trim().is_empty(), "{seen}");
-    let seen = clients::python("responses_client.py", &[&service.url(""), SMALL_MODEL]);
+    assert_eq!(seen["missing_model"], 404, "{seen}");
+    let seen = clients::python("responses_client.py", &[&service.url(""), SMALL_MODEL, "--missing-model"]);
     assert!(!seen["whole"].as_str().unwrap().trim().is_empty(), "{seen}");
-    let seen = clients::node("anthropic_client.mjs", &[&service.url(""), SMALL_MODEL]);
+    assert_eq!(seen["missing_model"], 404, "{seen}");
+    let seen = clients::node("anthropic_client.mjs", &[&service.url(""), SMALL_MODEL, "--missing-model"]);
     assert!(!seen["whole"].as_str().unwrap().trim().is_empty(), "{seen}");
+    assert_eq!(seen["missingModel"], 404, "{seen}");
     // llama.cpp has a tokenizer: count_tokens counts with it.
     let body = json!({"model": SMALL_MODEL, "messages": [{"role": "user", "content": "Count these words, please."}]});
     let counted = post(&service, "/v1/messages/count_tokens", &body);

@@ -67,10 +67,14 @@ fn the_openai_sdk_over_an_ollama_backend_gets_answers_hits_and_not_found() {
 fn both_clients_stream_real_text_through_an_openai_compatible_backend() {
     let model = SmallModel::start();
     let service = model.gateway(BINARY).start();
-    let ollama_seen = run_client("ollama_client.py", &service.url(""), SMALL_MODEL, &[]);
+    // A model the server does not list is a 404 to each client, though the
+    // server itself would answer any name with its one model.
+    let ollama_seen = run_client("ollama_client.py", &service.url(""), SMALL_MODEL, &["--missing-model"]);
+    assert_eq!(ollama_seen["missing_model"], 404, "{ollama_seen}");
     assert!(!ollama_seen["chat"].as_str().unwrap().trim().is_empty(), "{ollama_seen}");
     assert_eq!(ollama_seen["models"], json!([SMALL_MODEL]), "/v1/models as /api/tags");
-    let openai_seen = run_client("openai_client.py", &service.url(""), SMALL_MODEL, &[]);
+    let openai_seen = run_client("openai_client.py", &service.url(""), SMALL_MODEL, &["--missing-model"]);
+    assert_eq!(openai_seen["missing_model"], 404, "{openai_seen}");
     assert!(!openai_seen["stream"].as_str().unwrap().trim().is_empty(), "{openai_seen}");
 }
 

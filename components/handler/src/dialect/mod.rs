@@ -145,6 +145,7 @@ pub fn generation_request(
     if let Some(temperature) = question.options.get("temperature").and_then(Value::as_f64) {
         settings.temperature = temperature;
     }
+    let models = served_only(models_to_try(model, config), config)?;
     let mut generation = GenerateRequest {
         prompt,
         character_name: character,
@@ -153,7 +154,7 @@ pub fn generation_request(
         stream,
         cache_ttl_s: None,
         settings,
-        models: models_to_try(model, config),
+        models,
         plugin: None,
         question: Some(Box::new(question)),
     };
@@ -176,6 +177,25 @@ pub fn serve_read<F: Framing>(
             refusal(&error).into()
         }
     }
+}
+
+/// `models` without those an OpenAI-compatible backend does not list: such
+/// a server answers any name with the model it has loaded, so a typo would
+/// get another model's answer (under the typo's name, cached apart). The
+/// next fallback answers instead; none left is the 404 Ollama would give.
+/// An Ollama backend says 404 itself, and a listing that cannot be read
+/// drops nothing (the generation reports any real problem).
+fn served_only(models: Vec<String>, config: &Config) -> Result<Vec<String>, ApiError> {
+    if config.backend.kind() != crate::backend::Kind::OpenAi {
+        return Ok(models);
+    }
+    let asked = models[0].clone();
+    let served: Vec<String> =
+        models.into_iter().filter(|model| openai_meta::listed(model) != Some(false)).collect();
+    if served.is_empty() {
+        return Err(ApiError::ModelNotFound { model: asked });
+    }
+    Ok(served)
 }
 
 /// A tool the client runs, in the shape Ollama's and OpenAI's chat share.

@@ -33,6 +33,13 @@ pub fn one(request: &Request) -> Reply {
     }
 }
 
+/// Whether the backend lists `model` (reusing the listing for
+/// [`LISTING_FRESH_S`]); `None` when its listing cannot be read.
+pub fn listed(model: &str) -> Option<bool> {
+    let models = models().ok()?;
+    Some(models.iter().any(|listed| listed["id"] == model))
+}
+
 /// Every model as an OpenAI model object.
 fn models() -> Result<Vec<Value>, ApiError> {
     let backend = &Config::get().backend;
