@@ -90,6 +90,12 @@ pub struct Question {
     pub tools: Option<Value>,
     /// `"json"` or a JSON schema.
     pub format: Option<Value>,
+    /// A JSON schema format's `name` and `strict` as an OpenAI client gave
+    /// them (`{"name", "strict"}`): relayed to an OpenAI-compatible backend.
+    pub format_meta: Option<Value>,
+    /// OpenAI's `tool_choice` when it is not `auto` (`required`, or a named
+    /// function): relayed to an OpenAI-compatible backend.
+    pub tool_choice: Option<Value>,
     pub think: Option<Value>,
     /// Predict options in Ollama's names, as the client set them.
     pub options: BTreeMap<String, Value>,
@@ -114,6 +120,8 @@ impl Question {
             prompt_parts: PromptParts::default(),
             tools: None,
             format: None,
+            format_meta: None,
+            tool_choice: None,
             think: None,
             options: BTreeMap::new(),
             keep_alive: None,
@@ -138,17 +146,30 @@ impl Question {
 
     /// Everything that changes the answer, in one canonical JSON value:
     /// fixed order, numbers as the client wrote them, hardware options and
-    /// `keep_alive` left out.
+    /// `keep_alive` left out. The fields added since the first form come
+    /// last and only when set, so the keys of answers that lack them stay
+    /// what they were.
     pub fn canonical(&self) -> Value {
-        let Self { family, messages, prompt_parts, tools, format, think, options, keep_alive: _, digest } =
-            self;
+        let Self {
+            family,
+            messages,
+            prompt_parts,
+            tools,
+            format,
+            format_meta,
+            tool_choice,
+            think,
+            options,
+            keep_alive: _,
+            digest,
+        } = self;
         let PromptParts { suffix, system, template, raw, context, images } = prompt_parts;
         let options: BTreeMap<&String, Value> = options
             .iter()
             .filter(|(name, _)| !HARDWARE_OPTIONS.contains(&name.as_str()))
             .map(|(name, value)| (name, canonical_number(value)))
             .collect();
-        json!([
+        let mut canonical = json!([
             ["family", family.as_str()],
             ["messages", messages.iter().map(Message::to_ollama).collect::<Vec<_>>()],
             ["suffix", suffix],
@@ -162,7 +183,13 @@ impl Question {
             ["think", think],
             ["options", options],
             ["digest", digest],
-        ])
+        ]);
+        let later = [("format_meta", format_meta), ("tool_choice", tool_choice)];
+        if let Some(entries) = canonical.as_array_mut() {
+            entries
+                .extend(later.into_iter().filter_map(|(name, value)| Some(json!([name, value.as_ref()?]))));
+        }
+        canonical
     }
 }
 
@@ -200,6 +227,15 @@ mod tests {
         assert_eq!(integer.canonical(), float.canonical());
         float.options.insert("temperature".into(), json!(1.5));
         assert_ne!(integer.canonical(), float.canonical());
+    }
+
+    #[test]
+    fn later_fields_key_only_when_set() {
+        let plain = Question::new(Family::Chat);
+        assert_eq!(plain.canonical().as_array().unwrap().len(), 13, "the first form, unchanged");
+        let mut forced = plain.clone();
+        forced.tool_choice = Some(json!("required"));
+        assert_ne!(plain.canonical(), forced.canonical());
     }
 
     #[test]

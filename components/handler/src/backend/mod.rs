@@ -278,7 +278,7 @@ fn map_outbound(error: OutboundError) -> ApiError {
 /// (after the host's retries) mean unavailable; 400, 413 and 422 are the
 /// request's own fault, relayed; anything else (a 401 means the gateway's
 /// own credentials) is a bad gateway carrying the backend's own message.
-fn error_from_status(status: u16, body: &[u8], model: &str) -> ApiError {
+pub fn error_from_status(status: u16, body: &[u8], model: &str) -> ApiError {
     let message = backend_message(body).unwrap_or_else(|| format!("status {status}"));
     match status {
         404 => ApiError::ModelNotFound { model: model.to_string() },

@@ -74,7 +74,19 @@ fn dialect_body(generation: &Generation, question: &Question) -> Map<String, Val
         Family::Chat => chat_messages(&question.messages_sent(generation.system, generation.prompt)),
         Family::Generate => {
             let system = generation.system.or(question.prompt_parts.system.as_deref());
-            prompt_messages(system, generation.prompt)
+            let mut messages = prompt_messages(system, generation.prompt);
+            // Ollama's images ride with the prompt; here they are the user's parts.
+            if !question.prompt_parts.images.is_empty() {
+                let user = Message {
+                    role: "user".into(),
+                    content: generation.prompt.to_string(),
+                    images: question.prompt_parts.images.clone(),
+                    ..Message::default()
+                };
+                messages.pop();
+                messages.push(chat_message(&user));
+            }
+            messages
         }
     };
     body.insert("messages".into(), Value::Array(messages));
@@ -89,13 +101,32 @@ fn dialect_body(generation: &Generation, question: &Question) -> Map<String, Val
     if let Some(tools) = &question.tools {
         body.insert("tools".into(), tools.clone());
     }
+    if let Some(choice) = &question.tool_choice {
+        body.insert("tool_choice".into(), choice.clone());
+    }
     match &question.format {
         Some(Value::String(format)) if format == "json" => {
             body.insert("response_format".into(), json!({"type": "json_object"}));
         }
         Some(schema @ Value::Object(_)) => {
-            let format = json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}});
-            body.insert("response_format".into(), format);
+            let mut json_schema = json!({"name": "answer", "schema": schema});
+            if let Some(Value::Object(meta)) = &question.format_meta {
+                for (field, value) in meta {
+                    json_schema[field] = value.clone();
+                }
+            }
+            body.insert("response_format".into(), json!({"type": "json_schema", "json_schema": json_schema}));
+        }
+        _ => {}
+    }
+    // Ollama's `think`: a level is OpenAI's `reasoning_effort`; on or off
+    // is the chat template's switch, which llama.cpp and vLLM both read.
+    match &question.think {
+        Some(level @ Value::String(_)) => {
+            body.insert("reasoning_effort".into(), level.clone());
+        }
+        Some(Value::Bool(on)) => {
+            body.insert("chat_template_kwargs".into(), json!({"enable_thinking": on}));
         }
         _ => {}
     }

@@ -1,4 +1,5 @@
-//! The client dialects: Ollama's API ([`ollama`], [`ollama_meta`]),
+//! The client dialects: Ollama's API ([`ollama`], [`ollama_meta`],
+//! [`ollama_options`]),
 //! OpenAI's ([`openai`], [`openai_completions`], [`openai_meta`],
 //! [`openai_params`], [`openai_responses`]) and Anthropic's Messages
 //! ([`anthropic`], [`anthropic_frames`]). Each is a codec around the one
@@ -16,6 +17,7 @@ pub mod anthropic;
 pub mod anthropic_frames;
 pub mod ollama;
 pub mod ollama_meta;
+pub mod ollama_options;
 pub mod openai;
 pub mod openai_completions;
 pub mod openai_meta;

@@ -73,7 +73,12 @@ fn question(body: &Map<String, Value>, family: Family) -> Result<(Question, Stri
     question.options = match body.get("options") {
         None | Some(Value::Null) => Default::default(),
         Some(Value::Object(options)) => {
-            options.iter().map(|(name, value)| (name.clone(), value.clone())).collect()
+            super::ollama_options::check(options)?;
+            options
+                .iter()
+                .filter(|(_, value)| !value.is_null())
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
         }
         Some(_) => return Err(ApiError::invalid("options", "options must be an object")),
     };
@@ -84,6 +89,11 @@ fn question(body: &Map<String, Value>, family: Family) -> Result<(Question, Stri
         Some(_) => return Err(ApiError::invalid("format", "format must be \"json\" or a JSON schema")),
     };
     question.think = body.get("think").filter(|think| !think.is_null()).cloned();
+    // Ollama can answer with log probabilities; a cached answer holds none,
+    // so asking for them is refused rather than answered without them.
+    if body.get("logprobs") == Some(&Value::Bool(true)) {
+        return Err(ApiError::invalid("logprobs", "logprobs are not supported: a cached answer holds none"));
+    }
     question.keep_alive = body.get("keep_alive").filter(|keep| !keep.is_null()).cloned();
     question.tools = match body.get("tools") {
         None | Some(Value::Null) => None,

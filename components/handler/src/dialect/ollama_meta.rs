@@ -12,7 +12,7 @@ use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Value, json};
 
 use super::{LISTING_FRESH_S, LOADED_FRESH_S, object_body, short_cached};
-use crate::backend::Kind;
+use crate::backend::{Kind, error_from_status};
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -145,10 +145,14 @@ pub fn embed(request: &Request) -> Reply {
             ApiError::invalid(field, format!("{field} is required"))
         })?;
         let model = body.get("model").cloned().unwrap_or(Value::Null);
-        let asked = json!({"model": model, "input": input});
+        let mut asked = json!({"model": model, "input": input});
+        if let Some(dimensions) = body.get("dimensions").filter(|dimensions| !dimensions.is_null()) {
+            asked["dimensions"] = dimensions.clone();
+        }
         let (status, bytes) = backend.call("POST", "/v1/embeddings", Some(asked.to_string().as_bytes()))?;
         if status != 200 {
-            return Ok(Response::new(status, "application/json", bytes));
+            // The server's OpenAI-shaped error, in Ollama's shape.
+            return Err(error_from_status(status, &bytes, model.as_str().unwrap_or_default()));
         }
         let answer: Value = serde_json::from_slice(&bytes)
             .map_err(|error| ApiError::BadGateway { message: format!("unreadable embeddings: {error}") })?;

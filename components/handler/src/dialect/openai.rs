@@ -11,8 +11,9 @@ use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
 use super::openai_params::{
-    Envelope, answer, error_response, finish_reason, refuse_unsupported, response_format, sampling_options,
-    sse_head, usage, write_error_event, write_event,
+    Envelope, answer, apply_tool_choice, effort_as_think, error_response, finish_reason,
+    read_response_format, refuse_unsupported, sampling_options, sse_head, usage, write_error_event,
+    write_event,
 };
 use crate::error::ApiError;
 use crate::pipeline::Outcome;
@@ -37,9 +38,11 @@ fn question(body: &Map<String, Value>) -> Result<(Question, String), ApiError> {
         return Err(ApiError::invalid("messages", "messages must be a non-empty list"));
     }
     question.options = sampling_options(body)?;
-    question.format = response_format(body)?;
+    read_response_format(body, &mut question)?;
     question.tools =
         body.get("tools").filter(|tools| tools.as_array().is_some_and(|tools| !tools.is_empty())).cloned();
+    apply_tool_choice(body, &mut question)?;
+    question.think = effort_as_think(body.get("reasoning_effort"), "reasoning_effort")?;
     refuse_unsupported(body)?;
     let last_user = question.messages.iter().rev().find(|message| message.role == "user");
     let prompt = last_user.map(|message| message.content.clone()).unwrap_or_default();
@@ -58,7 +61,13 @@ fn messages(body: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
         .map(|(index, item)| {
             let at = |name: &str| format!("messages[{index}].{name}");
             let role = item.get("role").and_then(Value::as_str).ok_or_else(|| ApiError::invalid(&at("role"), "a message needs a role"))?;
-            let role = if role == "developer" { "system" } else { role };
+            let role = match role {
+                "developer" => "system",
+                "system" | "user" | "assistant" | "tool" | "function" => role,
+                other => {
+                    return Err(ApiError::invalid(&at("role"), format!("'{other}' is not a role: system, developer, user, assistant or tool")));
+                }
+            };
             let mut message = Message { role: role.to_string(), ..Message::default() };
             match item.get("content") {
                 None | Some(Value::Null) => {}
@@ -107,7 +116,7 @@ struct OpenAiFraming {
 
 impl OpenAiFraming {
     fn chunk(&self, model: &str, choices: Value, stamp: &Stamp) -> Value {
-        json!({"id": stamp.answer_id(self.envelope.id_prefix), "object": "chat.completion.chunk", "created": stamp.created(), "model": model, "system_fingerprint": null, "choices": choices})
+        self.envelope.chunk(json!({"id": stamp.answer_id(self.envelope.id_prefix), "object": "chat.completion.chunk", "created": stamp.created(), "model": model, "system_fingerprint": null, "choices": choices}))
     }
 }
 

@@ -95,7 +95,10 @@ impl Framing for CompletionFraming {
     }
 
     fn piece(&mut self, writer: &mut BodyWriter, piece: &str, stamp: &Stamp) -> Result<(), ClientGone> {
-        write_event(writer, &self.object(&self.envelope.model, piece, None, stamp).to_string())
+        write_event(
+            writer,
+            &self.envelope.chunk(self.object(&self.envelope.model, piece, None, stamp)).to_string(),
+        )
     }
 
     fn end(&mut self, writer: &mut BodyWriter, outcome: &Outcome, stamp: &Stamp) -> Result<(), ClientGone> {
@@ -103,7 +106,12 @@ impl Framing for CompletionFraming {
             Ok(answer) => answer,
             Err(error) => return write_error_event(writer, error),
         };
-        let last = self.object(&answer.stored.model, "", Some(finish_reason(&answer.stored)), stamp);
+        let last = self.envelope.chunk(self.object(
+            &answer.stored.model,
+            "",
+            Some(finish_reason(&answer.stored)),
+            stamp,
+        ));
         write_event(writer, &last.to_string())?;
         if self.envelope.include_usage {
             let mut usage_chunk = self.object(&answer.stored.model, "", None, stamp);

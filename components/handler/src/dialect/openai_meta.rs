@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::openai_params::error_response;
 use super::{LISTING_FRESH_S, object_body, short_cached};
-use crate::backend::Kind;
+use crate::backend::{Kind, error_from_status};
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -72,14 +72,13 @@ pub fn embeddings(request: &Request) -> Reply {
         }
         let input = body.get("input").cloned().ok_or_else(|| ApiError::invalid("input", "input is required"))?;
         let model = body.get("model").cloned().unwrap_or(Value::Null);
-        let asked = json!({"model": model, "input": input});
-        let (status, bytes) = backend.call("POST", "/api/embed", Some(asked.to_string().as_bytes()))?;
-        if status == 404 {
-            let model = model.as_str().unwrap_or_default().to_string();
-            return Err(ApiError::ModelNotFound { model });
+        let mut asked = json!({"model": model, "input": input});
+        if let Some(dimensions) = body.get("dimensions").filter(|dimensions| !dimensions.is_null()) {
+            asked["dimensions"] = dimensions.clone();
         }
+        let (status, bytes) = backend.call("POST", "/api/embed", Some(asked.to_string().as_bytes()))?;
         if status != 200 {
-            return Err(ApiError::BadGateway { message: format!("status {status}: {}", String::from_utf8_lossy(&bytes)) });
+            return Err(error_from_status(status, &bytes, model.as_str().unwrap_or_default()));
         }
         let answer: Value = serde_json::from_slice(&bytes)
             .map_err(|error| ApiError::BadGateway { message: format!("unreadable embeddings: {error}") })?;

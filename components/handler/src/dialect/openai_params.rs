@@ -14,6 +14,8 @@ use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
 use super::{generation_request, object_body, serve_read};
+use crate::backend::Kind;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::pipeline::Outcome;
 use crate::question::Question;
@@ -68,8 +70,87 @@ pub fn sampling_options(body: &Map<String, Value>) -> Result<BTreeMap<String, Va
     Ok(options)
 }
 
+/// `response_format` as Ollama's `format` (`"json"`, a schema, or none),
+/// and a schema's `name` and `strict` as the question's `format_meta`.
+pub fn read_response_format(body: &Map<String, Value>, question: &mut Question) -> Result<(), ApiError> {
+    question.format = response_format(body)?;
+    let schema = body.get("response_format").and_then(|format| format.get("json_schema"));
+    if question.format.as_ref().is_some_and(Value::is_object)
+        && let Some(schema) = schema
+    {
+        let mut meta = Map::new();
+        for field in ["name", "strict"] {
+            if let Some(value) = schema.get(field).filter(|value| !value.is_null()) {
+                meta.insert(field.into(), value.clone());
+            }
+        }
+        question.format_meta = (!meta.is_empty()).then_some(Value::Object(meta));
+    }
+    Ok(())
+}
+
+/// `tool_choice` applied to the question's tools: `auto` changes nothing,
+/// `none` offers none, a named function offers that one alone and is
+/// relayed; `required` is relayed to an OpenAI-compatible backend (Ollama
+/// has no way to force a call, so there it is refused).
+pub fn apply_tool_choice(body: &Map<String, Value>, question: &mut Question) -> Result<(), ApiError> {
+    let refuse = |why: &str| Err(ApiError::invalid("tool_choice", why));
+    match body.get("tool_choice") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(choice)) if choice == "auto" => Ok(()),
+        Some(Value::String(choice)) if choice == "none" => {
+            question.tools = None;
+            Ok(())
+        }
+        Some(choice @ Value::String(required)) if required == "required" => {
+            if Config::get().backend.kind() == Kind::Ollama {
+                return refuse(
+                    "tool_choice \"required\" cannot be honoured: an Ollama backend cannot force a call",
+                );
+            }
+            question.tool_choice = Some(choice.clone());
+            Ok(())
+        }
+        Some(choice @ Value::Object(_)) => {
+            let Some(name) = choice.pointer("/function/name").and_then(Value::as_str) else {
+                return refuse(
+                    "tool_choice must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\"}}",
+                );
+            };
+            let offered = question.tools.as_ref().and_then(Value::as_array).into_iter().flatten();
+            let named: Vec<Value> = offered
+                .filter(|tool| tool.pointer("/function/name").and_then(Value::as_str) == Some(name))
+                .cloned()
+                .collect();
+            if named.is_empty() {
+                return refuse(&format!("tool_choice names '{name}', which is not in tools"));
+            }
+            question.tools = Some(Value::Array(named));
+            question.tool_choice = Some(choice.clone());
+            Ok(())
+        }
+        Some(_) => refuse("tool_choice must be auto, none, required or a named function"),
+    }
+}
+
+/// A reasoning effort (`reasoning_effort`, the Responses API's
+/// `reasoning.effort`) as Ollama's `think`: `none` and `minimal` turn
+/// thinking off, `low`, `medium` and `high` are passed as the level.
+pub fn effort_as_think(effort: Option<&Value>, field: &str) -> Result<Option<Value>, ApiError> {
+    match effort {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(effort)) if effort == "none" || effort == "minimal" => Ok(Some(json!(false))),
+        Some(Value::String(effort)) if ["low", "medium", "high"].contains(&effort.as_str()) => {
+            Ok(Some(json!(effort)))
+        }
+        Some(_) => {
+            Err(ApiError::invalid(field, format!("{field} must be none, minimal, low, medium or high")))
+        }
+    }
+}
+
 /// `response_format` as Ollama's `format`: `"json"`, a schema, or none.
-pub fn response_format(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
+fn response_format(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
     let format =
         match body.get("response_format").and_then(|format| format.get("type")).and_then(Value::as_str) {
             None | Some("text") => None,
@@ -102,11 +183,7 @@ pub fn refuse_unsupported(body: &Map<String, Value>) -> Result<(), ApiError> {
     if body.get("logit_bias").and_then(Value::as_object).is_some_and(|bias| !bias.is_empty()) {
         return Err(ApiError::invalid("logit_bias", "logit_bias is not supported"));
     }
-    match body.get("tool_choice") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(choice)) if choice == "auto" => Ok(()),
-        Some(_) => Err(ApiError::invalid("tool_choice", "only tool_choice \"auto\" is supported")),
-    }
+    Ok(())
 }
 
 /// An optional number in [low, high].
@@ -170,6 +247,17 @@ pub struct Envelope {
     pub id_prefix: &'static str,
     pub model: String,
     pub include_usage: bool,
+}
+
+impl Envelope {
+    /// A stream chunk as OpenAI sends it: with `usage: null` before the
+    /// usage chunk when the client asked for one (`include_usage`).
+    pub fn chunk(&self, mut chunk: Value) -> Value {
+        if self.include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    }
 }
 
 /// Reads a route's body into its question and the prompt the key hashes.

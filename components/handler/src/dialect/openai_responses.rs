@@ -22,7 +22,7 @@ use std::time::Instant;
 use llm_service_sdk::http::{Reply, Request};
 use serde_json::{Map, Value, json};
 
-use super::openai_params::{error_response, sampling_options};
+use super::openai_params::{effort_as_think, error_response, sampling_options};
 use super::openai_responses_frames::{Echo, ResponsesFraming};
 use super::{function_tool, generation_request, object_body, serve_read};
 use crate::error::ApiError;
@@ -90,19 +90,8 @@ fn question(body: &Map<String, Value>) -> Result<(Question, String), ApiError> {
     question.options = options;
     question.format = format(body)?;
     question.tools = tools(body)?;
-    question.think = match body.get("reasoning").and_then(|reasoning| reasoning.get("effort")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(effort)) if effort == "none" || effort == "minimal" => Some(json!(false)),
-        Some(Value::String(effort)) if ["low", "medium", "high"].contains(&effort.as_str()) => {
-            Some(json!(effort))
-        }
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "reasoning.effort",
-                "reasoning.effort must be none, minimal, low, medium or high",
-            ));
-        }
-    };
+    let effort = body.get("reasoning").and_then(|reasoning| reasoning.get("effort"));
+    question.think = effort_as_think(effort, "reasoning.effort")?;
     let last_user = question.messages.iter().rev().find(|message| message.role == "user");
     let prompt = last_user.map(|message| message.content.clone()).unwrap_or_default();
     Ok((question, prompt))
