@@ -28,6 +28,28 @@ pub struct Stored {
     /// What a thinking model thought before answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<String>,
+    /// How long the backend took, as far as it said.
+    #[serde(default, skip_serializing_if = "Durations::is_empty")]
+    pub durations: Durations,
+}
+
+/// A generation's durations in nanoseconds, as the backend reported them
+/// (Ollama's `*_duration`; llama.cpp's `timings`). They describe the
+/// answer, so a cached answer reports them again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Durations {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_eval_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_ns: Option<u64>,
+}
+
+impl Durations {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Stored {

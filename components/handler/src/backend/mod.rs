@@ -10,6 +10,7 @@ use llm_service_sdk::outbound::{self, OutboundError, Pending};
 use crate::error::ApiError;
 use crate::question::Question;
 use crate::settings::Settings;
+use crate::stored::Durations;
 use crate::tool_calls::ToolCalls;
 
 /// One generation to ask for.
@@ -46,6 +47,7 @@ pub struct Ending {
     pub tool_calls: ToolCalls,
     /// What a thinking model thought before answering (Ollama's `thinking`).
     pub thinking: String,
+    pub durations: Durations,
 }
 
 impl Ending {
@@ -63,7 +65,9 @@ impl Ending {
     /// Takes in the stream's last event: its text, counts and calls, with
     /// what was noted before kept where the end says nothing.
     pub fn conclude(&mut self, end: Ending) {
-        let Ending { text, tokens_generated, prompt_tokens, done_reason, tool_calls, thinking } = end;
+        let Ending { text, tokens_generated, prompt_tokens, done_reason, tool_calls, thinking, durations } =
+            end;
+        self.durations = durations;
         self.thinking.push_str(&thinking);
         self.text = text;
         self.tokens_generated = tokens_generated.or(self.tokens_generated);
@@ -192,6 +196,9 @@ impl Backend {
 pub struct ModelInfo {
     pub name: String,
     pub size_bytes: Option<u64>,
+    /// What an OpenAI-compatible server says of it besides its name:
+    /// `created` and llama.cpp's `meta` (`size`, `n_params`, `ftype`).
+    pub listed: serde_json::Value,
 }
 
 impl Backend {
@@ -220,7 +227,11 @@ impl Backend {
                     .filter_map(|model| {
                         Some(ModelInfo {
                             name: model.get(name_field)?.as_str()?.to_string(),
-                            size_bytes: model.get("size").and_then(serde_json::Value::as_u64),
+                            size_bytes: model
+                                .get("size")
+                                .or_else(|| model.pointer("/meta/size"))
+                                .and_then(serde_json::Value::as_u64),
+                            listed: model.clone(),
                         })
                     })
                     .collect()

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::{Completion, Ending, Generation, StreamEvent};
 use crate::error::ApiError;
 use crate::question::{Family, Message, Question};
+use crate::stored::Durations;
 
 /// The path and body asking Ollama for `generation`: every setting is an
 /// option under its own name, but `max_tokens` is Ollama's `num_predict`;
@@ -106,6 +107,12 @@ fn ending(value: &Value, text: String) -> Ending {
         ending.tool_calls.add_ollama(calls);
     }
     ending.thinking = thinking_of(value).to_string();
+    let ns = |field: &str| value.get(field).and_then(Value::as_u64);
+    ending.durations = Durations {
+        total_ns: ns("total_duration"),
+        prompt_eval_ns: ns("prompt_eval_duration"),
+        eval_ns: ns("eval_duration"),
+    };
     ending
 }
 

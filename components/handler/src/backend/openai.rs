@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use super::{Completion, Ending, Generation, StreamEvent};
 use crate::error::ApiError;
 use crate::question::{Family, Message, Question};
+use crate::stored::Durations;
 
 /// Ollama options an OpenAI-compatible server reads under the same name
 /// (`top_k`, `min_p`, `typical_p` and `repeat_penalty` are not OpenAI's,
@@ -211,6 +212,13 @@ fn ending(answer: &Value, choice: Option<&Value>) -> Ending {
     let thinking =
         choice.and_then(|choice| choice.pointer("/message/reasoning_content")).and_then(Value::as_str);
     ending.thinking = thinking.unwrap_or_default().to_string();
+    // llama.cpp's own `timings`, in milliseconds (other servers send none).
+    let ns = |field: &str| {
+        let ms = answer.get("timings")?.get(field)?.as_f64()?;
+        Some((ms * 1e6) as u64)
+    };
+    ending.durations =
+        Durations { total_ns: None, prompt_eval_ns: ns("prompt_ms"), eval_ns: ns("predicted_ms") };
     ending
 }
 

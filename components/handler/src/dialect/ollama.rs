@@ -22,12 +22,13 @@ use super::{
 use crate::backend::Kind;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::pipeline::Outcome;
+use crate::pipeline::{CacheUse, Outcome};
 use crate::question::{Family, Message, PromptParts, Question};
 use crate::render::{with_cache_headers, write_line};
 use crate::report;
 use crate::serve::Framing;
 use crate::stamp::Stamp;
+use crate::stored::Durations;
 
 /// POST /api/generate.
 pub fn generate(request: &Request) -> Reply {
@@ -215,13 +216,23 @@ impl OllamaFraming {
     fn finished(&self, body: &mut Map<String, Value>, outcome: &Outcome, stamp: &Stamp) {
         let Ok(answer) = outcome else { return };
         let stored = &answer.stored;
-        let total_ns = stamp.elapsed_ns();
+        let Durations { total_ns, prompt_eval_ns, eval_ns } = stored.durations;
+        // This request's time for a fresh answer; a cached one reports the
+        // generation it replays (tokens per second must describe the model,
+        // not the cache), where the backend said.
+        let total = match (answer.cache_use, total_ns.or(prompt_eval_ns.zip(eval_ns).map(|(p, e)| p + e))) {
+            (CacheUse::Hit | CacheUse::Stale, Some(original)) => json!(original),
+            _ => stamp.elapsed_ns(),
+        };
         body.insert("done_reason".into(), json!(stored.done_reason.as_deref().unwrap_or("stop")));
-        body.insert("total_duration".into(), total_ns.clone());
+        body.insert("total_duration".into(), total.clone());
         body.insert("load_duration".into(), json!(0));
         body.insert("prompt_eval_count".into(), json!(stored.prompt_tokens.unwrap_or(0)));
+        if let Some(prompt_eval_ns) = prompt_eval_ns {
+            body.insert("prompt_eval_duration".into(), json!(prompt_eval_ns));
+        }
         body.insert("eval_count".into(), json!(stored.tokens_generated));
-        body.insert("eval_duration".into(), total_ns);
+        body.insert("eval_duration".into(), eval_ns.map_or(total, |eval_ns| json!(eval_ns)));
         if let (Some(calls), Some(message)) = (&stored.tool_calls, body.get_mut("message")) {
             message["tool_calls"] = calls.clone();
         }

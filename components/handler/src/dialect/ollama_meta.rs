@@ -8,6 +8,8 @@
 //! a few seconds); against an OpenAI-compatible one they are translated
 //! from `/v1/models` and `/v1/embeddings`.
 
+use std::time::{Duration, SystemTime};
+
 use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Value, json};
 
@@ -46,24 +48,41 @@ pub fn tags_body() -> Result<Vec<u8>, ApiError> {
     let backend = &Config::get().backend;
     short_cached("tags", LISTING_FRESH_S, || match backend.kind() {
         Kind::Ollama => ok_body(backend.call("GET", "/api/tags", None)?),
-        Kind::OpenAi => {
-            let models = backend.list_models()?;
-            let models: Vec<Value> = models
-                .iter()
-                .map(|model| {
-                    json!({
-                        "name": model.name,
-                        "model": model.name,
-                        "modified_at": "1970-01-01T00:00:00Z",
-                        "size": model.size_bytes.unwrap_or(0),
-                        "digest": "",
-                        "details": {"format": "gguf", "family": "", "parameter_size": "", "quantization_level": ""},
-                    })
-                })
-                .collect();
-            Ok(json!({ "models": models }).to_string().into_bytes())
-        }
+        Kind::OpenAi => Ok(json!({ "models": listed_as_ollama()? }).to_string().into_bytes()),
     })
+}
+
+/// An OpenAI-compatible server's models as Ollama lists them, with what
+/// the server tells: the size, parameter count and quantization from
+/// llama.cpp's `meta`, the time from `created`. No server here gives a
+/// digest: it stays empty.
+fn listed_as_ollama() -> Result<Vec<Value>, ApiError> {
+    let models = Config::get().backend.list_models()?;
+    Ok(models
+        .iter()
+        .map(|model| {
+            let meta = &model.listed["meta"];
+            let created = model.listed["created"].as_u64().unwrap_or(0);
+            let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(created);
+            let parameters = meta["n_params"].as_f64().map(parameter_size).unwrap_or_default();
+            json!({
+                "name": model.name,
+                "model": model.name,
+                "modified_at": humantime::format_rfc3339_seconds(modified).to_string(),
+                "size": model.size_bytes.unwrap_or(0),
+                "digest": "",
+                "details": {
+                    "format": "gguf", "family": "", "parameter_size": parameters,
+                    "quantization_level": meta["ftype"].as_str().unwrap_or_default(),
+                },
+            })
+        })
+        .collect())
+}
+
+/// A parameter count as Ollama writes it: `134.5M`, `8.0B`.
+fn parameter_size(count: f64) -> String {
+    if count >= 1e9 { format!("{:.1}B", count / 1e9) } else { format!("{:.1}M", count / 1e6) }
 }
 
 /// `model`'s digest in the (short-cached) `/api/tags` listing of an Ollama
@@ -87,7 +106,18 @@ pub fn ps(_request: &Request) -> Reply {
     let backend = &Config::get().backend;
     respond(short_cached("ps", LOADED_FRESH_S, || match backend.kind() {
         Kind::Ollama => ok_body(backend.call("GET", "/api/ps", None)?),
-        Kind::OpenAi => Ok(br#"{"models":[]}"#.to_vec()),
+        // Such a server serves the models it lists: they count as loaded.
+        Kind::OpenAi => {
+            let loaded: Vec<Value> = listed_as_ollama()?
+                .into_iter()
+                .map(|mut model| {
+                    model["size_vram"] = json!(0);
+                    model["expires_at"] = json!("0001-01-01T00:00:00Z");
+                    model
+                })
+                .collect();
+            Ok(json!({ "models": loaded }).to_string().into_bytes())
+        }
     }))
 }
 

@@ -146,6 +146,7 @@ impl<H: Host> Generating<H> {
             done_reason: ending.done_reason,
             tool_calls: ending.tool_calls.finish(),
             thinking: Some(ending.thinking).filter(|thinking| !thinking.is_empty()),
+            durations: ending.durations,
             temperature: self.prepared.settings.temperature,
             prompt_hash: prompt_hash(&request.prompt),
         };

@@ -142,6 +142,7 @@ fn stored(response: &str, model: &str) -> Stored {
         done_reason: None,
         tool_calls: None,
         thinking: None,
+        durations: Default::default(),
     }
 }
 

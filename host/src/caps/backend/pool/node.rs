@@ -166,18 +166,25 @@ impl Node {
     }
 
     /// Whether it may serve `model`: its allow-list permits it and, once
-    /// its list is known, it lists it.
+    /// its list is known, it lists it (Ollama's names: `mistral` is
+    /// `mistral:latest`).
     pub fn offers(&self, model: &str) -> bool {
-        if self.spec.models.as_ref().is_some_and(|allowed| !allowed.iter().any(|name| name == model)) {
+        if self
+            .spec
+            .models
+            .as_ref()
+            .is_some_and(|allowed| !allowed.iter().any(|name| same_model(name, model)))
+        {
             return false;
         }
         let learnt = self.learnt.read().unwrap_or_else(|poison| poison.into_inner());
-        !learnt.known || learnt.models.contains_key(model)
+        !learnt.known || learnt.models.keys().any(|name| same_model(name, model))
     }
 
     /// Whether `model` is loaded on it.
     pub fn has_loaded(&self, model: &str) -> bool {
-        self.learnt.read().unwrap_or_else(|poison| poison.into_inner()).loaded.contains_key(model)
+        let learnt = self.learnt.read().unwrap_or_else(|poison| poison.into_inner());
+        learnt.loaded.keys().any(|name| same_model(name, model))
     }
 
     /// What the last refresh learnt.
@@ -252,6 +259,16 @@ impl Node {
     }
 }
 
+/// Whether two model names are one model as Ollama reads them: a name
+/// without a tag means its `:latest`.
+pub fn same_model(a: &str, b: &str) -> bool {
+    fn tagged(name: &str) -> std::borrow::Cow<'_, str> {
+        let last = name.rsplit('/').next().unwrap_or(name);
+        if last.contains(':') { name.into() } else { format!("{name}:latest").into() }
+    }
+    a == b || tagged(a) == tagged(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +313,16 @@ mod tests {
         node.learn(Learnt { models, loaded: BTreeMap::new(), known: true });
         assert!(node.offers("a") && !node.offers("b") && !node.offers("c"));
         assert!(Node::new(NodeSpec { url: "https://x".into(), ..node.spec.clone() }).is_err());
+    }
+
+    #[test]
+    fn a_name_without_a_tag_is_its_latest() {
+        let node = node(None);
+        let models =
+            ["mistral:latest", "llama3:8b"].into_iter().map(|name| (name.to_string(), Value::Null)).collect();
+        node.learn(Learnt { models, loaded: BTreeMap::new(), known: true });
+        assert!(node.offers("mistral") && node.offers("mistral:latest") && node.offers("llama3:8b"));
+        assert!(!node.offers("llama3"), "llama3 is llama3:latest, which it lacks");
+        assert!(same_model("hf.co/org/model", "hf.co/org/model:latest") && !same_model("a:1b", "a:7b"));
     }
 }
