@@ -289,6 +289,48 @@ pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::Settings;
+
+    fn sent(question: &Question, prompt: &str) -> Value {
+        let settings = Settings {
+            temperature: 0.8,
+            max_tokens: 8,
+            top_p: 0.9,
+            top_k: 40,
+            repeat_penalty: 1.1,
+            stop: Vec::new(),
+            seed: None,
+        };
+        let generation =
+            Generation { model: "m", system: None, prompt, settings: &settings, question: Some(question) };
+        request(&generation, false).1
+    }
+
+    #[test]
+    fn what_a_dialect_asked_reaches_the_server() {
+        let mut question = Question::new(Family::Chat);
+        question.messages = vec![Message { role: "user".into(), content: "hi".into(), ..Message::default() }];
+        question.format = Some(serde_json::json!({"type": "object"}));
+        question.format_meta = Some(serde_json::json!({"name": "reply", "strict": true}));
+        question.tool_choice = Some(serde_json::json!("required"));
+        question.think = Some(serde_json::json!("high"));
+        let body = sent(&question, "hi");
+        assert_eq!(body["response_format"]["json_schema"]["name"], "reply");
+        assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+        assert_eq!(body["tool_choice"], "required");
+        assert_eq!(body["reasoning_effort"], "high");
+        question.think = Some(serde_json::json!(true));
+        assert_eq!(
+            sent(&question, "hi")["chat_template_kwargs"],
+            serde_json::json!({"enable_thinking": true})
+        );
+        let mut generate = Question::new(Family::Generate);
+        generate.prompt_parts.images = vec!["aGk=".into()];
+        let body = sent(&generate, "what is it");
+        let parts = &body["messages"][0]["content"];
+        assert_eq!(parts[0]["text"], "what is it");
+        assert_eq!(parts[1]["image_url"]["url"], "data:image/png;base64,aGk=", "{body}");
+    }
 
     #[test]
     fn a_tool_answer_in_ollamas_shape_names_the_call_it_answers() {
