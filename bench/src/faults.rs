@@ -157,6 +157,7 @@ const FAULTS: &[(&str, FaultFn)] = &[
     ("backend killed and back", backend_killed),
     ("backend hung", backend_hung),
     ("backend flapping", backend_flapping),
+    ("client mistakes and backend refusals", mistakes_and_refusals),
     ("slowloris", slowloris),
     ("idle-connection flood", idle_flood),
     ("slow-body flood", slow_bodies),
@@ -263,6 +264,33 @@ fn backend_flapping(binary: &Path, size: Size) -> anyhow::Result<FaultRow> {
             std::thread::sleep(Duration::from_millis(100));
         }
     })
+}
+
+/// Uncached Ollama chats, every fourth with an option of the wrong type
+/// (the gateway's to refuse), while the backend refuses some outright (a
+/// 400, as llama.cpp answers a prompt over the context): each refusal must
+/// reach the client as a 400 and cost at most the one backend call.
+fn mistakes_and_refusals(binary: &Path, size: Size) -> anyhow::Result<FaultRow> {
+    let ollama = FakeOllama::start(&[MODEL, "backup:1b"]);
+    let service = service(binary, &ollama, &[("FALLBACK_MODELS", "backup:1b".into())])?;
+    let load = Load::start(service.addr, 8, |n| {
+        let options = if n % 4 == 0 { json!({"temperature": "hot"}) } else { json!({"num_predict": 4}) };
+        let messages = json!([{"role": "user", "content": format!("uncached {n}")}]);
+        let body = json!({"model": MODEL, "stream": false, "options": options, "messages": messages});
+        ("POST", "/api/chat".into(), body)
+    });
+    let refusals = size.pick(20, 100);
+    std::thread::sleep(Duration::from_millis(300));
+    ollama.fail_next(refusals, Fault::Status(400));
+    std::thread::sleep(size.pick(Duration::from_secs(1), Duration::from_secs(3)));
+    let counts = load.finish();
+    let calls = ollama.chat_requests().len() as u64;
+    let notes = format!(
+        "failed = a quarter refused by the gateway (wrong option type, no backend call) and {refusals} refused by the backend (400 relayed, not 502); {calls} backend calls for {} answered + {refusals} refused: none retried or tried on a fallback",
+        counts.ok
+    );
+    anyhow::ensure!(calls == counts.ok + refusals as u64, "{notes}");
+    Ok(FaultRow { fault: "client mistakes and backend refusals".into(), counts, notes })
 }
 
 /// Opens `count` connections, each sending `first` and then nothing.
