@@ -273,3 +273,18 @@ fn a_comma_separated_url_list_is_a_pool_of_one_slot_nodes() {
     assert_eq!((m3.status, node_of(&m3)), (200, nodes.c.url().trim_start_matches("http://")));
     assert_eq!(generate(&Client::new(), &service, json!({"prompt": "one"})).status, 200, "OLLAMA_MODEL m1");
 }
+
+#[test]
+fn a_name_without_a_tag_reaches_the_node_that_lists_its_latest() {
+    let (plain, tagged) = (FakeOllama::start(&["m1"]), FakeOllama::start(&["mistral:latest"]));
+    let file = fresh_directory().with_extension("toml");
+    write_file(&file, &[node_entry("plain", &plain, 2), node_entry("tagged", &tagged, 2)]);
+    let service = start(&file, &[]);
+    for model in ["mistral", "mistral:latest"] {
+        let body = json!({"model": model, "stream": false, "messages": [{"role": "user", "content": model}]});
+        let reply = Client::new().send("POST", &service.url("/api/chat"), body.to_string().as_bytes());
+        assert_eq!(reply.status, 200, "{model}: {}", reply.body);
+    }
+    assert_eq!(tagged.chat_requests().len(), 2, "both spellings went to the node listing mistral:latest");
+    assert!(plain.chat_requests().is_empty());
+}

@@ -241,7 +241,7 @@ async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<
         }
         ("POST", "/api/show") => {
             let name = body["model"].as_str().unwrap_or_default();
-            if models.iter().any(|model| model == name) {
+            if lists(&models, name) {
                 // Ollama's shape (api/types.go ShowResponse), abridged.
                 Ok(json_reply(
                     200,
@@ -272,7 +272,7 @@ async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<
         }
         ("POST", "/api/embed" | "/api/embeddings") => {
             let name = body["model"].as_str().unwrap_or_default();
-            if !models.iter().any(|model| model == name) {
+            if !lists(&models, name) {
                 return Ok(json_reply(404, json!({"error": format!("model '{name}' not found")})));
             }
             if path == "/api/embeddings" {
@@ -337,7 +337,7 @@ async fn generate(
     }
     let stall = matches!(fault, Some(Fault::StallAfterFirstChunk));
     let model = body["model"].as_str().unwrap_or_default().to_string();
-    if !models.contains(&model) {
+    if !lists(&models, &model) {
         return Ok(json_reply(404, json!({"error": format!("model '{model}' not found")})));
     }
     let limit = body["options"]["num_predict"].as_u64().unwrap_or(128) as usize;
@@ -467,4 +467,9 @@ impl Body for ChannelBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
     }
+}
+/// Whether `models` holds `name` as Ollama reads names: without a tag, a
+/// name is its `:latest`.
+fn lists(models: &[String], name: &str) -> bool {
+    models.iter().any(|model| model == name || *model == format!("{name}:latest"))
 }
