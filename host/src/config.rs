@@ -196,6 +196,9 @@ pub struct ServerConfig {
     /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", value_name = "SHUTDOWN_GRACE_PERIOD", default_value_t = DEFAULT_SHUTDOWN_GRACE_S)]
     pub shutdown_grace_s: u64,
+    /// Origins (comma-separated, or *) whose pages may POST /model and /cache/clear; others are refused (403).
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_name = "CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub cors_allowed_origins: String,
 }
 
 /// An admin token, refused when shorter than [`MIN_ADMIN_TOKEN_CHARS`]
@@ -206,6 +209,13 @@ fn parse_admin_token(value: &str) -> Result<String, String> {
         return Err(format!(
             "an admin token needs at least {MIN_ADMIN_TOKEN_CHARS} characters, this one has {chars} (try: openssl rand -hex 24)"
         ));
+    }
+    // A token nobody can send in an Authorization header would start an
+    // admin API nobody can use.
+    if !value.chars().all(|char| char.is_ascii_graphic()) {
+        return Err(
+            "an admin token must be printable ASCII without spaces (try: openssl rand -hex 24)".into()
+        );
     }
     Ok(value.to_string())
 }
@@ -279,6 +289,8 @@ impl Config {
             // Read by the handler's Ollama dialect (not in the typed record,
             // which cannot grow a field without breaking older handlers).
             ("ALLOW_MODEL_MANAGEMENT".to_string(), self.backend.allow_model_management.to_string()),
+            // Read by the handler's cross-origin guard, likewise.
+            ("CORS_ALLOWED_ORIGINS".to_string(), self.server.cors_allowed_origins.clone()),
         ];
         environment.extend(self.generation.guest_environment());
         environment.extend(self.cache.guest_environment());
@@ -395,6 +407,13 @@ mod tests {
         assert!(with_file(dir.join("absent")).read_token_file().unwrap_err().contains("absent"));
         assert!(parse(&["--admin-token", "0123456789abcdef", "--admin-token-file", "x"]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_admin_token_nobody_could_send_is_refused() {
+        assert!(parse_admin_token(&" ".repeat(16)).unwrap_err().contains("printable"));
+        assert!(parse_admin_token("0123456789 abcdef").is_err());
+        assert!(parse_admin_token("0123456789abcdef").is_ok());
     }
 
     #[test]

@@ -189,6 +189,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 capabilities,
                 service: service.clone(),
                 max_component_bytes: config.admin.max_component_bytes,
+                lockout: Default::default(),
             });
             let listener = tokio::net::TcpListener::bind((config.admin.admin_bind, config.admin.admin_port))
                 .await

@@ -3,7 +3,9 @@
 //!
 //! In order: the client's own `X-Request-Id` (a retry with the same id
 //! lands where the first try did), the body's `conversation_id` (every
-//! turn of a chat stays together), else the connection. Each split hashes
+//! turn of a chat stays together), else the request's own id: each such
+//! request is picked afresh. (Not the connection: a proxy's few keep-alive
+//! connections would put all of its traffic on one side.) Each split hashes
 //! the key with a salt of its own, so a 20% canary and a 10% model split
 //! pick independent slices of traffic.
 
@@ -25,8 +27,8 @@ struct Conversation<'a> {
 
 impl RoutingKey {
     /// The key of a request with `client_request_id` (as the client sent
-    /// it, if it did), `body`, on `connection`.
-    pub fn of(client_request_id: Option<&str>, body: &[u8], connection: u64) -> Self {
+    /// it, if it did) and `body`, whose own id is `request_id`.
+    pub fn of(client_request_id: Option<&str>, body: &[u8], request_id: &str) -> Self {
         if let Some(id) = client_request_id {
             return Self(hash(&("request", id)));
         }
@@ -36,7 +38,7 @@ impl RoutingKey {
         {
             return Self(hash(&("conversation", &*id)));
         }
-        Self(hash(&("connection", connection)))
+        Self(hash(&("request", request_id)))
     }
 
     /// Its bucket (0..[`BUCKETS`]) for the split named `salt`.
@@ -59,22 +61,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_client_id_comes_first_then_the_conversation_then_the_connection() {
+    fn the_client_id_comes_first_then_the_conversation_then_the_request() {
         let body = br#"{"prompt": "hi", "conversation_id": "chat-7"}"#;
-        assert_eq!(RoutingKey::of(Some("r1"), body, 1), RoutingKey::of(Some("r1"), b"", 2));
+        assert_eq!(RoutingKey::of(Some("r1"), body, "a"), RoutingKey::of(Some("r1"), b"", "b"));
         assert_eq!(
-            RoutingKey::of(None, body, 1),
-            RoutingKey::of(None, body, 2),
-            "the connection is not used"
+            RoutingKey::of(None, body, "a"),
+            RoutingKey::of(None, body, "b"),
+            "the request's own id is not used"
         );
-        assert_ne!(RoutingKey::of(None, b"{}", 1), RoutingKey::of(None, b"{}", 2));
-        assert_eq!(RoutingKey::of(None, b"{\"conversation_id\": 5}", 1), RoutingKey::of(None, b"", 1));
+        assert_ne!(
+            RoutingKey::of(None, b"{}", "a"),
+            RoutingKey::of(None, b"{}", "b"),
+            "each request picked afresh"
+        );
+        assert_eq!(RoutingKey::of(None, b"{\"conversation_id\": 5}", "a"), RoutingKey::of(None, b"", "a"));
     }
 
     #[test]
     fn buckets_spread_evenly_and_salts_are_independent() {
         let keys: Vec<RoutingKey> =
-            (0..10_000u64).map(|connection| RoutingKey::of(None, b"", connection)).collect();
+            (0..10_000u64).map(|request| RoutingKey::of(None, b"", &request.to_string())).collect();
         let under = |salt: &str| keys.iter().filter(|key| key.bucket(salt) < BUCKETS / 5).count();
         let (canary, split) = (under("canary"), under("model"));
         assert!((1_800..2_200).contains(&canary), "{canary} of 10,000 under 20%");

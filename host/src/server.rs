@@ -59,7 +59,6 @@ pub const READINESS_PATH: &str = "/readyz";
 /// One client connection.
 struct Connection {
     slot: InstanceSlot,
-    id: u64,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -103,10 +102,9 @@ impl Service {
         }
     }
 
-    /// A new connection: where it keeps its instance between requests, and
-    /// its id (the routing key of requests that bring none of their own).
+    /// A new connection: where it keeps its instance between requests.
     fn connection(&self) -> Connection {
-        Connection { slot: InstanceSlot::new(self.idle.clone()), id: fastrand::u64(..) }
+        Connection { slot: InstanceSlot::new(self.idle.clone()) }
     }
 
     async fn handle(
@@ -201,7 +199,7 @@ impl Service {
         connection: &Connection,
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
-        let routing_key = RoutingKey::of(client_request_id(request.headers()), request.body(), connection.id);
+        let routing_key = RoutingKey::of(client_request_id(request.headers()), request.body(), &request_id);
         // The version is picked once and held to the end of the request.
         let version = self.versions.pick(routing_key);
         let tag = HeaderValue::from_str(version.tag()).ok();

@@ -255,6 +255,11 @@ fn a_node_added_to_the_file_is_routed_to_without_a_restart() {
     service
         .wait_for_log(WAIT, |line| line["message"] == "BACKENDS_FILE refused; the nodes stay as they were");
     assert_eq!(ask_m3().status, 200, "a refused file changes nothing");
+    std::fs::remove_file(&file).unwrap();
+    service.wait_for_log(WAIT, |line| {
+        line["message"] == "BACKENDS_FILE cannot be read; the nodes stay as they were"
+    });
+    assert_eq!(ask_m3().status, 200, "a deleted file changes nothing either, and says so");
 }
 
 #[test]

@@ -123,3 +123,37 @@ fn over_an_openai_compatible_backend_nothing_is_dropped_in_silence() {
     let ps = Client::new().get(&service.url("/api/ps")).json();
     assert_eq!(ps["models"][0]["name"], SMALL_MODEL_NAME, "its one model is loaded: {ps}");
 }
+
+#[test]
+fn numbers_differing_past_the_sixth_decimal_and_bad_types_are_not_one_answer() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service_over(&ollama);
+    let chat = |temperature: f64| {
+        let body = json!({"model": MODEL, "stream": false, "options": {"temperature": temperature},
+            "messages": [{"role": "user", "content": "seven decimals"}]});
+        post(&service, "/api/chat", &body).header("x-cache").map(str::to_string)
+    };
+    assert_eq!(chat(0.1234561).as_deref(), Some("MISS"));
+    assert_eq!(chat(0.1234564).as_deref(), Some("MISS"), "another number, another answer");
+    assert_eq!(chat(0.1234561).as_deref(), Some("HIT"));
+    let generate = |temperature: f64| {
+        let body = json!({"prompt": "seven decimals", "settings": {"temperature": temperature}});
+        post(&service, "/generate", &body).json()["cache_hit"].clone()
+    };
+    assert_eq!(
+        (generate(0.1234561), generate(0.1234564)),
+        (json!(false), json!(false)),
+        "the seed's key too"
+    );
+    // Types the OpenAI dialect used to wave through, and an unbounded model name.
+    let user = json!([{"role": "user", "content": "x"}]);
+    for (body, field) in [
+        (json!({"model": MODEL, "messages": user, "stream": "yes"}), "stream"),
+        (json!({"model": MODEL, "messages": user, "tools": "x"}), "tools"),
+        (json!({"model": "m".repeat(300), "messages": user}), "model"),
+    ] {
+        let refused = post(&service, "/v1/chat/completions", &body);
+        assert_eq!(refused.status, 400, "{field}: {}", refused.body);
+        assert_eq!(refused.json()["error"]["param"], field);
+    }
+}

@@ -33,6 +33,17 @@ fn tag(reply: &Reply) -> String {
     reply.header("x-handler-version").expect("X-Handler-Version").to_string()
 }
 
+/// Starts a canary of the built-in handler (a variant labelled `label`) at
+/// `percent`; its version tag.
+fn start_canary(service: &Service, label: &str, percent: u32) -> String {
+    let candidate = component_variant(HANDLER, &fresh_directory(), label);
+    let path = format!("/components/handler/canary?percent={percent}");
+    let started = admin(service, "PUT", &path, &std::fs::read(candidate).unwrap());
+    assert_eq!(started.status, 200, "{}", started.body);
+    assert_eq!(started.json()["percent"], percent);
+    started.json()["sha256"].as_str().unwrap()[..12].to_string()
+}
+
 fn health_with_id(client: &Client, service: &Service, id: &str) -> Reply {
     client.send_with_headers("GET", &service.url("/health"), &[("x-request-id", id)], b"")
 }
@@ -52,12 +63,7 @@ fn a_twenty_percent_canary_serves_about_a_fifth_and_one_request_id_one_version()
     let service = service(&ollama, &[]);
     let client = Client::new();
     let stable = tag(&client.get(&service.url("/health")));
-    let candidate = component_variant(HANDLER, &fresh_directory(), "canary");
-    let started =
-        admin(&service, "PUT", "/components/handler/canary?percent=20", &std::fs::read(candidate).unwrap());
-    assert_eq!(started.status, 200, "{}", started.body);
-    let canary = started.json()["sha256"].as_str().unwrap()[..12].to_string();
-    assert_eq!(started.json()["percent"], 20);
+    let canary = start_canary(&service, "canary", 20);
 
     let mut served: HashMap<String, usize> = HashMap::new();
     for index in 0..1_000 {
@@ -283,4 +289,28 @@ fn empty_answers_turn_health_quality_degraded_and_recovery_turns_it_ok() {
     assert_eq!(validated["quality"], "ok", "{validated}");
     assert_eq!(validated["checks"]["within_max_tokens"], true);
     assert_eq!(client.send("POST", &service.url("/validate-model"), br#"{"max_tokens": 0}"#).status, 400);
+}
+
+#[test]
+fn a_ten_percent_canary_behind_keep_alive_connections_gets_its_share() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    let service = service(&ollama, &[]);
+    let canary = start_canary(&service, "keep-alive", 10);
+    // 16 clients, each on its own keep-alive connection, sending neither
+    // X-Request-Id nor conversation_id (as the shipped nginx profile does).
+    let url = service.url("/health");
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, canary) = (url.clone(), canary.clone());
+            std::thread::spawn(move || {
+                let client = Client::new();
+                (0..125).filter(|_| tag(&client.get(&url)) == canary).count()
+            })
+        })
+        .collect();
+    let on_canary: usize = clients.into_iter().map(|client| client.join().unwrap()).sum();
+    assert!(
+        (160..=240).contains(&on_canary),
+        "the canary served {on_canary} of 2000 (10% ± 2 is 160 to 240)"
+    );
 }

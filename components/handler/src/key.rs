@@ -91,9 +91,10 @@ pub fn prompt_hash(prompt: &str) -> String {
     hex::encode(Sha256::digest(prompt.as_bytes()))
 }
 
-/// `1`, `1.0` and `1.00` are one number: render every float the same way.
+/// `1`, `1.0` and `1.00` are one number: render every float the same way
+/// ([`crate::question::number_text`]: exact past six decimals).
 fn canonical_number(number: f64) -> String {
-    format!("{number:.6}")
+    crate::question::number_text(number)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod backend;
 mod batch;
 mod cache_clear;
 mod config;
+mod cross_origin;
 mod dialect;
 mod error;
 mod generate;
@@ -109,6 +110,14 @@ fn route(request: &Request) -> Reply {
     let Some(route) = exact.or_else(prefixed) else {
         return Response::error(404, &format!("no such endpoint: {}", request.path())).into();
     };
+    if request.method() == "OPTIONS" {
+        // What HAProxy's default check sends (`OPTIONS /`): say what the path takes.
+        let allow = format!("{}, OPTIONS", route.methods.join(", "));
+        return Response::new(204, "text/plain", Vec::new()).with_header("allow", &allow).into();
+    }
+    if let Some(refusal) = cross_origin::refusal(request) {
+        return refusal.into();
+    }
     if !route.methods.contains(&request.method()) {
         let allow = route.methods.join(", ");
         let message = format!("{} does not accept {}; allowed: {allow}", route.path, request.method());

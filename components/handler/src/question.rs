@@ -197,9 +197,18 @@ impl Question {
 fn canonical_number(value: &Value) -> Value {
     match value.as_f64() {
         Some(number) if number.fract() == 0.0 && number.abs() < 9.0e15 => json!(number as i64),
-        Some(number) if value.is_f64() => json!(format!("{number:.6}")),
+        Some(number) if value.is_f64() => json!(number_text(number)),
         _ => value.clone(),
     }
+}
+
+/// A fraction as a key holds it: with six decimals, as keys always have
+/// (so the keys of answers already cached stay), unless six lose some of
+/// it; then exactly, as the backend receives it (0.1234561 and 0.1234564
+/// are two numbers, two answers).
+pub fn number_text(number: f64) -> String {
+    let six = format!("{number:.6}");
+    if six.parse::<f64>() == Ok(number) { six } else { format!("{number}") }
 }
 
 #[cfg(test)]
@@ -227,6 +236,13 @@ mod tests {
         assert_eq!(integer.canonical(), float.canonical());
         float.options.insert("temperature".into(), json!(1.5));
         assert_ne!(integer.canonical(), float.canonical());
+    }
+
+    #[test]
+    fn numbers_differing_past_the_sixth_decimal_are_two_numbers() {
+        assert_eq!(number_text(0.7), "0.700000", "the keys already cached stay");
+        assert_ne!(number_text(0.1234561), number_text(0.1234564));
+        assert_eq!(number_text(0.1234561), "0.1234561");
     }
 
     #[test]

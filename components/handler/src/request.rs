@@ -19,6 +19,8 @@ const MAX_CACHE_TTL_S: u64 = 31_536_000;
 pub const MAX_CHARACTER_CHARS: usize = 128;
 /// Longest `conversation_id` and `model`.
 const MAX_ID_CHARS: usize = 256;
+/// The longest model name a request may give (`/generate`'s and the dialects').
+pub const MAX_MODEL_CHARS: usize = MAX_ID_CHARS;
 
 /// What is sent to the model for a request: the client's prompt and
 /// settings, or what its character's plugin made of them.
@@ -122,8 +124,8 @@ impl GenerateRequest {
             Some(Value::Object(overrides)) => settings.merge(overrides, &field("settings"))?,
             Some(_) => return Err(ApiError::invalid(&field("settings"), "settings must be an object")),
         }
-        let requested =
-            bounded_string(object, "model", prefix, MAX_ID_CHARS)?.filter(|model| !model.trim().is_empty());
+        let requested = bounded_string(object, "model", prefix, MAX_MODEL_CHARS)?
+            .filter(|model| !model.trim().is_empty());
         let models = models_to_try(requested.unwrap_or_else(current_model), config);
         Ok(Self {
             prompt,

@@ -91,6 +91,11 @@ impl Request {
             .and_then(|(_, value)| std::str::from_utf8(value).ok())
     }
 
+    /// The authority the client asked for (`Host`: `host:port`), if any.
+    pub fn authority(&self) -> Option<String> {
+        self.incoming.authority()
+    }
+
     /// The body bytes.
     pub fn body(&self) -> &[u8] {
         &self.body

@@ -1,7 +1,8 @@
 //! The operator API, on its own listener (ADMIN_BIND:ADMIN_PORT, loopback by
 //! default), off unless ADMIN_TOKEN is set. Every call needs
 //! `Authorization: Bearer $ADMIN_TOKEN` (401 otherwise), except the
-//! console's page and assets ([`console`]), which hold no data.
+//! console's page and assets ([`console`]), which hold no data. Wrong
+//! tokens are counted per address ([`lockout`]): past the limit, 429.
 //!
 //! - `PUT /components/handler` (body: the .wasm): through the
 //!   [`HandlerInstaller`] → `{version, sha256, compile_ms,
@@ -24,9 +25,11 @@
 
 mod console;
 mod describe;
+mod lockout;
 mod rollout;
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -62,16 +65,32 @@ pub struct AdminApi {
     pub service: Arc<Service>,
     /// Largest upload accepted.
     pub max_component_bytes: u64,
+    /// Wrong tokens by peer.
+    pub lockout: lockout::Lockout,
 }
 
 impl AdminApi {
-    async fn handle(&self, request: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
+    async fn handle(
+        &self,
+        request: hyper::Request<Incoming>,
+        peer: IpAddr,
+    ) -> hyper::Response<HyperOutgoingBody> {
         if matches!(*request.method(), Method::GET | Method::HEAD)
             && let Some(page) = console::asset(request.uri().path())
         {
             return page;
         }
+        if self.lockout.locked(peer) {
+            let mut response = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong tokens from this address; wait and try again",
+            );
+            let retry = HeaderValue::from(lockout::WINDOW.as_secs());
+            response.headers_mut().insert(header::RETRY_AFTER, retry);
+            return response;
+        }
         if !self.authorized(&request) {
+            self.lockout.failed(peer);
             let mut response = json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
@@ -221,7 +240,9 @@ impl AdminApi {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|value| value.split_once(' '))
+            // The scheme is case-insensitive (RFC 9110 11.1): `bearer` too.
+            .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()))
         else {
             return false;
         };
@@ -236,11 +257,11 @@ impl AdminApi {
         shutdown: impl Future<Output = ()>,
     ) {
         let builder = limits.http1();
-        accept_loop("admin", listener, limits, shutdown, |stream, _peer, permit| {
+        accept_loop("admin", listener, limits, shutdown, |stream, peer, permit| {
             let api = self.clone();
             let service = hyper::service::service_fn(move |request| {
                 let api = api.clone();
-                async move { Ok::<_, Infallible>(api.handle(request).await) }
+                async move { Ok::<_, Infallible>(api.handle(request, peer.ip()).await) }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::spawn(async move {

@@ -132,12 +132,13 @@ mod tests {
     #[test]
     fn picks_follow_the_weights_and_a_key_always_gets_the_same_model() {
         let split = ModelSplit::parse("a=75,b=25,c=0").unwrap();
-        let picks: Vec<&str> =
-            (0..4_000u64).map(|connection| split.pick(RoutingKey::of(None, b"", connection))).collect();
+        let picks: Vec<&str> = (0..4_000u64)
+            .map(|connection| split.pick(RoutingKey::of(None, b"", &connection.to_string())))
+            .collect();
         let share = |model: &str| picks.iter().filter(|pick| **pick == model).count();
         assert!((2_800..3_200).contains(&share("a")), "{}", share("a"));
         assert_eq!(share("c"), 0, "weight 0 gets nothing");
-        let key = RoutingKey::of(Some("conversation-1"), b"", 0);
+        let key = RoutingKey::of(Some("conversation-1"), b"", "");
         assert!((0..10).all(|_| split.pick(key) == split.pick(key)));
     }
 }

@@ -118,7 +118,7 @@ impl HandlerInstaller {
 fn smoke_ticket() -> Ticket {
     Ticket {
         request_id: Arc::from("smoke-check"),
-        routing_key: RoutingKey::of(None, b"", 0),
+        routing_key: RoutingKey::of(None, b"", "installer"),
         timeout: SMOKE_DEADLINE,
         served_by: Default::default(),
         edge: None,

@@ -29,7 +29,7 @@ use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
 use super::anthropic_frames::{MessagesFraming, error_response};
-use super::{function_tool, generation_request, object_body, serve_read, string_field};
+use super::{bool_field, function_tool, generation_request, object_body, serve_read, string_field};
 use crate::backend::Kind;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -46,7 +46,7 @@ pub fn messages(request: &Request) -> Reply {
     let started = Instant::now();
     let read = object_body(request).and_then(|body| {
         let (question, prompt) = question(&body, true)?;
-        let stream = matches!(body.get("stream"), Some(Value::Bool(true)));
+        let stream = bool_field(&body, "stream")?.unwrap_or(false);
         let generation = generation_request(request, &body, question, prompt, stream)?;
         let framing = MessagesFraming::new(generation.primary_model());
         Ok((generation, framing))

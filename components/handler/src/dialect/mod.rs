@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::question::Question;
 use crate::report;
-use crate::request::{GenerateRequest, MAX_CHARACTER_CHARS, models_to_try};
+use crate::request::{GenerateRequest, MAX_CHARACTER_CHARS, MAX_MODEL_CHARS, models_to_try};
 use crate::serve::{self, Framing};
 use crate::stamp::Stamp;
 
@@ -113,6 +113,15 @@ pub fn generation_request(
 ) -> Result<GenerateRequest, ApiError> {
     let config = Config::get();
     let model = string_field(body, "model")?;
+    if let Some(model) = &model
+        && model.chars().count() > MAX_MODEL_CHARS
+    {
+        let chars = model.chars().count();
+        return Err(ApiError::invalid(
+            "model",
+            format!("the model name has {chars} characters; the limit is {MAX_MODEL_CHARS}"),
+        ));
+    }
     let character = match request.header("x-character") {
         Some(character) => Some(character.to_string()),
         None => string_field(body, "character_name")?,

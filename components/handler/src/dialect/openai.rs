@@ -39,8 +39,12 @@ fn question(body: &Map<String, Value>) -> Result<(Question, String), ApiError> {
     }
     question.options = sampling_options(body)?;
     read_response_format(body, &mut question)?;
-    question.tools =
-        body.get("tools").filter(|tools| tools.as_array().is_some_and(|tools| !tools.is_empty())).cloned();
+    question.tools = match body.get("tools") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(tools)) if tools.is_empty() => None,
+        Some(tools @ Value::Array(_)) => Some(tools.clone()),
+        Some(_) => return Err(ApiError::invalid("tools", "tools must be a list of functions")),
+    };
     apply_tool_choice(body, &mut question)?;
     question.think = effort_as_think(body.get("reasoning_effort"), "reasoning_effort")?;
     refuse_unsupported(body)?;

@@ -13,7 +13,7 @@ use std::time::Instant;
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
-use super::{generation_request, object_body, serve_read};
+use super::{bool_field, generation_request, object_body, serve_read};
 use crate::backend::Kind;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -278,7 +278,7 @@ pub fn answer<F: Framing>(
 ) -> Reply {
     let started = Instant::now();
     let read = object_body(request).and_then(|body| {
-        let stream = matches!(body.get("stream"), Some(Value::Bool(true)));
+        let stream = bool_field(&body, "stream")?.unwrap_or(false);
         let include_usage = body.get("stream_options").and_then(|options| options.get("include_usage"))
             == Some(&Value::Bool(true));
         let (question, prompt) = question(&body)?;

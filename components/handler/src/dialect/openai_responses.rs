@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 use super::openai_params::{effort_as_think, error_response, sampling_options};
 use super::openai_responses_frames::{Echo, ResponsesFraming};
-use super::{function_tool, generation_request, object_body, serve_read};
+use super::{bool_field, function_tool, generation_request, object_body, serve_read};
 use crate::error::ApiError;
 use crate::question::{Family, Message, Question};
 
@@ -34,7 +34,7 @@ pub fn responses(request: &Request) -> Reply {
     let read = object_body(request).and_then(|body| {
         refuse_state(&body)?;
         let (question, prompt) = question(&body)?;
-        let stream = matches!(body.get("stream"), Some(Value::Bool(true)));
+        let stream = bool_field(&body, "stream")?.unwrap_or(false);
         let echo = Echo::of(&body, &question);
         let generation = generation_request(request, &body, question, prompt, stream)?;
         let framing = ResponsesFraming::new(generation.primary_model(), echo);

@@ -9,6 +9,9 @@ use clap::Args;
 pub const DEFAULT_CACHE_TTL_S: u64 = 3600;
 /// The seed's bound on cached entries in process.
 pub const DEFAULT_CACHE_MAX_SIZE: u64 = 1000;
+/// The in-process tier's bound in bytes: with the edge tier's 64 MiB and
+/// the runtime, well inside the shipped 1 GiB memory limit.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// A generated answer is a few KiB; this keeps one runaway value from
 /// filling the cache.
 pub const DEFAULT_CACHE_MAX_VALUE_BYTES: u64 = 1024 * 1024;
@@ -33,6 +36,9 @@ pub struct CacheConfig {
     /// Entries kept in the in-process cache (least recently used go first); 0 turns it off.
     #[arg(long, env = "CACHE_MAX_SIZE", value_name = "CACHE_MAX_SIZE", default_value_t = DEFAULT_CACHE_MAX_SIZE)]
     pub cache_max_size: u64,
+    /// Bytes (keys and values) the in-process cache holds at most; 0 turns it off.
+    #[arg(long, env = "CACHE_MAX_BYTES", value_name = "CACHE_MAX_BYTES", default_value_t = DEFAULT_CACHE_MAX_BYTES)]
+    pub cache_max_bytes: u64,
     /// Seconds past its TTL an answer is kept and served (marked stale) when the backend fails; 0 = off.
     #[arg(long, env = "STALE_IF_ERROR", value_name = "STALE_IF_ERROR", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=31_536_000))]

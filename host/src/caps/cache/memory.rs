@@ -1,6 +1,10 @@
-//! The in-process tier: at most CACHE_MAX_SIZE entries, least recently used
-//! evicted first (moka with its LRU policy), each expiring at its own TTL.
-//! Never fails.
+//! The in-process tier: at most CACHE_MAX_SIZE entries and CACHE_MAX_BYTES
+//! bytes (keys and values), least recently used evicted first (moka with
+//! its LRU policy), each expiring at its own TTL. Never fails.
+//!
+//! One moka bound holds both: an entry weighs its bytes, and at least the
+//! byte bound's share of one entry (`max_bytes / max_entries`), so neither
+//! many small answers nor a few large ones pass their bound.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,22 +41,36 @@ impl Expiry<String, Arc<MemoryEntry>> for ExpireAtEntryDeadline {
     }
 }
 
-/// The in-process tier; `capacity` 0 makes every call a no-op.
+/// The in-process tier; a bound of 0 makes every call a no-op.
 pub struct MemoryTier {
     entries: Option<Cache<String, Arc<MemoryEntry>>>,
 }
 
 impl MemoryTier {
-    /// A tier holding at most `capacity` entries.
-    pub fn new(capacity: u64) -> Self {
-        let entries = (capacity > 0).then(|| {
+    /// A tier holding at most `max_entries` entries of `max_bytes` bytes in all.
+    pub fn new(max_entries: u64, max_bytes: u64) -> Self {
+        let entries = (max_entries > 0 && max_bytes > 0).then(|| {
+            // Rounded down, so max_entries small entries fit exactly.
+            let least = u32::try_from((max_bytes / max_entries).max(1)).unwrap_or(u32::MAX);
             Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(max_bytes)
+                .weigher(move |key: &String, entry: &Arc<MemoryEntry>| {
+                    let bytes = u32::try_from(key.len() + entry.value.len()).unwrap_or(u32::MAX);
+                    bytes.max(least)
+                })
                 .eviction_policy(EvictionPolicy::lru())
                 .expire_after(ExpireAtEntryDeadline)
                 .build()
         });
         Self { entries }
+    }
+
+    /// The entries' weight now: at least their bytes.
+    pub fn weighed_bytes(&self) -> u64 {
+        self.entries.as_ref().map_or(0, |entries| {
+            entries.run_pending_tasks();
+            entries.weighted_size()
+        })
     }
 
     /// The live entry under `key`.
@@ -109,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_capacity_bound_holds_and_the_least_recently_used_go_first() {
-        let tier = MemoryTier::new(10);
+        let tier = MemoryTier::new(10, 1 << 20);
         for index in 0..50 {
             tier.set(&format!("k{index}"), Bytes::from_static(b"v"), later(60));
             assert!(tier.len() <= 10, "{} entries", tier.len());
@@ -119,15 +137,27 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_holds_for_large_answers() {
+        let tier = MemoryTier::new(1_000, 20_000_000);
+        let answer = Bytes::from(vec![b'x'; 900_000]);
+        for index in 0..100 {
+            tier.set(&format!("k{index}"), answer.clone(), later(60));
+            assert!(tier.weighed_bytes() <= 20_000_000, "{} bytes", tier.weighed_bytes());
+        }
+        assert!((15..=22).contains(&tier.len()), "about 20 MB of 0.9 MB answers: {}", tier.len());
+        assert!(tier.get("k99").is_some(), "the newest stays");
+    }
+
+    #[test]
     fn an_expired_entry_is_never_served() {
-        let tier = MemoryTier::new(10);
+        let tier = MemoryTier::new(10, 1 << 20);
         tier.set("k", Bytes::from_static(b"v"), Instant::now());
         assert!(tier.get("k").is_none());
     }
 
     #[test]
     fn clear_removes_only_matching_keys() {
-        let tier = MemoryTier::new(10);
+        let tier = MemoryTier::new(10, 1 << 20);
         tier.set("llm_response:a:peter:x", Bytes::from_static(b"1"), later(60));
         tier.set("llm_response:b:lois:x", Bytes::from_static(b"2"), later(60));
         assert_eq!(tier.clear(|key| key.contains(":peter:")), 1);
@@ -136,7 +166,7 @@ mod tests {
 
     #[test]
     fn zero_capacity_turns_the_tier_off() {
-        let tier = MemoryTier::new(0);
+        let tier = MemoryTier::new(0, 1 << 20);
         tier.set("k", Bytes::from_static(b"v"), later(60));
         assert!(tier.get("k").is_none());
     }

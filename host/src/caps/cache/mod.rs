@@ -144,7 +144,7 @@ impl ResponseCache {
             (None, None) => Arc::new(NoSharedTier),
         };
         Ok(Self {
-            memory: MemoryTier::new(config.cache_max_size),
+            memory: MemoryTier::new(config.cache_max_size, config.cache_max_bytes),
             shared,
             flights: Arc::default(),
             max_value_bytes: config.cache_max_value_bytes,

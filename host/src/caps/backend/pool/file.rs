@@ -65,10 +65,23 @@ impl Drop for FileWatch {
 pub fn watch(path: PathBuf, seen: String, pool: Arc<Pool>) -> FileWatch {
     FileWatch(tokio::spawn(async move {
         let mut seen = seen;
+        let mut unreadable = false;
         let mut ticks = tokio::time::interval(CHECK_EVERY);
         loop {
             ticks.tick().await;
-            let Ok(text) = tokio::fs::read_to_string(&path).await else { continue };
+            let text = match tokio::fs::read_to_string(&path).await {
+                Ok(text) => text,
+                // Said once per spell (a file being replaced is gone for a
+                // moment; a deleted one stays gone), and the nodes stay.
+                Err(error) => {
+                    if !unreadable {
+                        tracing::warn!(cap = "backend", file = %path.display(), %error, "BACKENDS_FILE cannot be read; the nodes stay as they were");
+                    }
+                    unreadable = true;
+                    continue;
+                }
+            };
+            unreadable = false;
             if text == seen {
                 continue;
             }

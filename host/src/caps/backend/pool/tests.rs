@@ -29,7 +29,7 @@ fn pool(slots: u32, max_queued: u32) -> Arc<Pool> {
 }
 
 fn key(n: u64) -> RoutingKey {
-    RoutingKey::of(None, b"", n)
+    RoutingKey::of(None, b"", &n.to_string())
 }
 
 fn far() -> Instant {
