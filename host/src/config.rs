@@ -131,9 +131,19 @@ pub struct AdminConfig {
     /// Directory of compiled components, keyed by sha256 (default: $XDG_CACHE_HOME or ~/.cache, /llm-service/compiled).
     #[arg(long, env = "COMPILED_CACHE_DIR", value_name = "COMPILED_CACHE_DIR")]
     pub compiled_cache_dir: Option<PathBuf>,
+    /// A file holding the key (32 bytes or more) that seals handlers and plugins shared through the store; unset, none are shared.
+    #[arg(long, env = "FLEET_SIGNING_KEY_FILE", value_name = "FLEET_SIGNING_KEY_FILE")]
+    pub fleet_signing_key_file: Option<PathBuf>,
 }
 
 impl AdminConfig {
+    /// The seal of handlers and plugins shared through the store, from
+    /// FLEET_SIGNING_KEY_FILE; `None` without one.
+    pub fn fleet_seal(&self) -> Result<Option<std::sync::Arc<crate::fleet_seal::FleetSeal>>, String> {
+        let Some(path) = &self.fleet_signing_key_file else { return Ok(None) };
+        crate::fleet_seal::FleetSeal::from_file(path).map(|seal| Some(std::sync::Arc::new(seal)))
+    }
+
     /// Reads ADMIN_TOKEN_FILE, if set, into `admin_token`, with the same
     /// rule as ADMIN_TOKEN. One trailing newline (as `echo` writes) is not
     /// part of the token.

@@ -6,8 +6,9 @@
 //! - a model switch, so every replica's /health says the same model within
 //!   a second;
 //! - a handler pushed through an admin API, installed here through this
-//!   replica's own checks (a component this replica refuses is logged and
-//!   the replica keeps its version, which `GET /components` then shows);
+//!   replica's own checks once its seal verifies ([`crate::fleet_seal`]; a
+//!   component this replica refuses is logged and the replica keeps its
+//!   version, which `GET /components` then shows);
 //! - a plugin pushed or unloaded through an admin API, likewise;
 //! - a cache clear, so no replica keeps serving a cleared answer from its
 //!   process tier.
@@ -24,6 +25,7 @@ use crate::caps::cache::ResponseCache;
 use crate::caps::cache::events::FleetEvent;
 use crate::caps::plugins::PromptPlugins;
 use crate::caps::telemetry::Telemetry;
+use crate::fleet_seal::FleetSeal;
 use crate::guest::compiled::sha256_hex;
 use crate::runtime::installer::HandlerInstaller;
 
@@ -52,12 +54,23 @@ pub struct Fleet {
     pub installer: Arc<HandlerInstaller>,
     /// The prompt plugins, loaded through this replica's checks.
     pub plugins: Arc<PromptPlugins>,
+    /// Opens what the store holds; `None`, components are not taken from it.
+    pub seal: Option<Arc<FleetSeal>>,
+    /// The last sealed value refused (its sha256), so a flood of forged
+    /// events logs once per value.
+    pub refused: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Starts following the fleet, if there is a shared store.
 pub fn start(fleet: Fleet) -> Option<FleetSync> {
     if !fleet.cache.shares() {
         return None;
+    }
+    if fleet.seal.is_none() {
+        tracing::warn!(
+            cap = "fleet",
+            "handlers and plugins are not shared through the store: FLEET_SIGNING_KEY_FILE is not set (models and clears still are)"
+        );
     }
     Some(FleetSync(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(POLL_EVERY);
@@ -99,11 +112,18 @@ impl Fleet {
         {
             self.telemetry.adopt_model(&model);
         }
-        if let Some(bytes) = handler {
-            self.install(bytes, "the fleet's handler at start").await;
+        if let Some((origin, bytes)) = handler.and_then(|sealed| self.open(&sealed)) {
+            self.install(bytes, &format!("the fleet's handler at start, pushed to replica {origin}")).await;
         }
-        for (name, bytes) in plugins {
-            self.load_plugin(&name, bytes, "the fleet's plugin at start").await;
+        for (name, sealed) in plugins {
+            if let Some((origin, bytes)) = self.open(&sealed) {
+                self.load_plugin(
+                    &name,
+                    bytes,
+                    &format!("the fleet's plugin at start, pushed to replica {origin}"),
+                )
+                .await;
+            }
         }
         Some(last)
     }
@@ -114,14 +134,20 @@ impl Fleet {
                 tracing::info!(cap = "fleet", %origin, %model, "another replica switched the model");
                 self.telemetry.adopt_model(&model);
             }
-            FleetEvent::Handler { origin, sha256 } => {
-                tracing::info!(cap = "fleet", %origin, %sha256, "another replica was given a handler");
-                if let Ok(Some(bytes)) = self.cache.fleet_handler().await {
+            // Where a component came from is what its verified seal says,
+            // not what the event claims.
+            FleetEvent::Handler { sha256, .. } => {
+                if let Ok(Some(sealed)) = self.cache.fleet_handler().await
+                    && let Some((origin, bytes)) = self.open(&sealed)
+                {
+                    tracing::info!(cap = "fleet", %origin, %sha256, "another replica was given a handler");
                     self.install(bytes, &format!("pushed to replica {origin}")).await;
                 }
             }
-            FleetEvent::Plugin { origin, name } => {
-                if let Ok(Some(bytes)) = self.cache.fleet_plugin(&name).await {
+            FleetEvent::Plugin { name, .. } => {
+                if let Ok(Some(sealed)) = self.cache.fleet_plugin(&name).await
+                    && let Some((origin, bytes)) = self.open(&sealed)
+                {
                     self.load_plugin(&name, bytes, &format!("pushed to replica {origin}")).await;
                 }
             }
@@ -133,6 +159,25 @@ impl Fleet {
             FleetEvent::Clear { origin, prefix, containing } => {
                 let removed = self.cache.clear_local(&prefix, containing.as_deref());
                 tracing::info!(cap = "fleet", %origin, removed, "another replica cleared the cache");
+            }
+        }
+    }
+
+    /// The replica a sealed value from the store was pushed to, and its
+    /// bytes, if this replica has the key and the seal verifies; a refusal
+    /// is logged once per value.
+    fn open(&self, sealed: &[u8]) -> Option<(String, Vec<u8>)> {
+        let seal = self.seal.as_ref()?;
+        match seal.open(sealed) {
+            Ok(opened) => Some(opened),
+            Err(why) => {
+                let sha256 = sha256_hex(sealed);
+                let mut refused = self.refused.lock().unwrap_or_else(|poison| poison.into_inner());
+                if refused.as_deref() != Some(sha256.as_str()) {
+                    tracing::warn!(cap = "fleet", %sha256, reason = %why, "refused a component from the store: not installed");
+                    *refused = Some(sha256);
+                }
+                None
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod fleet;
+pub mod fleet_seal;
 pub mod guest;
 pub mod handler_settings;
 pub mod listener;

@@ -60,6 +60,7 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let quality_checks = config.rollout.quality_checks().map_err(anyhow::Error::msg)?;
+    let seal = config.admin.fleet_seal().map_err(anyhow::Error::msg)?;
     // A slot per admitted request, plus the instances kept idle for reuse.
     let engine = build_engine(EngineLimits {
         max_instances: config.server.max_in_flight.saturating_add(reuse::MAX_IDLE as u32),
@@ -177,6 +178,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         telemetry: capabilities.telemetry.clone(),
         installer: installer.clone(),
         plugins: plugins.clone(),
+        seal: seal.clone(),
+        refused: Default::default(),
     });
     let _quality = quality_checks.map(|(probes, interval)| {
         quality::start(service.clone(), capabilities.telemetry.clone(), probes, interval)
@@ -190,6 +193,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 service: service.clone(),
                 max_component_bytes: config.admin.max_component_bytes,
                 lockout: Default::default(),
+                seal,
             });
             let listener = tokio::net::TcpListener::bind((config.admin.admin_bind, config.admin.admin_port))
                 .await

@@ -23,6 +23,13 @@ fn replica_with(ollama: &FakeOllama, cluster: &RedisCluster, extra: &[(&str, &st
         .start()
 }
 
+/// A file holding a fleet signing key: `key` repeated to 64 bytes.
+fn fleet_key(key: &str) -> String {
+    let path = fresh_directory().with_extension("key");
+    std::fs::write(&path, key.repeat(64).get(..64).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// A replica whose every hit comes from the cluster (the process tier
 /// would hide it).
 fn replica(ollama: &FakeOllama, cluster: &RedisCluster) -> Service {
@@ -140,7 +147,9 @@ fn a_handler_pushed_to_one_replica_serves_on_every_replica_and_on_later_ones() {
     const TOKEN: &str = "let-me-in-fleet-tests";
     let cluster = RedisCluster::start();
     let ollama = FakeOllama::start(&[MODEL]);
-    let start = || replica_with(&ollama, &cluster, &[("ADMIN_TOKEN", TOKEN)]);
+    let key = fleet_key("fleet");
+    let start =
+        || replica_with(&ollama, &cluster, &[("ADMIN_TOKEN", TOKEN), ("FLEET_SIGNING_KEY_FILE", &key)]);
     let (a, b, c) = (start(), start(), start());
     let tag = |service: &Service| {
         Client::new().get(&service.url("/health")).header("x-handler-version").unwrap_or_default().to_string()
@@ -171,7 +180,9 @@ fn a_plugin_pushed_to_one_replica_loads_on_every_replica_and_unloads_with_it() {
     const PETER: &str = env!("LLM_SERVICE_PLUGIN_PETER");
     let cluster = RedisCluster::start();
     let ollama = FakeOllama::start(&[MODEL]);
-    let start = || replica_with(&ollama, &cluster, &[("ADMIN_TOKEN", TOKEN)]);
+    let key = fleet_key("plugins");
+    let start =
+        || replica_with(&ollama, &cluster, &[("ADMIN_TOKEN", TOKEN), ("FLEET_SIGNING_KEY_FILE", &key)]);
     let (a, b) = (start(), start());
     let loaded = |service: &Service| {
         let plugins = service.admin(TOKEN, "GET", "/plugins", b"").json();
@@ -197,4 +208,37 @@ fn a_plugin_pushed_to_one_replica_loads_on_every_replica_and_unloads_with_it() {
     for replica in [&b, &late] {
         eventually("every replica unloads it", || loaded(replica).is_empty());
     }
+}
+
+#[test]
+fn a_component_the_store_holds_without_the_fleets_seal_is_never_installed() {
+    const TOKEN: &str = "let-me-in-fleet-seals";
+    let cluster = RedisCluster::start();
+    let ollama = FakeOllama::start(&[MODEL]);
+    let (ours, theirs) = (fleet_key("ours"), fleet_key("theirs"));
+    let sealed_with = |key: &str| {
+        replica_with(&ollama, &cluster, &[("ADMIN_TOKEN", TOKEN), ("FLEET_SIGNING_KEY_FILE", key)])
+    };
+    let (pusher, forger_target, unkeyed) = (
+        sealed_with(&theirs),
+        sealed_with(&ours),
+        replica_with(&ollama, &cluster, &[("ADMIN_TOKEN", TOKEN)]),
+    );
+    unkeyed.wait_for_log(std::time::Duration::from_secs(10), |line| {
+        line["message"].as_str().is_some_and(|message| message.contains("FLEET_SIGNING_KEY_FILE is not set"))
+    });
+    let tag = |service: &Service| {
+        Client::new().get(&service.url("/health")).header("x-handler-version").unwrap_or_default().to_string()
+    };
+    let before = tag(&forger_target);
+    // A replica with another key pushes: its seal is not the fleet's.
+    let variant = component_variant(HANDLER, &fresh_directory(), "forged");
+    let pushed = pusher.admin(TOKEN, "PUT", "/components/handler", &std::fs::read(variant).unwrap());
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    forger_target.wait_for_log(std::time::Duration::from_secs(10), |line| {
+        line["message"] == "refused a component from the store: not installed"
+            && line["reason"].as_str().is_some_and(|reason| reason.contains("does not verify"))
+    });
+    assert_eq!(tag(&forger_target), before, "the forged handler is not installed");
+    assert_eq!(tag(&unkeyed), before, "a replica without a key takes nothing from the store");
 }

@@ -67,6 +67,8 @@ pub struct AdminApi {
     pub max_component_bytes: u64,
     /// Wrong tokens by peer.
     pub lockout: lockout::Lockout,
+    /// Seals what is shared through the store; `None`, nothing is.
+    pub seal: Option<Arc<crate::fleet_seal::FleetSeal>>,
 }
 
 impl AdminApi {
@@ -142,10 +144,15 @@ impl AdminApi {
             (&Method::PUT, "/components/handler") => {
                 match self.installer.push(body.clone(), "admin upload").await {
                     Ok(version) => {
-                        // Replicas sharing the store install it too ([`crate::fleet`]).
+                        // Replicas sharing the store install it too, sealed
+                        // ([`crate::fleet`], [`crate::fleet_seal`]).
                         let cache = &self.capabilities.cache;
-                        if let Err(error) = cache.share_handler(&body, version.component.sha256()).await {
-                            tracing::warn!(%error, "the handler serves here, but the fleet was not told");
+                        if let Some(seal) = &self.seal {
+                            let sealed = seal.seal(cache.replica(), &body);
+                            if let Err(error) = cache.share_handler(&sealed, version.component.sha256()).await
+                            {
+                                tracing::warn!(%error, "the handler serves here, but the fleet was not told");
+                            }
                         }
                         json(StatusCode::OK, &pushed(&version))
                     }
@@ -188,11 +195,13 @@ impl AdminApi {
             }
             (&Method::PUT, "/plugins") => match plugins.push(body.clone(), "admin upload").await {
                 Ok(installed) => {
-                    let plugin = &installed.plugin;
-                    let shared =
-                        self.capabilities.cache.share_plugin(&plugin.manifest().name, &body, plugin.sha256());
-                    if let Err(error) = shared.await {
-                        tracing::warn!(%error, "the plugin serves here, but the fleet was not told");
+                    let (plugin, cache) = (&installed.plugin, &self.capabilities.cache);
+                    if let Some(seal) = &self.seal {
+                        let sealed = seal.seal(cache.replica(), &body);
+                        let shared = cache.share_plugin(&plugin.manifest().name, &sealed, plugin.sha256());
+                        if let Err(error) = shared.await {
+                            tracing::warn!(%error, "the plugin serves here, but the fleet was not told");
+                        }
                     }
                     let mut answer = describe_plugin(&installed.plugin);
                     answer["replaced"] = json!(installed.replaced.as_ref().map(|old| old.sha256()));
