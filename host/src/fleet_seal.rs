@@ -27,6 +27,12 @@ pub struct FleetSeal {
     key: Vec<u8>,
 }
 
+impl std::fmt::Debug for FleetSeal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("FleetSeal").finish_non_exhaustive()
+    }
+}
+
 /// Why a value from the store is not installed.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unsealed {
