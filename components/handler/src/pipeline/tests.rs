@@ -15,6 +15,7 @@ use crate::request::tests::{config, parsed};
 
 /// What the fake saw, in order.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(clippy::large_enum_variant, reason = "a test's record: a few values, never moved in a hot loop")]
 enum Seen {
     Started { model: String, stream: bool },
     Published(String),
@@ -23,6 +24,7 @@ enum Seen {
 }
 
 /// What one lookup finds.
+#[expect(clippy::large_enum_variant, reason = "a test's script: a few values, never moved in a hot loop")]
 enum Scripted {
     Fresh(Stored),
     Lead,
