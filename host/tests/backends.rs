@@ -251,6 +251,9 @@ fn a_node_added_to_the_file_is_routed_to_without_a_restart() {
     });
     let m1 = generate(&Client::new(), &service, json!({"prompt": "one", "model": "m1"}));
     assert_eq!(m1.status, 404, "only c is left, and it has no m1");
+    let metrics = Client::new().get(&service.url("/metrics/prometheus")).body;
+    assert!(!metrics.contains("node=\"a\""), "a removed node keeps no series:\n{metrics}");
+    assert!(metrics.contains("node=\"c\""), "{metrics}");
     std::fs::write(&file, "[[node]]\nurl = 5\n").unwrap();
     service
         .wait_for_log(WAIT, |line| line["message"] == "BACKENDS_FILE refused; the nodes stay as they were");

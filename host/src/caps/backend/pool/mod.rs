@@ -60,6 +60,14 @@ struct PoolMetrics {
 }
 
 impl PoolMetrics {
+    /// Drops the series of the node `name`.
+    fn forget(&self, name: &str) {
+        let _ = self.requests.remove_label_values(&[name]);
+        let _ = self.failures.remove_label_values(&[name]);
+        let _ = self.in_flight.remove_label_values(&[name]);
+        let _ = self.circuit.remove_label_values(&[name]);
+    }
+
     fn register(registry: &Registry) -> Self {
         let gauge = |name: &str, help: &str| {
             registered(
@@ -125,11 +133,13 @@ impl NodeLease {
 impl Drop for NodeLease {
     fn drop(&mut self) {
         self.node.release_slot();
-        self.pool
-            .metrics
-            .in_flight
-            .with_label_values(&[&self.node.spec.name])
-            .set(i64::from(self.node.in_flight()));
+        if self.pool.holds(&self.node) {
+            self.pool
+                .metrics
+                .in_flight
+                .with_label_values(&[&self.node.spec.name])
+                .set(i64::from(self.node.in_flight()));
+        }
         self.pool.freed.notify_waiters();
     }
 }
@@ -194,6 +204,11 @@ impl Pool {
         self.allowlist.replace(&urls);
         let names: Vec<&str> = nodes.iter().map(|node| node.spec.name.as_str()).collect();
         tracing::info!(cap = "backend", nodes = ?names, "backend nodes");
+        // A node that is gone takes its series with it: the label set is
+        // the nodes that exist.
+        for gone in old.iter().filter(|node| !names.contains(&node.spec.name.as_str())) {
+            self.metrics.forget(&gone.spec.name);
+        }
         self.nodes.store(Arc::new(nodes));
         // Waiters may now fit on a new node.
         self.freed.notify_waiters();
@@ -291,8 +306,16 @@ impl Pool {
     /// A call to `node` failed (connection, 5xx) or its refresh did.
     pub fn failed(&self, node: &Node) {
         node.failed();
-        self.metrics.failures.with_label_values(&[&node.spec.name]).inc();
+        if self.holds(node) {
+            self.metrics.failures.with_label_values(&[&node.spec.name]).inc();
+        }
         self.show_circuit(node);
+    }
+
+    /// Whether `node` is one of the pool's now (a call or a refresh can
+    /// outlive its node's removal, and must not bring its series back).
+    fn holds(&self, node: &Node) -> bool {
+        self.nodes().iter().any(|held| std::ptr::eq(held.as_ref(), node))
     }
 
     /// A call to `node`, or its refresh, succeeded.
@@ -307,7 +330,9 @@ impl Pool {
             Circuit::HalfOpen => 1,
             Circuit::Open => 2,
         };
-        self.metrics.circuit.with_label_values(&[&node.spec.name]).set(state);
+        if self.holds(node) {
+            self.metrics.circuit.with_label_values(&[&node.spec.name]).set(state);
+        }
     }
 
     /// Calls waiting for a slot now.
