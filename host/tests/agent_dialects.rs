@@ -215,6 +215,11 @@ fn each_new_dialect_refuses_in_its_own_shape_without_calling_the_backend() {
             "input[0].call_id",
         ),
         (json!({"model": MODEL, "input": ""}), "input"),
+        (
+            json!({"model": MODEL, "input": "hi", "tool_choice": "required",
+            "tools": [{"type": "function", "name": "f"}]}),
+            "tool_choice",
+        ),
     ];
     for (body, param) in responses {
         let answer = post(&service, "/v1/responses", &body);
@@ -224,6 +229,13 @@ fn each_new_dialect_refuses_in_its_own_shape_without_calling_the_backend() {
         assert_eq!(error["error"]["param"], param, "{error}");
     }
     assert!(ollama.chat_requests().is_empty(), "no refused request reached the backend");
+    // A named function, in the Responses API's shape, is the one tool offered.
+    let named = json!({"model": MODEL, "input": "hi", "tool_choice": {"type": "function", "name": "g"},
+        "tools": [{"type": "function", "name": "f"}, {"type": "function", "name": "g"}]});
+    assert_eq!(post(&service, "/v1/responses", &named).status, 200);
+    let offered = &ollama.chat_requests()[0]["tools"];
+    assert_eq!(offered.as_array().map(Vec::len), Some(1), "{offered}");
+    assert_eq!(offered[0]["function"]["name"], "g");
     // Each counts as its own endpoint.
     let metrics = Client::new().get(&service.url("/metrics/prometheus")).body;
     for endpoint in ["/v1/messages", "/v1/responses"] {

@@ -8,7 +8,8 @@
 //!   `function_call`s and their `function_call_output`s (matched by
 //!   `call_id`); `reasoning` items are the model's own and skipped.
 //! - `instructions` comes first as the system message; `tools` are
-//!   functions (`tool_choice` `auto` or `none`); `text.format` is `text`,
+//!   functions (`tool_choice` as chat reads it: `auto`, `none`,
+//!   `required`, or a named function); `text.format` is `text`,
 //!   `json_object` or `json_schema`; `max_output_tokens`, `temperature` and
 //!   `top_p` (OpenAI's defaults, 1 and 1, sent explicitly);
 //!   `reasoning.effort` asks a thinking model to think at that effort.
@@ -22,7 +23,7 @@ use std::time::Instant;
 use llm_service_sdk::http::{Reply, Request};
 use serde_json::{Map, Value, json};
 
-use super::openai_params::{effort_as_think, error_response, sampling_options};
+use super::openai_params::{apply_tool_choice, effort_as_think, error_response, sampling_options};
 use super::openai_responses_frames::{Echo, ResponsesFraming};
 use super::{bool_field, function_tool, generation_request, object_body, serve_read};
 use crate::error::ApiError;
@@ -90,6 +91,15 @@ fn question(body: &Map<String, Value>) -> Result<(Question, String), ApiError> {
     question.options = options;
     question.format = format(body)?;
     question.tools = tools(body)?;
+    // The Responses API names a function at the top level of its choice;
+    // chat's rule applies to the chat shape.
+    let choice = match body.get("tool_choice") {
+        Some(Value::Object(choice)) if choice.get("type") == Some(&json!("function")) => {
+            json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or(Value::Null)}})
+        }
+        other => other.cloned().unwrap_or(Value::Null),
+    };
+    apply_tool_choice(&Map::from_iter([("tool_choice".to_string(), choice)]), &mut question)?;
     let effort = body.get("reasoning").and_then(|reasoning| reasoning.get("effort"));
     question.think = effort_as_think(effort, "reasoning.effort")?;
     let last_user = question.messages.iter().rev().find(|message| message.role == "user");
@@ -216,19 +226,8 @@ fn format(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
     }
 }
 
-/// `tools` (functions only) in the chat shape, none with `tool_choice: none`.
+/// `tools` (functions only) in the chat shape.
 fn tools(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
-    let offered = match body.get("tool_choice") {
-        None | Some(Value::Null) => true,
-        Some(Value::String(choice)) if choice == "auto" => true,
-        Some(Value::String(choice)) if choice == "none" => false,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "tool_choice",
-                "only tool_choice \"auto\" and \"none\" are supported",
-            ));
-        }
-    };
     let tools = match body.get("tools") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(tools)) => tools,
@@ -249,5 +248,5 @@ fn tools(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
             Ok(function_tool(name, tool.get("description"), tool.get("parameters")))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok((offered && !functions.is_empty()).then_some(Value::Array(functions)))
+    Ok((!functions.is_empty()).then_some(Value::Array(functions)))
 }
