@@ -71,7 +71,7 @@ services = yaml.safe_load(sys.stdin)["services"]
 assert all(services[f"replica-{name}"]["environment"]["REDIS_CLUSTER_NODES"] for name in "abc")
 assert all(services[f"replica-{name}"]["environment"]["FLEET_SIGNING_KEY_FILE"] for name in "abc")
 assert set(services["balancer"]["depends_on"]) == {"replica-a", "replica-b", "replica-c"}
-'' || fail "the replicas profile does not give its three replicas the cluster, the fleet key and the balancer"
+' || fail "the replicas profile does not give its three replicas the cluster, the fleet key and the balancer"
     "$bin/kubernetes-validate" --strict --quiet deploy/kubernetes/*.yaml
     say "lint: hadolint, the compose schema, podman-compose config (three profiles) and kubernetes-validate pass"
 }
