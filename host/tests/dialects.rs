@@ -85,15 +85,7 @@ fn twenty_identical_streamed_chats_make_one_backend_call() {
     ollama.set_token_delay(Duration::from_millis(20));
     let service = service_over(&ollama);
     let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "one two three four five"}]});
-    let answers: Vec<_> = (0..20)
-        .map(|_| {
-            let (url, body) = (service.url("/api/chat"), body.to_string());
-            std::thread::spawn(move || Client::new().send("POST", &url, body.as_bytes()))
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|thread| thread.join().unwrap())
-        .collect();
+    let answers = Client::post_concurrently(20, &service.url("/api/chat"), &body.to_string());
     for answer in &answers {
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert_eq!(answer.header("content-type"), Some("application/x-ndjson"), "streaming is the default");

@@ -322,6 +322,18 @@ impl Client {
         reply(self.agent.get(url).call().unwrap_or_else(|error| panic!("GET {url}: {error}")))
     }
 
+    /// `count` identical POSTs of `body` to `url` at once, each from a
+    /// client of its own; their replies, in order.
+    pub fn post_concurrently(count: usize, url: &str, body: &str) -> Vec<Reply> {
+        let threads: Vec<_> = (0..count)
+            .map(|_| {
+                let (url, body) = (url.to_string(), body.to_string());
+                std::thread::spawn(move || Client::new().send("POST", &url, body.as_bytes()))
+            })
+            .collect();
+        threads.into_iter().map(|thread| thread.join().expect("a sender panicked")).collect()
+    }
+
     /// `method` `url` with `body` (sent with a Content-Length).
     pub fn send(&self, method: &str, url: &str, body: &[u8]) -> Reply {
         self.send_with_headers(method, url, &[], body)

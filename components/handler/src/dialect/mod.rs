@@ -200,9 +200,10 @@ fn served_only(models: Vec<String>, config: &Config) -> Result<Vec<String>, ApiE
     if config.backend.kind() != crate::backend::Kind::OpenAi {
         return Ok(models);
     }
+    // One read of the listing for every model asked (it is on a hit's path).
+    let Some(listed) = openai_meta::listed_names() else { return Ok(models) };
     let asked = models[0].clone();
-    let served: Vec<String> =
-        models.into_iter().filter(|model| openai_meta::listed(model) != Some(false)).collect();
+    let served: Vec<String> = models.into_iter().filter(|model| listed.contains(model)).collect();
     if served.is_empty() {
         return Err(ApiError::ModelNotFound { model: asked });
     }

@@ -33,11 +33,11 @@ pub fn one(request: &Request) -> Reply {
     }
 }
 
-/// Whether the backend lists `model` (reusing the listing for
-/// [`LISTING_FRESH_S`]); `None` when its listing cannot be read.
-pub fn listed(model: &str) -> Option<bool> {
+/// The names the backend lists (the listing reused for
+/// [`LISTING_FRESH_S`]); `None` when it cannot be read.
+pub fn listed_names() -> Option<Vec<String>> {
     let models = models().ok()?;
-    Some(models.iter().any(|listed| listed["id"] == model))
+    Some(models.iter().filter_map(|model| model["id"].as_str().map(str::to_string)).collect())
 }
 
 /// Every model as an OpenAI model object.

@@ -154,18 +154,13 @@ impl ResponsesFraming {
 /// The message item holding `text`.
 fn message_item(stamp: &Stamp, text: &str) -> Value {
     json!({
-        "type": "message", "id": id(stamp, "msg_"), "status": "completed", "role": "assistant",
+        "type": "message", "id": stamp.answer_id("msg_"), "status": "completed", "role": "assistant",
         "content": [text_part(text)],
     })
 }
 
 fn text_part(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
-}
-
-/// An item's id: the response's unique part after the item's own prefix.
-fn id(stamp: &Stamp, prefix: &str) -> Value {
-    stamp.answer_id(prefix)
 }
 
 /// Each call in `stored` as a `function_call` item.
@@ -177,7 +172,7 @@ fn function_calls(stored: &Stored, stamp: &Stamp) -> Vec<Value> {
         .flatten()
         .enumerate()
         .map(|(index, call)| {
-            let id = format!("{}_{index}", id(stamp, "fc_").as_str().unwrap_or_default());
+            let id = format!("{}_{index}", stamp.answer_id("fc_").as_str().unwrap_or_default());
             json!({
                 "type": "function_call", "id": id, "call_id": call["id"], "name": call["function"]["name"],
                 "arguments": call["function"]["arguments"], "status": "completed",
@@ -187,7 +182,7 @@ fn function_calls(stored: &Stored, stamp: &Stamp) -> Vec<Value> {
 }
 
 fn reasoning_item(stamp: &Stamp, thinking: &str) -> Value {
-    json!({"type": "reasoning", "id": id(stamp, "rs_"), "summary": [{"type": "summary_text", "text": thinking}], "status": "completed"})
+    json!({"type": "reasoning", "id": stamp.answer_id("rs_"), "summary": [{"type": "summary_text", "text": thinking}], "status": "completed"})
 }
 
 fn usage(stored: &Stored) -> Value {
@@ -232,7 +227,7 @@ impl Framing for ResponsesFraming {
 
     fn piece(&mut self, writer: &mut BodyWriter, piece: &str, stamp: &Stamp) -> Result<(), ClientGone> {
         self.open(writer, stamp)?;
-        let item_id = id(stamp, "msg_");
+        let item_id = stamp.answer_id("msg_");
         if !self.message_open {
             self.message_open = true;
             let mut item = message_item(stamp, "");
