@@ -202,7 +202,7 @@ fn optional_string(
 }
 
 /// An optional string of at most `max` characters.
-fn bounded_string(
+pub fn bounded_string(
     object: &Map<String, Value>,
     name: &str,
     prefix: &str,

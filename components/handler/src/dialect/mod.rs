@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::question::Question;
 use crate::report;
-use crate::request::{GenerateRequest, MAX_CHARACTER_CHARS, MAX_MODEL_CHARS, models_to_try};
+use crate::request::{GenerateRequest, MAX_CHARACTER_CHARS, MAX_MODEL_CHARS, bounded_string, models_to_try};
 use crate::serve::{self, Framing};
 use crate::stamp::Stamp;
 
@@ -112,16 +112,7 @@ pub fn generation_request(
     stream: bool,
 ) -> Result<GenerateRequest, ApiError> {
     let config = Config::get();
-    let model = string_field(body, "model")?;
-    if let Some(model) = &model
-        && model.chars().count() > MAX_MODEL_CHARS
-    {
-        let chars = model.chars().count();
-        return Err(ApiError::invalid(
-            "model",
-            format!("the model name has {chars} characters; the limit is {MAX_MODEL_CHARS}"),
-        ));
-    }
+    let model = bounded_string(body, "model", "", MAX_MODEL_CHARS)?;
     let character = match request.header("x-character") {
         Some(character) => Some(character.to_string()),
         None => string_field(body, "character_name")?,
