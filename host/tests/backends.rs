@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use llm_service_test_support::fake_ollama::{FakeOllama, Fault};
 use llm_service_test_support::ndjson::NdjsonStream;
-use llm_service_test_support::{Client, Reply, Service, fresh_directory};
+use llm_service_test_support::{Client, Reply, Service, fresh_directory, pool};
 use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
@@ -45,21 +45,7 @@ fn write_file(path: &Path, entries: &[String]) {
 }
 
 fn start(file: &Path, extra: &[(&str, &str)]) -> Service {
-    let service = Service::builder(BINARY)
-        .envs(&[
-            ("BACKENDS_FILE", file.to_str().unwrap()),
-            ("OLLAMA_MODEL", "m1"),
-            ("HEALTH_CHECK_INTERVAL", "0.2"),
-        ])
-        .envs(extra)
-        .start();
-    eventually("every node's models are known", || {
-        let health = Client::new().get(&service.url("/health")).json();
-        health["backends"].as_array().is_some_and(|nodes| {
-            nodes.iter().all(|node| node["models"].as_array().is_some_and(|models| !models.is_empty()))
-        })
-    });
-    service
+    pool::start(BINARY, file, extra)
 }
 
 fn three_nodes(nodes: &Nodes, slots: u32, extra: &[(&str, &str)]) -> (Service, PathBuf) {

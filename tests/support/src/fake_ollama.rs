@@ -38,6 +38,9 @@ pub enum Fault {
     /// Stream the head and the first token, then nothing more (a node
     /// that hangs mid-generation).
     StallAfterFirstChunk,
+    /// Answer 200 at once with bytes that are not Ollama's answer (a
+    /// broken proxy's HTML page, whole or as the stream's lines).
+    Junk,
 }
 
 /// A request the fake received.
@@ -67,6 +70,8 @@ struct State {
     /// Every model's digest in /api/tags (a re-pull changes it).
     digest: Mutex<Option<String>>,
     faults: Mutex<VecDeque<Fault>>,
+    /// The fault every generation gets once the queued ones are used up.
+    lasting: Mutex<Option<Fault>>,
     recorded: Mutex<Vec<Recorded>>,
     generating: AtomicUsize,
     max_generating: AtomicUsize,
@@ -122,6 +127,12 @@ impl FakeOllama {
     /// The next `count` generation requests get `fault`.
     pub fn fail_next(&self, count: usize, fault: Fault) {
         self.state.faults.lock().unwrap().extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Every generation gets `fault` from now on (`None`: none), after the
+    /// ones [`Self::fail_next`] queued.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.state.lasting.lock().unwrap() = fault;
     }
 
     /// Offline, the fake closes every new connection at once, as a stopped
@@ -323,7 +334,16 @@ async fn generate(
     chat: bool,
 ) -> Result<Reply, DropConnection> {
     let open = Open::new(state.clone());
-    let fault = state.faults.lock().unwrap().pop_front();
+    let fault = state.faults.lock().unwrap().pop_front().or(*state.lasting.lock().unwrap());
+    if fault == Some(Fault::Junk) {
+        let (kind, junk) = match body["stream"].as_bool() {
+            Some(false) => ("application/json", "<html><body>502 Bad Gateway</body></html>"),
+            _ => ("application/x-ndjson", "<html><body>502 Bad Gateway</body></html>\n"),
+        };
+        let mut reply = hyper::Response::new(Full::new(Bytes::from(junk)).boxed());
+        reply.headers_mut().insert("content-type", kind.parse().unwrap());
+        return Ok(reply);
+    }
     // A failing answer takes as long as a good one would to start.
     let latency = *state.latency.lock().unwrap();
     tokio::time::sleep(latency).await;
@@ -333,7 +353,7 @@ async fn generate(
         }
         Some(Fault::Drop) => return Err(DropConnection),
         Some(Fault::Hang) => std::future::pending::<()>().await,
-        Some(Fault::StallAfterFirstChunk) | None => {}
+        Some(Fault::StallAfterFirstChunk | Fault::Junk) | None => {}
     }
     let stall = matches!(fault, Some(Fault::StallAfterFirstChunk));
     let model = body["model"].as_str().unwrap_or_default().to_string();

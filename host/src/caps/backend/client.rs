@@ -5,7 +5,9 @@
 //! the response body has a between-chunks timeout. Connection errors (refused,
 //! or closed before an answer) and 502/503/504 answers are retried with exponential backoff and full jitter,
 //! up to `retry_attempts` times and never past the request's deadline; other
-//! statuses are returned as they are.
+//! statuses are returned as they are. The answer's slot is an
+//! [`AnswerGuard`], which hears every chunk and how the answer ended (a
+//! pool's node is judged by it).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -30,6 +32,35 @@ const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Idle connections are closed after this; Ollama keeps them for 5 minutes.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How an answer's body ended, as its [`AnswerGuard`] hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerEnd {
+    /// The backend finished it.
+    Finished,
+    /// It broke off: a read error, a timeout, or too big.
+    Failed,
+    /// The component stopped reading before its end.
+    Abandoned,
+}
+
+/// What holds a call's slot while its answer is read, and hears the answer
+/// go by: a pool's node judges its answers so (see `pool::answer`).
+pub trait AnswerGuard: Send + 'static {
+    /// The answer's head arrived.
+    fn head(&mut self, _status: StatusCode, _headers: &http::HeaderMap) {}
+    /// A chunk of the answer's body passed.
+    fn chunk(&mut self, _data: &[u8]) {}
+    /// The answer ended; the slot goes with `self`.
+    fn ended(self, _how: AnswerEnd)
+    where
+        Self: Sized,
+    {
+    }
+}
+
+/// A generation slot of the single backend's limiter judges nothing.
+impl AnswerGuard for tokio::sync::OwnedSemaphorePermit {}
 
 /// How the client behaves.
 #[derive(Debug, Clone, Copy)]
@@ -82,35 +113,38 @@ impl BackendClient {
         parts: &http::request::Parts,
         body: Bytes,
         deadline: Instant,
-        guard: impl Send + 'static,
+        guard: impl AnswerGuard,
     ) -> Result<http::Response<GuardedBody>, HttpError> {
-        self.send_with_retries(parts, body, deadline, guard, self.settings.retry_attempts).await
+        self.send_with_retries(parts, body, deadline, deadline, guard, self.settings.retry_attempts).await
     }
 
     /// Sends once, without retrying: for a caller that retries elsewhere
-    /// (another node of a pool).
+    /// (another node of a pool), which may want the first byte by
+    /// `first_byte_by` (never later than the read timeout allows).
     pub async fn send_once(
         &self,
         parts: &http::request::Parts,
         body: Bytes,
+        first_byte_by: Instant,
         deadline: Instant,
-        guard: impl Send + 'static,
+        guard: impl AnswerGuard,
     ) -> Result<http::Response<GuardedBody>, HttpError> {
-        self.send_with_retries(parts, body, deadline, guard, 0).await
+        self.send_with_retries(parts, body, first_byte_by.min(deadline), deadline, guard, 0).await
     }
 
     async fn send_with_retries(
         &self,
         parts: &http::request::Parts,
         body: Bytes,
+        first_byte_by: Instant,
         deadline: Instant,
-        guard: impl Send + 'static,
+        guard: impl AnswerGuard,
         retries: u32,
     ) -> Result<http::Response<GuardedBody>, HttpError> {
         let mut attempt = 0;
         loop {
             let request = rebuild(parts, body.clone());
-            let outcome = self.attempt(request, deadline).await;
+            let outcome = self.attempt(request, first_byte_by).await;
             let retryable = match &outcome {
                 Ok(response) => matches!(
                     response.status(),
@@ -121,6 +155,8 @@ impl BackendClient {
             let delay = backoff(attempt);
             if !retryable || attempt >= retries || Instant::now() + delay >= deadline {
                 let response = outcome?;
+                let mut guard = guard;
+                guard.head(response.status(), response.headers());
                 let timeout = self.settings.read_timeout;
                 return Ok(response.map(|body| GuardedBody::new(body, timeout, deadline, guard)));
             }
@@ -138,9 +174,9 @@ impl BackendClient {
     async fn attempt(
         &self,
         request: http::Request<Full<Bytes>>,
-        deadline: Instant,
+        first_byte_by: Instant,
     ) -> Result<http::Response<Incoming>, HttpError> {
-        let first_byte = (Instant::now() + self.settings.read_timeout).min(deadline);
+        let first_byte = (Instant::now() + self.settings.read_timeout).min(first_byte_by);
         match tokio::time::timeout_at(first_byte.into(), self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) if error.is_connect() => {
@@ -191,7 +227,7 @@ pub struct GuardedBody {
 const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 impl GuardedBody {
-    fn new(inner: Incoming, timeout: Duration, deadline: Instant, guard: impl Send + 'static) -> Self {
+    fn new(inner: Incoming, timeout: Duration, deadline: Instant, guard: impl AnswerGuard) -> Self {
         let (sender, frames) = mpsc::unbounded_channel();
         tokio::spawn(pump(inner, timeout, deadline, guard, sender));
         Self { frames }
@@ -204,26 +240,29 @@ fn next_wake(timeout: Duration, deadline: Instant) -> tokio::time::Instant {
 }
 
 /// Moves the backend's answer into `sender` until it ends, fails, times
-/// out or nobody reads it any more; the slot goes with the task.
+/// out or nobody reads it any more; the slot goes with the task, told how
+/// the answer ended.
 async fn pump(
     mut inner: Incoming,
     timeout: Duration,
     deadline: Instant,
-    _guard: impl Send + 'static,
+    mut guard: impl AnswerGuard,
     sender: mpsc::UnboundedSender<Result<Frame<Bytes>, HttpError>>,
 ) {
     let mut received = 0usize;
     loop {
         let next = tokio::select! {
-            () = sender.closed() => return,
+            () = sender.closed() => return guard.ended(AnswerEnd::Abandoned),
             next = tokio::time::timeout_at(next_wake(timeout, deadline), inner.frame()) => next,
         };
         let frame = match next {
             Err(_elapsed) => Err(HttpError::ConnectionReadTimeout),
-            Ok(None) => return,
+            Ok(None) => return guard.ended(AnswerEnd::Finished),
             Ok(Some(Err(error))) => Err(HttpError::from(error)),
             Ok(Some(Ok(frame))) => {
-                received += frame.data_ref().map_or(0, Bytes::len);
+                let data = frame.data_ref().map_or(&[][..], |data| data.as_ref());
+                received += data.len();
+                guard.chunk(data);
                 if received > MAX_ANSWER_BYTES {
                     Err(HttpError::HttpResponseBodySize(Some(received as u64)))
                 } else {
@@ -232,8 +271,11 @@ async fn pump(
             }
         };
         let failed = frame.is_err();
-        if sender.send(frame).is_err() || failed {
-            return;
+        if sender.send(frame).is_err() {
+            return guard.ended(AnswerEnd::Abandoned);
+        }
+        if failed {
+            return guard.ended(AnswerEnd::Failed);
         }
     }
 }

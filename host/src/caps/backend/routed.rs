@@ -5,10 +5,17 @@
 //! - Any other call names its node by the `model` of its JSON body (a call
 //!   without one may go to any node), and the protocol by its path (`/v1/`
 //!   calls may go to any node: Ollama answers them too).
-//! - The chosen node gets the call once. A connection failure or a 5xx
-//!   answer (before any byte of its body) counts against the node's breaker
-//!   and moves the call to another node that offers the model, up to
-//!   OLLAMA_RETRY_ATTEMPTS moves and never past the deadline.
+//! - The chosen node gets the call once. A connection failure, a 5xx
+//!   answer, no first byte within half the time left (when another node
+//!   could take the call), or a 2xx answer that is junk at first look
+//!   ([`answer`]) counts against the node's breaker and moves the call to
+//!   another node that offers the model, up to OLLAMA_RETRY_ATTEMPTS moves
+//!   and never past the deadline.
+//! - A 4xx answer to a POST gets a second opinion from another node that
+//!   offers the model: if that one answers, the first node is counted as
+//!   failing (a node that refuses what others serve is an outlier); if it
+//!   refuses too, the first answer is the client's (relayed, no node
+//!   blamed). One second opinion per call.
 //! - No node offers the model → the component gets a 404 `{"error":
 //!   "model '...' not found"}`, as from Ollama; only nodes whose breaker is
 //!   open → 503.
@@ -25,7 +32,9 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::Backend;
-use super::pool::node::Protocol;
+use super::client::GuardedBody;
+use super::pool::answer::{self, Framing, JudgedLease, ReadAhead, Verdict};
+use super::pool::node::{Node, Probe, Protocol};
 use super::pool::{Pool, RouteError, listing};
 use crate::routing::RoutingKey;
 
@@ -60,13 +69,16 @@ impl Backend {
             (parts.method == Method::POST).then(|| serde_json::from_slice(&body).ok()).flatten();
         let model = named.as_ref().and_then(|named| named.model.as_deref());
         let protocol = (!path.starts_with("/v1/")).then_some(Protocol::Ollama);
+        let call = Call { judged: parts.method == Method::POST, required: answers_required(&path) };
         // The node's own Host, not the one the component addressed.
         parts.headers.remove(http::header::HOST);
         let mut tried = Vec::new();
+        // A 4xx held while another node gives its second opinion.
+        let mut disputed: Option<(Arc<Node>, http::Response<WasiBody>)> = None;
         loop {
             let lease = match pool.route(model, protocol, key, &tried, deadline).await {
                 Ok(lease) => lease,
-                Err(error) => return refused(error, &tried),
+                Err(error) => return disputed.map_or_else(|| refused(error, &tried), |(_, held)| Ok(held)),
             };
             let node = lease.node().clone();
             let target = node.url_for(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
@@ -74,35 +86,136 @@ impl Backend {
                 Ok(uri) => uri,
                 Err(_) => return Err(HttpError::HttpRequestUriInvalid),
             };
-            let outcome = self.client.send_once(&parts, body.clone(), deadline, lease).await;
-            let failed = match &outcome {
-                Ok(response) => response.status().is_server_error(),
-                Err(error) => matches!(
-                    error,
-                    HttpError::ConnectionRefused
-                        | HttpError::ConnectionTerminated
-                        | HttpError::ConnectionReadTimeout
-                ),
-            };
-            if !failed {
-                pool.succeeded(&node);
-                *served_by.lock().unwrap_or_else(|poison| poison.into_inner()) =
-                    Some(Arc::from(node.spec.name.as_str()));
-                return Ok(outcome?.map(|body| body.boxed_unsync()));
-            }
-            pool.failed(&node);
-            let reason = match &outcome {
-                Ok(response) => format!("status {}", response.status().as_u16()),
-                Err(error) => error.to_string(),
-            };
+            // With another node to move to, a node that hangs must leave it
+            // time: half of what is left.
             tried.push(node.clone());
+            let now = Instant::now();
+            let first_byte_by = match pool.has_spare(model, protocol, &tried) {
+                true => now + deadline.saturating_duration_since(now) / 2,
+                false => deadline,
+            };
+            let verdict = Verdict::new(&lease);
+            let guard =
+                JudgedLease::new(lease, verdict.clone(), path == "/api/generate" || path == "/api/chat");
+            let outcome = self.client.send_once(&parts, body.clone(), first_byte_by, deadline, guard).await;
+            let (why, answer) = match outcome {
+                Err(
+                    error @ (HttpError::ConnectionRefused
+                    | HttpError::ConnectionTerminated
+                    | HttpError::ConnectionReadTimeout),
+                ) => (error.to_string(), Err(error)),
+                Err(error) => return Err(error),
+                Ok(response) if response.status().is_server_error() => {
+                    (format!("status {}", response.status().as_u16()), Ok(boxed(response)))
+                }
+                Ok(response) if response.status().is_client_error() && call.judged => {
+                    if disputed.is_some() {
+                        // Two nodes refused it: the client's mistake.
+                        return Ok(disputed.map_or_else(|| boxed(response), |(_, held)| held));
+                    }
+                    disputed = Some((node, held(response, deadline).await?));
+                    continue;
+                }
+                Ok(response) => match call.judge(response, &verdict).await {
+                    Ok(good) => {
+                        if let Some((refuser, _)) = disputed.take() {
+                            let status = "a 4xx to a call another node answered";
+                            tracing::warn!(cap = "backend", node = %refuser.spec.name, why = status, "backend node answered badly");
+                            pool.failed(&refuser, Probe::Call);
+                        }
+                        *served_by.lock().unwrap_or_else(|poison| poison.into_inner()) =
+                            Some(Arc::from(node.spec.name.as_str()));
+                        return Ok(good);
+                    }
+                    Err((why, answer)) => (why, answer),
+                },
+            };
+            verdict.bad(&why);
             let moves_left = tried.len() <= self.retry_attempts as usize;
-            tracing::warn!(cap = "backend", node = %node.spec.name, %reason, moving = moves_left, "backend node failed a call");
+            tracing::warn!(cap = "backend", node = %node.spec.name, reason = %why, moving = moves_left, "backend node failed a call");
             if !moves_left || Instant::now() >= deadline {
-                return Ok(outcome?.map(|body| body.boxed_unsync()));
+                return answer;
             }
         }
     }
+}
+
+/// What a node's answer to a call must be.
+struct Call {
+    /// A POST: a 2xx answer is judged, a 4xx gets a second opinion.
+    judged: bool,
+    /// Its 2xx answer may not be empty (a generation, an embedding).
+    required: bool,
+}
+
+impl Call {
+    /// Takes the first look at a non-error answer (see [`answer`]): the
+    /// answer to give on, or why it is junk and what to give if no other
+    /// node can be asked.
+    async fn judge(
+        &self,
+        response: http::Response<GuardedBody>,
+        verdict: &Verdict,
+    ) -> Result<http::Response<WasiBody>, (String, Result<http::Response<WasiBody>, HttpError>)> {
+        if !self.judged || !response.status().is_success() {
+            verdict.good();
+            return Ok(boxed(response));
+        }
+        let (head, body) = response.into_parts();
+        let framing = Framing::of(&head.headers);
+        if framing == Framing::Whole {
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => return Err(("its answer broke off".into(), Err(error))),
+            };
+            let rebuilt = || http::Response::from_parts(head.clone(), full(bytes.clone()));
+            return match answer::whole(&bytes, self.required) {
+                Ok(()) => {
+                    verdict.good();
+                    Ok(rebuilt())
+                }
+                Err(why) => Err((why, Ok(rebuilt()))),
+            };
+        }
+        // A stream: judged as it passes (its lease's guard); its first line
+        // now, so junk there can still move.
+        match ReadAhead::first_line(body, framing).await {
+            Ok(read) => Ok(http::Response::from_parts(head, read.boxed_unsync())),
+            Err((why, Some(error))) => Err((why, Err(error))),
+            Err((why, None)) => {
+                let junk =
+                    serde_json::json!({"error": format!("the backend node's answer is unreadable: {why}")});
+                Err((why, Ok(synthesized(StatusCode::BAD_GATEWAY, &junk))))
+            }
+        }
+    }
+}
+
+/// Whether a 2xx answer to `path` must have a body.
+fn answers_required(path: &str) -> bool {
+    path.starts_with("/v1/")
+        || matches!(path, "/api/generate" | "/api/chat" | "/api/embed" | "/api/embeddings")
+}
+
+/// `response` read whole (a 4xx is small), to be given later.
+async fn held(
+    response: http::Response<GuardedBody>,
+    deadline: Instant,
+) -> Result<http::Response<WasiBody>, HttpError> {
+    let (head, body) = response.into_parts();
+    match tokio::time::timeout_at(deadline.into(), body.collect()).await {
+        Ok(Ok(collected)) => Ok(http::Response::from_parts(head, full(collected.to_bytes()))),
+        Ok(Err(error)) => Err(error),
+        Err(_elapsed) => Err(HttpError::ConnectionReadTimeout),
+    }
+}
+
+fn boxed(response: http::Response<GuardedBody>) -> http::Response<WasiBody> {
+    response.map(|body| body.boxed_unsync())
+}
+
+fn full(bytes: Bytes) -> WasiBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// What the component gets when no node can take the call.
@@ -130,8 +243,7 @@ fn refused(
 
 /// A JSON answer made by the host.
 fn synthesized(status: StatusCode, value: &serde_json::Value) -> http::Response<WasiBody> {
-    let body = Full::new(Bytes::from(value.to_string())).map_err(|never| match never {}).boxed_unsync();
-    let mut response = http::Response::new(body);
+    let mut response = http::Response::new(full(Bytes::from(value.to_string())));
     *response.status_mut() = status;
     response
         .headers_mut()

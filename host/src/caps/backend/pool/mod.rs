@@ -14,6 +14,7 @@
 //! is open → 503. A node's slot is held until its answer has been read
 //! to the end ([`NodeLease`]).
 
+pub mod answer;
 pub mod file;
 pub mod listing;
 pub mod node;
@@ -27,7 +28,7 @@ use arc_swap::ArcSwap;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::Notify;
 
-use self::node::{Circuit, Node, NodeSpec, Protocol};
+use self::node::{Circuit, Node, NodeSpec, Probe, Protocol};
 use super::allowlist::Allowlist;
 use crate::registry::{counter_vec, registered};
 use crate::routing::RoutingKey;
@@ -259,18 +260,11 @@ impl Pool {
     ) -> Result<Option<NodeLease>, RouteError> {
         let nodes = self.nodes();
         let named = || model.unwrap_or("any").to_string();
-        let offering: Vec<&Arc<Node>> = nodes
-            .iter()
-            .filter(|node| protocol.is_none_or(|protocol| node.spec.protocol == protocol))
-            .filter(|node| model.is_none_or(|model| node.offers(model)))
-            .collect();
+        let offering: Vec<&Arc<Node>> = offering(&nodes, model, protocol).collect();
         if offering.is_empty() {
             return Err(RouteError::NoSuchModel(named()));
         }
-        let mut usable: Vec<&Arc<Node>> = offering
-            .into_iter()
-            .filter(|node| node.healthy() && !tried.iter().any(|done| Arc::ptr_eq(done, node)))
-            .collect();
+        let mut usable: Vec<&Arc<Node>> = offering.into_iter().filter(|node| usable(node, tried)).collect();
         if usable.is_empty() {
             return Err(RouteError::AllDown(named()));
         }
@@ -303,9 +297,16 @@ impl Pool {
         Ok(None)
     }
 
-    /// A call to `node` failed (connection, 5xx) or its refresh did.
-    pub fn failed(&self, node: &Node) {
-        node.failed();
+    /// Whether a node not in `tried` could take a call about `model` in
+    /// `protocol` now or once it has a free slot.
+    pub fn has_spare(&self, model: Option<&str>, protocol: Option<Protocol>, tried: &[Arc<Node>]) -> bool {
+        offering(&self.nodes(), model, protocol).any(|node| usable(node, tried))
+    }
+
+    /// A call to `node` failed (connection, 5xx, a bad answer) or its
+    /// refresh did.
+    pub fn failed(&self, node: &Node, probe: Probe) {
+        node.failed(probe);
         if self.holds(node) {
             self.metrics.failures.with_label_values(&[&node.spec.name]).inc();
         }
@@ -319,8 +320,8 @@ impl Pool {
     }
 
     /// A call to `node`, or its refresh, succeeded.
-    pub fn succeeded(&self, node: &Node) {
-        node.succeeded();
+    pub fn succeeded(&self, node: &Node, probe: Probe) {
+        node.succeeded(probe);
         self.show_circuit(node);
     }
 
@@ -339,6 +340,24 @@ impl Pool {
     pub fn queued(&self) -> u32 {
         self.queued.load(Ordering::Acquire)
     }
+}
+
+/// The nodes of `nodes` that may serve `model` (none: any) in `protocol`
+/// (none: either).
+fn offering<'a>(
+    nodes: &'a [Arc<Node>],
+    model: Option<&'a str>,
+    protocol: Option<Protocol>,
+) -> impl Iterator<Item = &'a Arc<Node>> {
+    nodes
+        .iter()
+        .filter(move |node| protocol.is_none_or(|protocol| node.spec.protocol == protocol))
+        .filter(move |node| model.is_none_or(|model| node.offers(model)))
+}
+
+/// Whether `node` may be tried: not open, and not tried already.
+fn usable(node: &Arc<Node>, tried: &[Arc<Node>]) -> bool {
+    node.healthy() && !tried.iter().any(|done| Arc::ptr_eq(done, node))
 }
 
 #[cfg(test)]

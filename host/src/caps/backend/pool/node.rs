@@ -5,7 +5,9 @@
 //! The breaker opens after [`FAILURES_TO_OPEN`] consecutive failures (of
 //! requests or of refreshes); while open the node gets no request; after
 //! [`OPEN_FOR`] one request (or refresh) may try it (half-open): success
-//! closes it, failure opens it again.
+//! closes it, failure opens it again. A refresh's success closes only a
+//! breaker that refreshes opened: a node that lists its models but fails
+//! its calls (hangs, junk) stays out until a call's trial succeeds.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -87,11 +89,22 @@ impl Circuit {
     }
 }
 
+/// What found a node working or failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A call the node was sent.
+    Call,
+    /// The background refresh of its listing.
+    Refresh,
+}
+
 #[derive(Debug, Default)]
 struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
     trial_out: bool,
+    /// Calls failed since the last call that succeeded.
+    calls_failing: bool,
 }
 
 /// What the last refresh learnt.
@@ -231,9 +244,13 @@ impl Node {
         self.circuit() != Circuit::Open
     }
 
-    /// A request or refresh succeeded: the breaker closes.
-    pub fn succeeded(&self) {
+    /// A request or refresh succeeded: the breaker closes (a refresh's
+    /// only if no call failed since a call last succeeded).
+    pub fn succeeded(&self, probe: Probe) {
         let mut breaker = self.lock();
+        if probe == Probe::Refresh && breaker.calls_failing {
+            return;
+        }
         if breaker.open_until.is_some() {
             tracing::info!(cap = "backend", node = %self.spec.name, "backend node back: circuit closed");
         }
@@ -241,9 +258,10 @@ impl Node {
     }
 
     /// A request or refresh failed: counts toward opening the breaker.
-    pub fn failed(&self) {
+    pub fn failed(&self, probe: Probe) {
         let mut breaker = self.lock();
         breaker.failures += 1;
+        breaker.calls_failing |= probe == Probe::Call;
         breaker.trial_out = false;
         let was_open = breaker.open_until.is_some();
         if breaker.failures >= FAILURES_TO_OPEN || was_open {
@@ -291,18 +309,35 @@ mod tests {
     #[test]
     fn the_breaker_opens_after_consecutive_failures_and_a_success_closes_it() {
         let node = node(None);
-        node.failed();
-        node.failed();
+        node.failed(Probe::Refresh);
+        node.failed(Probe::Refresh);
         assert_eq!(node.circuit(), Circuit::Closed);
-        node.failed();
+        node.failed(Probe::Refresh);
         assert_eq!(node.circuit(), Circuit::Open);
         assert!(!node.admits());
         node.lock().open_until = Some(Instant::now());
         assert_eq!(node.circuit(), Circuit::HalfOpen);
         assert!(node.admits(), "one trial");
         assert!(!node.admits(), "only one");
-        node.succeeded();
+        node.succeeded(Probe::Refresh);
         assert_eq!(node.circuit(), Circuit::Closed);
+    }
+
+    #[test]
+    fn a_refresh_does_not_close_what_failing_calls_opened() {
+        let node = node(None);
+        for _ in 0..FAILURES_TO_OPEN {
+            node.failed(Probe::Call);
+        }
+        node.succeeded(Probe::Refresh);
+        assert_eq!(node.circuit(), Circuit::Open, "it lists its models, yet its calls fail");
+        node.lock().open_until = Some(Instant::now());
+        assert!(node.admits(), "a call's trial");
+        node.succeeded(Probe::Call);
+        assert_eq!(node.circuit(), Circuit::Closed);
+        node.failed(Probe::Refresh);
+        node.succeeded(Probe::Refresh);
+        assert_eq!(node.lock().failures, 0, "refreshes alone: a refresh closes");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! /v1/models) and loaded models (/api/ps; an OpenAI-compatible server's
 //! listed models count as loaded), every HEALTH_CHECK_INTERVAL, all nodes
 //! at once. A refresh is also the node's health check: an answer closes its
-//! breaker, a failure counts toward opening it.
+//! breaker (unless calls opened it), a failure counts toward opening it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 
 use super::Pool;
-use super::node::{Learnt, Node, Protocol};
+use super::node::{Learnt, Node, Probe, Protocol};
 
 /// The client refreshes use: a fresh connection each time, so a node that
 /// stopped accepting new connections is noticed.
@@ -35,11 +35,11 @@ pub async fn round(pool: &Arc<Pool>, client: &RefreshClient, timeout: Duration) 
         match learnt {
             Some(learnt) => {
                 node.learn(learnt);
-                pool.succeeded(&node);
+                pool.succeeded(&node, Probe::Refresh);
             }
             None => {
                 tracing::debug!(cap = "backend", node = %node.spec.name, "backend node refresh failed");
-                pool.failed(&node);
+                pool.failed(&node, Probe::Refresh);
             }
         }
     }

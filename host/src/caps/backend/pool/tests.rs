@@ -82,8 +82,8 @@ async fn a_conversation_stays_on_its_node_and_open_breakers_are_skipped() {
         first.spec.name
     );
     for _ in 0..node::FAILURES_TO_OPEN {
-        pool.failed(&pool.nodes()[0]);
-        pool.failed(&pool.nodes()[1]);
+        pool.failed(&pool.nodes()[0], Probe::Call);
+        pool.failed(&pool.nodes()[1], Probe::Call);
     }
     assert_eq!(
         pool.route(Some("x"), None, key(7), &[], far()).await.err(),
