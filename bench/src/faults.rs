@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 
 use crate::service::ServiceProcess;
 
+mod nodes;
+
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 
 /// How big a run is.
@@ -158,6 +160,10 @@ const FAULTS: &[(&str, FaultFn)] = &[
     ("backend hung", backend_hung),
     ("backend flapping", backend_flapping),
     ("client mistakes and backend refusals", mistakes_and_refusals),
+    ("pool node answers junk", nodes::junk),
+    ("pool node answers 400", nodes::fast_400),
+    ("pool node hangs", nodes::hang),
+    ("pool node flaps", nodes::flap),
     ("slowloris", slowloris),
     ("idle-connection flood", idle_flood),
     ("slow-body flood", slow_bodies),

@@ -126,6 +126,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_purges(purges),
     );
     let _ticker = EpochTicker::start(&[&engine, plugins.engine()]).context("starting the epoch ticker")?;
+    // Past the shutdown's grace period, answers still read are cut.
+    let backend_client = backend.clone();
     let capabilities = HostCapabilities {
         telemetry,
         backend,
@@ -214,8 +216,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let limits = config.connection_limits();
+    let grace_over = move || backend_client.client().cut_answers();
     let drained =
-        server::serve(listener, service, limits, until_stopped(stopped), config.shutdown_grace()).await;
+        server::serve(listener, service, limits, until_stopped(stopped), config.shutdown_grace(), grace_over)
+            .await;
     if drained {
         tracing::info!("all in-flight requests finished; exiting");
     } else {

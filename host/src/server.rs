@@ -348,15 +348,21 @@ impl Service {
     }
 }
 
+/// Time the answers cut at the grace period's end have to say so.
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
 /// Serves `listener` under `limits` until `shutdown` completes, then waits
-/// up to `grace` for in-flight requests. Returns whether every connection
-/// drained in time.
+/// up to `grace` for in-flight requests; past it, `grace_over` cuts what
+/// they still read from the backend and they get [`LAST_WORDS`] to end
+/// their answers with their dialect's error. Returns whether every
+/// connection drained within the grace period.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    grace_over: impl FnOnce(),
 ) -> bool {
     let graceful = GracefulShutdown::new();
     let builder = limits.http1();
@@ -379,8 +385,12 @@ pub async fn serve(
     })
     .await;
     tracing::info!(grace_s = grace.as_secs(), "shutting down: listener closed, draining in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => true,
-        () = tokio::time::sleep(grace) => false,
+    let drained = graceful.shutdown();
+    tokio::pin!(drained);
+    if tokio::time::timeout(grace, drained.as_mut()).await.is_ok() {
+        return true;
     }
+    grace_over();
+    let _ = tokio::time::timeout(LAST_WORDS, drained).await;
+    false
 }

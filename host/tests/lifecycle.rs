@@ -94,3 +94,89 @@ fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
         line["message"] == "all in-flight requests finished; exiting"
     });
 }
+
+/// A stream read raw from its first bytes: what it said up to its end.
+struct RawStream {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    text: String,
+}
+
+impl RawStream {
+    /// Posts `body` to `path` and reads until `first` has arrived.
+    fn open(addr: std::net::SocketAddr, path: &str, body: &serde_json::Value, first: &str) -> Self {
+        use std::io::{BufRead, Write};
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let body = body.to_string();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        socket.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        let mut stream = Self { reader: std::io::BufReader::new(socket), text: String::new() };
+        while !stream.text.contains(first) {
+            let mut line = String::new();
+            assert!(
+                stream.reader.read_line(&mut line).unwrap() > 0,
+                "{path} ended before {first}: {}",
+                stream.text
+            );
+            stream.text.push_str(&line);
+        }
+        stream
+    }
+
+    /// The rest, to its end.
+    fn rest(mut self) -> String {
+        use std::io::Read;
+        self.reader.read_to_string(&mut self.text).unwrap();
+        self.text
+    }
+}
+
+#[test]
+fn streams_still_running_past_the_grace_period_end_with_their_dialects_error() {
+    let ollama = llm_service_test_support::fake_ollama::FakeOllama::start(&["m1"]);
+    ollama.set_token_delay(Duration::from_millis(300));
+    let mut service = Service::builder(BINARY)
+        .envs(&[("OLLAMA_BASE_URL", &ollama.url()), ("OLLAMA_MODEL", "m1"), ("SHUTDOWN_GRACE_PERIOD", "1")])
+        .start();
+    let words =
+        "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen";
+    let messages = serde_json::json!([{"role": "user", "content": words}]);
+    let streams = [
+        ("/generate", serde_json::json!({"prompt": words, "stream": true}), "\"response\""),
+        (
+            "/api/chat",
+            serde_json::json!({"model": "m1", "messages": messages, "stream": true}),
+            "\"content\"",
+        ),
+        (
+            "/v1/chat/completions",
+            serde_json::json!({"model": "m1", "messages": messages, "stream": true}),
+            "\"content\":\"one",
+        ),
+        (
+            "/v1/messages",
+            serde_json::json!({"model": "m1", "max_tokens": 64, "messages": messages, "stream": true}),
+            "text_delta",
+        ),
+    ];
+    let open: Vec<(&str, RawStream)> = streams
+        .iter()
+        .map(|(path, body, first)| (*path, RawStream::open(service.addr(), path, body, first)))
+        .collect();
+    service.terminate();
+    for (path, stream) in open {
+        let text = stream.rest();
+        let last = text.lines().rev().find(|line| line.contains('{')).unwrap_or_default().to_string();
+        assert!(
+            last.contains("error") && last.contains("shutting down") && !last.contains("InternalError"),
+            "{path}'s last event is its dialect's error, saying why: {last}\n{text}"
+        );
+    }
+    assert_eq!(service.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    service.wait_for_log(Duration::from_secs(1), |line| {
+        line["message"] == "grace period over with requests still in flight; exiting"
+    });
+}

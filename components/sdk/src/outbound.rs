@@ -56,6 +56,8 @@ impl From<ErrorCode> for OutboundError {
             | ErrorCode::DestinationNotFound
             | ErrorCode::DnsTimeout
             | ErrorCode::DnsError(_) => Self::Unreachable(format!("{code:?}")),
+            // The host's own words (a shutdown past its grace period).
+            ErrorCode::InternalError(Some(why)) => Self::Other(why),
             other => Self::Other(format!("{other:?}")),
         }
     }

@@ -81,7 +81,14 @@ pub struct BackendClient {
     client: Client<HttpConnector<AllowlistResolver>, Full<Bytes>>,
     settings: ClientSettings,
     retries: prometheus::IntCounter,
+    /// Set once the shutdown's grace period is over: every answer still
+    /// being read fails with [`CUT_SHORT`].
+    cut: tokio::sync::watch::Sender<bool>,
 }
+
+/// What a component reads from an answer cut at the end of the shutdown's
+/// grace period (it ends its stream with this as the dialect's error).
+pub const CUT_SHORT: &str = "the service is shutting down: its grace period is over";
 
 impl BackendClient {
     /// A client that connects only through `resolver`, counting its retries
@@ -98,7 +105,14 @@ impl BackendClient {
             .pool_max_idle_per_host(settings.max_idle_connections)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
-        Self { client, settings, retries }
+        Self { client, settings, retries, cut: tokio::sync::watch::Sender::new(false) }
+    }
+
+    /// Fails every answer still being read (and every later one) with
+    /// [`CUT_SHORT`], so each component ends its answer with an error of
+    /// its dialect instead of being cut off mid-stream.
+    pub fn cut_answers(&self) {
+        self.cut.send_replace(true);
     }
 
     /// Retries made since start.
@@ -158,7 +172,8 @@ impl BackendClient {
                 let mut guard = guard;
                 guard.head(response.status(), response.headers());
                 let timeout = self.settings.read_timeout;
-                return Ok(response.map(|body| GuardedBody::new(body, timeout, deadline, guard)));
+                let cut = self.cut.subscribe();
+                return Ok(response.map(|body| GuardedBody::new(body, timeout, deadline, guard, cut)));
             }
             attempt += 1;
             self.retries.inc();
@@ -227,9 +242,15 @@ pub struct GuardedBody {
 const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 impl GuardedBody {
-    fn new(inner: Incoming, timeout: Duration, deadline: Instant, guard: impl AnswerGuard) -> Self {
+    fn new(
+        inner: Incoming,
+        timeout: Duration,
+        deadline: Instant,
+        guard: impl AnswerGuard,
+        cut: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let (sender, frames) = mpsc::unbounded_channel();
-        tokio::spawn(pump(inner, timeout, deadline, guard, sender));
+        tokio::spawn(pump(inner, timeout, deadline, guard, sender, cut));
         Self { frames }
     }
 }
@@ -240,19 +261,24 @@ fn next_wake(timeout: Duration, deadline: Instant) -> tokio::time::Instant {
 }
 
 /// Moves the backend's answer into `sender` until it ends, fails, times
-/// out or nobody reads it any more; the slot goes with the task, told how
-/// the answer ended.
+/// out, nobody reads it any more or the shutdown cuts it; the slot goes
+/// with the task, told how the answer ended.
 async fn pump(
     mut inner: Incoming,
     timeout: Duration,
     deadline: Instant,
     mut guard: impl AnswerGuard,
     sender: mpsc::UnboundedSender<Result<Frame<Bytes>, HttpError>>,
+    mut cut: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut received = 0usize;
     loop {
         let next = tokio::select! {
             () = sender.closed() => return guard.ended(AnswerEnd::Abandoned),
+            Ok(_) = cut.wait_for(|cut| *cut) => {
+                let _ = sender.send(Err(HttpError::InternalError(Some(CUT_SHORT.into()))));
+                return guard.ended(AnswerEnd::Abandoned);
+            }
             next = tokio::time::timeout_at(next_wake(timeout, deadline), inner.frame()) => next,
         };
         let frame = match next {
