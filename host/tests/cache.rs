@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use llm_service_test_support::fake_ollama::{FakeOllama, Fault};
 use llm_service_test_support::redis_server::RedisServer;
 use llm_service_test_support::{Client, Reply, Service};
+use sha2::Digest;
 use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
@@ -176,6 +177,14 @@ fn clearing_a_character_leaves_a_character_whose_name_contains_it() {
     assert_eq!(x_cache(&generate(&service, &lois)), "MISS");
     let cleared = Client::new().send("POST", &service.url("/cache/clear"), br#"{"character": "peter:lois"}"#);
     assert_eq!(cleared.json(), json!({"cleared": 1}));
+    // A prompt's hash is no character: it clears nothing in either tier.
+    generate(&service, &lois);
+    let hash: String = sha2::Sha256::digest(b"x").iter().map(|byte| format!("{byte:02x}")).collect();
+    let body = json!({ "character": hash }).to_string();
+    let cleared = Client::new().send("POST", &service.url("/cache/clear"), body.as_bytes());
+    assert_eq!(cleared.json(), json!({"cleared": 0}), "the count is what was removed, in every tier");
+    assert_eq!(x_cache(&generate(&service, &lois)), "HIT");
+    assert_eq!(redis.answer_count(), 1, "lois's answer to x stays in KeyDB");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInf
 use redis::{AsyncCommands, RedisError};
 
 use super::TierError;
-use super::redis::{SCAN_COUNT, scan_pattern, wanted};
+use super::redis::{SCAN_COUNT, scan_pattern};
 use super::tier::{Connected, MAX_BLOCK, Readers};
 
 /// The Redis Cluster tier.
@@ -118,7 +118,7 @@ impl Connected for ClusterTier {
                 let answer = connection.route_command(scan, route.clone()).await?;
                 let (next, keys): (u64, Vec<String>) =
                     redis::from_redis_value(answer).map_err(|error| TierError(error.to_string()))?;
-                for key in keys.into_iter().filter(|key| wanted(key, prefix, containing)) {
+                for key in keys.into_iter().filter(|key| super::cleared_by(key, prefix, containing)) {
                     // Each key where its slot lives.
                     let _: u64 = connection.unlink(&key).await?;
                     removed.push(key);

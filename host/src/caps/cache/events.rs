@@ -229,7 +229,7 @@ impl ResponseCache {
     /// replica cleared the shared one).
     pub fn clear_local(&self, prefix: &str, containing: Option<&str>) -> u64 {
         self.purges.purge_cleared(prefix, containing);
-        self.memory.clear(|key| key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix)))
+        self.memory.clear(|key| super::cleared_by(key, prefix, containing))
     }
 }
 

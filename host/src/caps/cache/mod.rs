@@ -321,11 +321,9 @@ impl ResponseCache {
         if prefix.is_empty() {
             return Err(CacheError::InvalidKey { reason: "a clear needs a prefix" });
         }
-        let matches =
-            |key: &str| key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix));
         let mut removed: HashSet<String> = HashSet::new();
         self.memory.clear(|key| {
-            let hit = matches(key);
+            let hit = cleared_by(key, prefix, containing);
             if hit {
                 removed.insert(key.to_string());
             }
@@ -408,4 +406,14 @@ fn check_key(key: &str) -> Result<(), CacheError> {
         return Err(CacheError::InvalidKey { reason: "over 1024 bytes" });
     }
     Ok(())
+}
+
+/// Whether `key` is one a clear of `prefix` (and `containing`, looked for
+/// after the prefix, as the shared tier's scan glob does) removes, in every
+/// tier and replay: the glob only narrows a scan; this exact test decides.
+/// After the prefix: a prefix ending with the separator must not make
+/// `:{x}:` match the segment right after it (a prompt hash given as a
+/// character would clear that prompt's answers in process only).
+pub fn cleared_by(key: &str, prefix: &str, containing: Option<&str>) -> bool {
+    key.strip_prefix(prefix).is_some_and(|rest| containing.is_none_or(|infix| rest.contains(infix)))
 }

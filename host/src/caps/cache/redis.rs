@@ -79,7 +79,7 @@ impl Connected for RedisTier {
                 .query_async(&mut connection)
                 .await?;
             let doomed: Vec<String> =
-                keys.into_iter().filter(|key| wanted(key, prefix, containing)).collect();
+                keys.into_iter().filter(|key| super::cleared_by(key, prefix, containing)).collect();
             if !doomed.is_empty() {
                 let _: u64 = connection.unlink(&doomed).await?;
                 removed.extend(doomed);
@@ -105,12 +105,6 @@ pub(super) fn scan_pattern(prefix: &str, containing: Option<&str>) -> String {
         Some(infix) => format!("{}*{}*", glob_escape(prefix), glob_escape(infix)),
         None => format!("{}*", glob_escape(prefix)),
     }
-}
-
-/// Whether a scanned `key` is one to clear: the glob only narrows the
-/// scan; this exact test decides.
-pub(super) fn wanted(key: &str, prefix: &str, containing: Option<&str>) -> bool {
-    key.starts_with(prefix) && containing.is_none_or(|infix| key.contains(infix))
 }
 
 /// `text` as a literal inside a Redis glob pattern.

@@ -193,9 +193,7 @@ impl Purges for EdgeCache {
         self.note_purge("clear");
         let (prefix, containing) = (prefix.to_string(), containing.map(str::to_string));
         let cleared = move |_key: &EdgeKey, replay: &Arc<Replay>| {
-            replay.tags.iter().any(|tag| {
-                tag.starts_with(&prefix) && containing.as_deref().is_none_or(|infix| tag.contains(infix))
-            })
+            replay.tags.iter().any(|tag| crate::caps::cache::cleared_by(tag, &prefix, containing.as_deref()))
         };
         if replays.invalidate_entries_if(cleared).is_err() {
             // Closures are enabled at build; should that ever fail, purge all.
