@@ -49,8 +49,6 @@ pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Connections open at once on the service port: far more than a fleet of
 /// bots keeps alive, far fewer than the descriptors a process may hold.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
-/// Connections open at once on the admin port (operators and their scripts).
-pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// Time to send a request head, and to start the next one on an idle
 /// kept-alive connection: long for a real client, short for a slowloris.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 15_000;
@@ -352,7 +350,7 @@ impl Config {
     /// The admin port's: the same timeouts, a small cap of its own.
     pub fn admin_connection_limits(&self) -> crate::listener::ConnectionLimits {
         crate::listener::ConnectionLimits {
-            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_connections: crate::listener::ADMIN_MAX_CONNECTIONS,
             header_read_timeout: Duration::from_millis(self.server.header_read_timeout_ms),
         }
     }

@@ -36,7 +36,7 @@ use crate::caps::backend::ServedBy;
 use crate::caps::cache::LookupTrace;
 use crate::caps::edge::cache_status;
 use crate::caps::edge::replay::Fills;
-use crate::listener::{ConnectionLimits, accept_loop};
+use crate::listener::{Accepted, ConnectionLimits, accept_loop};
 use crate::request_id::{REQUEST_ID, client_request_id, request_id};
 use crate::routing::RoutingKey;
 use crate::runtime::handler::{InvokeError, Ticket};
@@ -366,7 +366,7 @@ pub async fn serve(
 ) -> bool {
     let graceful = GracefulShutdown::new();
     let builder = limits.http1();
-    accept_loop("service", listener, limits, shutdown, |stream, peer, permit| {
+    accept_loop("service", listener, limits, shutdown, |Accepted { stream, peer, permit, shed }| {
         let (service, connection) = (service.clone(), Arc::new(service.connection()));
         let connection = builder.serve_connection(
             TokioIo::new(stream),
@@ -378,8 +378,11 @@ pub async fn serve(
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _counted = permit;
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(error) = ended {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                },
+                () = shed.wait() => tracing::debug!(%peer, "silent connection shed: the cap is full"),
             }
         });
     })

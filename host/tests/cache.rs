@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use llm_service_test_support::fake_ollama::{FakeOllama, Fault};
 use llm_service_test_support::redis_server::RedisServer;
 use llm_service_test_support::{Client, Reply, Service};
-use sha2::Digest;
 use serde_json::{Value, json};
+use sha2::Digest;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";

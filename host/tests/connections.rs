@@ -162,3 +162,38 @@ fn with_descriptors_scarce_a_flood_neither_exhausts_them_nor_floods_the_log() {
         .any(|line| line["message"] == "MAX_CONNECTIONS cut to fit the open-files limit (ulimit -n)");
     assert!(refused_cap, "the cap was cut to the open-files limit");
 }
+
+#[test]
+fn silent_sockets_filling_both_caps_make_way_for_a_new_client_and_an_operator() {
+    let ollama = FakeOllama::start(&["m"]);
+    let token = "connections-admin-token";
+    // 1024 descriptors: the service port's cap is 1024 - 256 - 64 = 704.
+    let service = Service::builder(BINARY)
+        .env("OLLAMA_BASE_URL", &ollama.url())
+        .env("ADMIN_TOKEN", token)
+        .env("HEADER_READ_TIMEOUT_MS", "60000")
+        .open_files_limit(1024)
+        .start();
+    let admin: std::net::SocketAddr = service.admin_url("").trim_start_matches("http://").parse().unwrap();
+    let mut silent: Vec<TcpStream> =
+        (0..1000).filter_map(|_| TcpStream::connect(service.addr()).ok()).collect();
+    silent.extend((0..64).filter_map(|_| TcpStream::connect(admin).ok()));
+    assert!(silent.len() >= 1000, "the flood is up: {} sockets", silent.len());
+    for _ in 0..3 {
+        let client = Client::new().get(&service.url("/health"));
+        assert_eq!(client.status, 200, "a new client is answered: {}", client.body);
+        let operator = service.admin(token, "GET", "/service/health", b"");
+        assert_eq!(operator.status, 200, "an operator is answered: {}", operator.body);
+    }
+    // The room was made by shedding silent sockets: some were closed.
+    let closed = |socket: &mut TcpStream| {
+        socket.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        match socket.read(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
+    };
+    let shed = silent.iter_mut().map(closed).filter(|was| *was).count();
+    assert!(shed >= 2, "{shed} silent sockets were shed");
+}

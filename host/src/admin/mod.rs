@@ -45,7 +45,7 @@ pub use self::console::CONSOLE_PATH;
 use self::describe::{describe, describe_canary, describe_plugin, pushed};
 use crate::caps::HostCapabilities;
 use crate::caps::plugins::PluginInstallError;
-use crate::listener::{ConnectionLimits, accept_loop};
+use crate::listener::{Accepted, ConnectionLimits, accept_loop};
 use crate::runtime::installer::HandlerInstaller;
 use crate::runtime::versions::RollbackError;
 use crate::server::{Service, json_error, json_response as json};
@@ -266,7 +266,7 @@ impl AdminApi {
         shutdown: impl Future<Output = ()>,
     ) {
         let builder = limits.http1();
-        accept_loop("admin", listener, limits, shutdown, |stream, peer, permit| {
+        accept_loop("admin", listener, limits, shutdown, |Accepted { stream, peer, permit, shed }| {
             let api = self.clone();
             let service = hyper::service::service_fn(move |request| {
                 let api = api.clone();
@@ -275,7 +275,10 @@ impl AdminApi {
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::spawn(async move {
                 let _counted = permit;
-                let _ = connection.await;
+                tokio::select! {
+                    _ = connection => {}
+                    () = shed.wait() => {}
+                }
             });
         })
         .await;

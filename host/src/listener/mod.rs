@@ -1,11 +1,14 @@
 //! One accept loop for both listeners (the service's and the admin API's),
 //! and the limits every connection lives under.
 //!
-//! - At most `max_connections` connections at once. Past it, a new
-//!   connection is closed as soon as it is accepted, so it fails fast
-//!   instead of queueing, while the connections in progress finish. The cap
-//!   is held below the process's file-descriptor limit, so the service
-//!   always has descriptors left for its backend, KeyDB and logs.
+//! - At most `max_connections` connections at once. Past it, the oldest
+//!   connection that has sent nothing yet is shed to make room
+//!   ([`silent`]); with none, a new connection is closed as soon as it is
+//!   accepted, so it fails fast instead of queueing, while the connections
+//!   in progress finish. The cap is held below the process's
+//!   file-descriptor limit, less a reserve for the admin port, so the
+//!   service always has descriptors left for its backend, KeyDB, logs and
+//!   operators.
 //! - A connection must send a complete request head within
 //!   `header_read_timeout`, also when it sits idle between keep-alive
 //!   requests (hyper's header-read timer covers both), or it is closed:
@@ -13,6 +16,8 @@
 //! - A failing `accept` (out of descriptors, say) backs off, doubling up to
 //!   a second, and its warning is written at most once a second with a
 //!   count, so the loop can never spin.
+
+pub mod silent;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,9 +29,15 @@ use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use self::silent::{Shed, SilentConnections, Watched};
+
 /// Descriptors kept back from the connection cap for everything else the
 /// process opens (backend and KeyDB connections, compiled components, logs).
 const RESERVED_DESCRIPTORS: usize = 256;
+/// The admin port's connection cap, kept back from the service port's.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// How long a full listener waits for a shed connection's slot.
+const SHED_WAIT: Duration = Duration::from_secs(1);
 /// The first pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -43,9 +54,11 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// `max_connections`, cut to what the file-descriptor limit allows.
+    /// `max_connections`, cut to what the file-descriptor limit allows once
+    /// the reserve and the admin port's connections are kept back.
     pub fn within_descriptor_limit(self) -> Self {
-        let limit = open_files_limit().map_or(usize::MAX, |limit| limit.saturating_sub(RESERVED_DESCRIPTORS));
+        let limit = open_files_limit()
+            .map_or(usize::MAX, |limit| limit.saturating_sub(RESERVED_DESCRIPTORS + ADMIN_MAX_CONNECTIONS));
         let max_connections = self.max_connections.min(limit).max(1);
         if max_connections < self.max_connections {
             tracing::warn!(
@@ -65,16 +78,31 @@ impl ConnectionLimits {
     }
 }
 
+/// A connection accepted: its stream, its peer, the permit that counts it
+/// (held until it closes), and what completes if it is shed (its task then
+/// closes it).
+pub struct Accepted {
+    /// The stream, watched for its first byte.
+    pub stream: Watched<TcpStream>,
+    /// Who connected.
+    pub peer: SocketAddr,
+    /// Its slot under the cap.
+    pub permit: OwnedSemaphorePermit,
+    /// Completes when the connection is shed (silent while the cap is full).
+    pub shed: Shed,
+}
+
 /// Accepts connections on `listener` until `shutdown` completes, handing
-/// each (with the permit that counts it) to `serve`; `name` labels logs.
+/// each to `serve`; `name` labels logs.
 pub async fn accept_loop(
     name: &'static str,
     listener: TcpListener,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
-    mut serve: impl FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
+    mut serve: impl FnMut(Accepted),
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let silent = Arc::new(SilentConnections::default());
     let mut shutdown = std::pin::pin!(shutdown);
     let (mut backoff, mut accept_trouble, mut refusals) =
         (FIRST_BACKOFF, Throttled::default(), Throttled::default());
@@ -97,7 +125,15 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let room = match slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            // Full: a silent connection makes room for this one.
+            Err(_) if silent.shed_oldest() => {
+                tokio::time::timeout(SHED_WAIT, slots.clone().acquire_owned()).await.ok().and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(permit) = room else {
             // Closing at once frees the descriptor and tells the client now.
             drop(stream);
             if let Some(count) = refusals.note() {
@@ -111,7 +147,8 @@ pub async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        serve(stream, peer, permit);
+        let (stream, shed) = silent.watch(stream);
+        serve(Accepted { stream, peer, permit, shed });
     }
 }
 
