@@ -229,3 +229,55 @@ fn many_questions_at_once_over_three_replicas_make_one_call_each() {
     }
     assert_eq!(ollama.generate_requests().len(), 20, "one backend call per distinct question");
 }
+
+#[test]
+fn hundreds_of_relayed_flights_fit_a_small_descriptor_limit_with_no_second_call() {
+    let redis = RedisServer::start();
+    let ollama = FakeOllama::start(&[MODEL]);
+    // About 3 s a generation: the leader's flights outlast the relays' start.
+    ollama.set_token_delay(Duration::from_millis(300));
+    let store = ("REDIS_URL", redis.url());
+    let wide = [("OLLAMA_BASE_URL", ollama.url()), ("OLLAMA_MODEL", MODEL.to_string())];
+    let leader = Service::builder(BINARY)
+        .envs(&[(wide[0].0, &wide[0].1), (wide[1].0, &wide[1].1), (store.0, &store.1)])
+        .env("MAX_CONCURRENT_REQUESTS", "1000")
+        .start();
+    // 1024 descriptors: 650 clients and 650 relayed flights at once.
+    let relay = Service::builder(BINARY)
+        .envs(&[(wide[0].0, &wide[0].1), (wide[1].0, &wide[1].1), (store.0, &store.1)])
+        .open_files_limit(1024)
+        .start();
+    let count = 650;
+    let prompts: Vec<String> =
+        (0..count).map(|index| format!("one two three four five six seven eight nine {index}")).collect();
+    let answers: Vec<(usize, Result<String, String>)> = std::thread::scope(|scope| {
+        let led: Vec<_> = (0..count)
+            .map(|index| {
+                let (leader, prompt) = (&leader, &prompts[index]);
+                std::thread::Builder::new()
+                    .stack_size(256 << 10)
+                    .spawn_scoped(scope, move || (index, ask(leader, prompt, index % 2 == 0)))
+                    .unwrap()
+            })
+            .collect();
+        eventually("the leader leads every flight", || shared_flights(&leader, "led") == count as u64);
+        let relayed: Vec<_> = (0..count)
+            .map(|index| {
+                let (relay, prompt) = (&relay, &prompts[index]);
+                std::thread::Builder::new()
+                    .stack_size(256 << 10)
+                    .spawn_scoped(scope, move || (index, ask(relay, prompt, index % 2 == 1)))
+                    .unwrap()
+            })
+            .collect();
+        led.into_iter().chain(relayed).map(|client| client.join().unwrap()).collect()
+    });
+    let failed: Vec<_> =
+        answers.iter().filter(|(index, answer)| answer.as_deref() != Ok(&prompts[*index])).collect();
+    assert!(failed.is_empty(), "{} of {} failed, first {:?}", failed.len(), answers.len(), failed.first());
+    assert_eq!(ollama.generate_requests().len(), count, "no relay fell back to a backend call of its own");
+    assert!(
+        shared_flights(&relay, "relayed") >= (count as u64) * 9 / 10,
+        "the relay followed the leader's flights"
+    );
+}

@@ -85,22 +85,35 @@ pub const MAX_BLOCK: Duration = Duration::from_secs(1);
 /// Connections kept for blocking reads (`XREAD BLOCK`), which must not
 /// share the tier's connection: a blocked read holds up every command
 /// behind it. A read takes an idle one or makes one, and gives it back
-/// when it answered; at most [`Readers::MAX_IDLE`] wait idle. How many are
-/// in use at once is bounded by the requests following other replicas'
-/// flights, which admission bounds.
+/// when it answered; at most [`Readers::MAX_IDLE`] wait idle, and at most
+/// [`Readers::MAX_IN_USE`] are in use at once, so relays stay inside the
+/// descriptors the listener keeps back (its `RESERVED_DESCRIPTORS`)
+/// however many flights are followed. A read that finds them all in use
+/// waits its turn for up to its block time and then reads nothing (never
+/// an error: a busy store is not a store that is down); one that waited
+/// blocks only briefly, so readers go round.
 pub struct Readers<C> {
     idle: std::sync::Mutex<Vec<C>>,
+    in_use: tokio::sync::Semaphore,
 }
 
 impl<C> Default for Readers<C> {
     fn default() -> Self {
-        Self { idle: std::sync::Mutex::new(Vec::new()) }
+        Self {
+            idle: std::sync::Mutex::new(Vec::new()),
+            in_use: tokio::sync::Semaphore::new(Self::MAX_IN_USE),
+        }
     }
 }
+
+/// How long a read that had to wait for a reader blocks.
+const TURN: Duration = Duration::from_millis(25);
 
 impl<C> Readers<C> {
     /// Idle readers kept at most.
     pub const MAX_IDLE: usize = 16;
+    /// Readers in use at once at most.
+    pub const MAX_IN_USE: usize = 64;
 
     fn take(&self) -> Option<C> {
         self.idle.lock().unwrap_or_else(|poison| poison.into_inner()).pop()
@@ -111,6 +124,16 @@ impl<C> Readers<C> {
         if idle.len() < Self::MAX_IDLE {
             idle.push(reader);
         }
+    }
+
+    /// A turn to read blocking up to `block`: the permit and how long to
+    /// block, or `None` when no reader freed up within `block`.
+    async fn turn(&self, block: Duration) -> Option<(tokio::sync::SemaphorePermit<'_>, Duration)> {
+        if let Ok(permit) = self.in_use.try_acquire() {
+            return Some((permit, block));
+        }
+        let permit = tokio::time::timeout(block, self.in_use.acquire()).await.ok()?.ok()?;
+        Some((permit, block.min(TURN)))
     }
 }
 
@@ -275,11 +298,14 @@ impl<T: Connected> SharedTier for T {
         after: &str,
         block: Duration,
     ) -> Result<Vec<(String, String, Bytes)>, TierError> {
+        let Some((_turn, block)) = self.readers().turn(block.min(MAX_BLOCK)).await else {
+            return Ok(Vec::new());
+        };
         let mut reader = match self.readers().take() {
             Some(reader) => reader,
             None => self.new_reader().await?,
         };
-        let read = commands::flight_read(&mut reader, stream, after, block.min(MAX_BLOCK)).await;
+        let read = commands::flight_read(&mut reader, stream, after, block).await;
         // A reader that failed may be broken: it is dropped.
         if read.is_ok() {
             self.readers().give_back(reader);
