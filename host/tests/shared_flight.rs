@@ -251,25 +251,9 @@ fn hundreds_of_relayed_flights_fit_a_small_descriptor_limit_with_no_second_call(
     let prompts: Vec<String> =
         (0..count).map(|index| format!("one two three four five six seven eight nine {index}")).collect();
     let answers: Vec<(usize, Result<String, String>)> = std::thread::scope(|scope| {
-        let led: Vec<_> = (0..count)
-            .map(|index| {
-                let (leader, prompt) = (&leader, &prompts[index]);
-                std::thread::Builder::new()
-                    .stack_size(256 << 10)
-                    .spawn_scoped(scope, move || (index, ask(leader, prompt, index % 2 == 0)))
-                    .unwrap()
-            })
-            .collect();
+        let led = ask_each(scope, &leader, &prompts, 0);
         eventually("the leader leads every flight", || shared_flights(&leader, "led") == count as u64);
-        let relayed: Vec<_> = (0..count)
-            .map(|index| {
-                let (relay, prompt) = (&relay, &prompts[index]);
-                std::thread::Builder::new()
-                    .stack_size(256 << 10)
-                    .spawn_scoped(scope, move || (index, ask(relay, prompt, index % 2 == 1)))
-                    .unwrap()
-            })
-            .collect();
+        let relayed = ask_each(scope, &relay, &prompts, 1);
         led.into_iter().chain(relayed).map(|client| client.join().unwrap()).collect()
     });
     let failed: Vec<_> =
@@ -280,4 +264,22 @@ fn hundreds_of_relayed_flights_fit_a_small_descriptor_limit_with_no_second_call(
         shared_flights(&relay, "relayed") >= (count as u64) * 9 / 10,
         "the relay followed the leader's flights"
     );
+}
+
+/// Asks each of `prompts` on `service` from a thread of its own (small
+/// stacks: there are hundreds), streamed when the index's parity is `streamed`.
+fn ask_each<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    service: &'scope Service,
+    prompts: &'scope [String],
+    streamed: usize,
+) -> Vec<std::thread::ScopedJoinHandle<'scope, (usize, Result<String, String>)>> {
+    (0..prompts.len())
+        .map(|index| {
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn_scoped(scope, move || (index, ask(service, &prompts[index], index % 2 == streamed)))
+                .expect("a thread")
+        })
+        .collect()
 }
