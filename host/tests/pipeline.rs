@@ -260,3 +260,40 @@ fn a_stream_cut_by_the_request_deadline_ends_with_an_error_line() {
     let logged = service.wait_for_log(Duration::from_secs(5), |line| line["message"] == "LLM Request");
     assert_eq!(logged["error_kind"], "backend_timeout", "counted and logged as cut: {logged}");
 }
+
+#[test]
+fn a_batch_of_large_answers_fails_only_the_items_that_do_not_fit() {
+    let ollama = FakeOllama::start(&[MODEL]);
+    // Every answer: nine words of 100 KB, about 0.9 MB.
+    let word = "x".repeat(100_000);
+    ollama.set_reply(Some(&vec![word.as_str(); 9].join(" ")));
+    let service = service(&ollama, &[]);
+    let items: Vec<Value> = (0..32)
+        .map(|index| json!({"prompt": format!("large {index}"), "settings": {"max_tokens": 16}}))
+        .collect();
+    let reply = Client::new().send(
+        "POST",
+        &service.url("/generate/batch"),
+        json!({"requests": items}).to_string().as_bytes(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "the batch answers, whatever its items' fate: {}",
+        &reply.body[..reply.body.len().min(300)]
+    );
+    let results = reply.json()["results"].as_array().unwrap().clone();
+    let fitted = results.iter().take_while(|result| result.get("error").is_none()).count();
+    assert!((8..32).contains(&fitted), "the answers that fit 8 MiB came first: {fitted}");
+    for (index, result) in results.iter().enumerate().skip(fitted) {
+        assert_eq!(result["status"], 400, "item {index}: {}", result["error"]);
+        assert_eq!(result["field"], format!("requests[{index}]"));
+    }
+    let alone = service.generate(&items[31]);
+    assert_eq!(
+        (alone.status, alone.header("x-cache")),
+        (200, Some("HIT")),
+        "the answer was cached: asked alone it is a hit"
+    );
+    assert_eq!(alone.json()["response"].as_str().map(str::len), Some(9 * 100_000 + 8));
+}

@@ -5,6 +5,10 @@
 //! them), and the items this batch generates are finished before it waits
 //! on other requests' flights, so two batches never wait on each other. A
 //! bad item gets its own `{"error", "status"}` and never fails the others.
+//! The results are one JSON body built in the handler's memory, so the
+//! answers held together are bounded ([`MAX_HELD_BYTES`]): an answer past
+//! it is an error of its own item (its answer is cached all the same, so
+//! asking it alone is a hit), never a 500 for the whole batch.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -23,6 +27,11 @@ use crate::request::GenerateRequest;
 use crate::serve::policy;
 use crate::stamp::Stamp;
 use crate::wasm_host::WasmHost;
+
+/// The answer bytes a batch holds at most: a few times this (the results
+/// as JSON values, then as text) must fit the instance's memory
+/// (MAX_INSTANCE_MEMORY, 64 MiB by default) beside the backend's answers.
+const MAX_HELD_BYTES: usize = 8 << 20;
 
 /// POST /generate/batch.
 pub fn post(request: &Request) -> Reply {
@@ -63,14 +72,18 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
     // One generation per distinct key (and cache use): `shared[i]` is the
     // generation item i takes its answer from.
     let mut generations: Vec<&GenerateRequest> = Vec::new();
+    // The first item of each generation, to name in its error.
+    let mut first_items: Vec<usize> = Vec::new();
     let mut by_key: HashMap<(String, bool), usize> = HashMap::new();
     let shared: Vec<Option<usize>> = parsed
         .iter()
-        .map(|request| {
+        .enumerate()
+        .map(|(item, request)| {
             let request = request.as_ref().ok()?;
             let identity = (key(request, config.backend.kind()), request.use_cache);
             Some(*by_key.entry(identity).or_insert_with(|| {
                 generations.push(request);
+                first_items.push(item);
                 generations.len() - 1
             }))
         })
@@ -80,18 +93,20 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
     let begun: Vec<Begun<WasmHost>> =
         generations.iter().map(|request| begin(&Ctx { host: &host, request, policy: &policy })).collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; generations.len()];
+    let mut held = 0usize;
+    let mut keep = |index: usize, outcome: Outcome| Some(bounded(outcome, &mut held, first_items[index]));
     let mut following = Vec::new();
     for (index, begun) in begun.into_iter().enumerate() {
         let ctx = Ctx { host: &host, request: generations[index], policy: &policy };
         match begun {
-            Begun::Done(outcome) => outcomes[index] = Some(outcome),
+            Begun::Done(outcome) => outcomes[index] = keep(index, outcome),
             Begun::Flowing(flow) if flow.follows() => following.push((index, flow)),
-            Begun::Flowing(flow) => outcomes[index] = Some(flow.finish(&ctx)),
+            Begun::Flowing(flow) => outcomes[index] = keep(index, flow.finish(&ctx)),
         }
     }
     for (index, flow) in following {
         let ctx = Ctx { host: &host, request: generations[index], policy: &policy };
-        outcomes[index] = Some(flow.finish(&ctx));
+        outcomes[index] = keep(index, flow.finish(&ctx));
     }
 
     Ok(parsed
@@ -111,4 +126,21 @@ fn run(body: &[u8]) -> Result<Vec<Value>, ApiError> {
             render::batch_item(&outcome, &Stamp::live(started))
         })
         .collect())
+}
+
+/// `outcome` if its answer fits beside the `held` bytes (which it then
+/// joins), else the error of the batch's item `item`: the batch's answers
+/// are too big together.
+fn bounded(outcome: Outcome, held: &mut usize, item: usize) -> Outcome {
+    let answer = outcome?;
+    let bytes = answer.stored.response.len();
+    if *held + bytes > MAX_HELD_BYTES {
+        let message = format!(
+            "this answer ({bytes} bytes) does not fit beside the batch's others: a batch holds {} MiB of answers; ask it on its own (its answer is cached unless the item said use_cache: false)",
+            MAX_HELD_BYTES >> 20
+        );
+        return Err(ApiError::invalid(&format!("requests[{item}]"), message));
+    }
+    *held += bytes;
+    Ok(answer)
 }
