@@ -197,3 +197,29 @@ fn silent_sockets_filling_both_caps_make_way_for_a_new_client_and_an_operator() 
     let shed = silent.iter_mut().map(closed).filter(|was| *was).count();
     assert!(shed >= 2, "{shed} silent sockets were shed");
 }
+
+#[test]
+fn heads_hyper_refuses_are_answered_with_a_json_error() {
+    let (service, _ollama) = service(&[]);
+    let too_large = format!("GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(500_000));
+    let too_many: String = (0..200).map(|index| format!("x-h{index}: 1\r\n")).collect();
+    let cases = [
+        (too_large, "431"),
+        (format!("GET /health HTTP/1.1\r\n{too_many}\r\n"), "431"),
+        ("GARBAGE\r\n\r\n".to_string(), "400"),
+    ];
+    for (request, status) in cases {
+        let mut socket = connect(&service);
+        let _ = socket.write_all(request.as_bytes());
+        let answer = read_until_closed(&mut socket);
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        let error: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert!(
+            error["error"].as_str().is_some_and(|words| !words.is_empty()),
+            "a reason in words: {answer}"
+        );
+    }
+    assert_eq!(Client::new().get(&service.url("/health")).status, 200);
+}

@@ -13,11 +13,14 @@
 //!   `header_read_timeout`, also when it sits idle between keep-alive
 //!   requests (hyper's header-read timer covers both), or it is closed:
 //!   slowloris clients and silent connections cannot pile up.
+//! - hyper's own answers to heads it cannot take (400, 431) carry a JSON
+//!   error ([`worded`]).
 //! - A failing `accept` (out of descriptors, say) backs off, doubling up to
 //!   a second, and its warning is written at most once a second with a
 //!   count, so the loop can never spin.
 
 pub mod silent;
+pub mod worded;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::silent::{Shed, SilentConnections, Watched};
+use self::worded::Worded;
 
 /// Descriptors kept back from the connection cap for everything else the
 /// process opens (backend and KeyDB connections, compiled components, logs).
@@ -82,8 +86,8 @@ impl ConnectionLimits {
 /// (held until it closes), and what completes if it is shed (its task then
 /// closes it).
 pub struct Accepted {
-    /// The stream, watched for its first byte.
-    pub stream: Watched<TcpStream>,
+    /// The stream, watched for its first byte, hyper's own errors worded.
+    pub stream: Watched<Worded<TcpStream>>,
     /// Who connected.
     pub peer: SocketAddr,
     /// Its slot under the cap.
@@ -147,7 +151,7 @@ pub async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (stream, shed) = silent.watch(stream);
+        let (stream, shed) = silent.watch(Worded::new(stream));
         serve(Accepted { stream, peer, permit, shed });
     }
 }
