@@ -266,7 +266,7 @@ fn a_batch_of_large_answers_fails_only_the_items_that_do_not_fit() {
     let ollama = FakeOllama::start(&[MODEL]);
     // Every answer: nine words of 100 KB, about 0.9 MB.
     let word = "x".repeat(100_000);
-    ollama.set_reply(Some(&vec![word.as_str(); 9].join(" ")));
+    ollama.set_reply(Some(&[word.as_str(); 9].join(" ")));
     let service = service(&ollama, &[]);
     let items: Vec<Value> = (0..32)
         .map(|index| json!({"prompt": format!("large {index}"), "settings": {"max_tokens": 16}}))
