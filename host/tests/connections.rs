@@ -223,3 +223,39 @@ fn heads_hyper_refuses_are_answered_with_a_json_error() {
     }
     assert_eq!(Client::new().get(&service.url("/health")).status, 200);
 }
+
+/// The service's resident memory in MB, as /metrics says it.
+fn memory_mb(service: &Service) -> f64 {
+    let metrics = Client::new().get(&service.url("/metrics")).json();
+    metrics["memory_usage"].as_str().and_then(|text| text.trim_end_matches("MB").parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn memory_taken_by_a_flood_of_connections_is_given_back_once_it_drains() {
+    let (service, _ollama) = service(&[]);
+    let idle = memory_mb(&service);
+    let mut flood: Vec<TcpStream> =
+        (0..4000).filter_map(|_| TcpStream::connect(service.addr()).ok()).collect();
+    for socket in &mut flood {
+        let _ = socket.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n");
+    }
+    // Each is answered (or, past the accept queue, closed): read it.
+    let answered = flood
+        .iter_mut()
+        .map(|socket| {
+            let mut head = [0u8; 12];
+            socket.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
+        })
+        .filter(|answered| *answered)
+        .count();
+    assert!(answered >= 1000, "{answered} of the flood's requests were answered");
+    let held = memory_mb(&service);
+    assert!(held > idle + 20.0, "the flood took memory: {idle} MB idle, {held} MB held");
+    drop(flood);
+    let until = Instant::now() + CLOSE_DEADLINE;
+    let halfway = idle + (held - idle) / 2.0;
+    while memory_mb(&service) > halfway {
+        assert!(Instant::now() < until, "{idle} MB idle, {held} MB held, {} MB after", memory_mb(&service));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

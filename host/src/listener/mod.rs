@@ -13,6 +13,8 @@
 //!   `header_read_timeout`, also when it sits idle between keep-alive
 //!   requests (hyper's header-read timer covers both), or it is closed:
 //!   slowloris clients and silent connections cannot pile up.
+//! - After a flood of connections drains, the allocator gives its free
+//!   memory back ([`trim`]).
 //! - hyper's own answers to heads it cannot take (400, 431) carry a JSON
 //!   error ([`worded`]).
 //! - A failing `accept` (out of descriptors, say) backs off, doubling up to
@@ -20,6 +22,7 @@
 //!   count, so the loop can never spin.
 
 pub mod silent;
+mod trim;
 pub mod worded;
 
 use std::future::Future;
@@ -107,6 +110,7 @@ pub async fn accept_loop(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let silent = Arc::new(SilentConnections::default());
+    trim::after_floods(slots.clone(), limits.max_connections);
     let mut shutdown = std::pin::pin!(shutdown);
     let (mut backoff, mut accept_trouble, mut refusals) =
         (FIRST_BACKOFF, Throttled::default(), Throttled::default());
