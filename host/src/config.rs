@@ -189,7 +189,7 @@ pub struct ServerConfig {
     #[arg(long, env = "REQUEST_TIMEOUT", value_name = "REQUEST_TIMEOUT", default_value_t = DEFAULT_REQUEST_TIMEOUT_S,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub request_timeout_s: u64,
-    /// Connections open at once; past it new ones are closed at once (kept below the open-files limit).
+    /// Connections open at once (kept below the open-files limit); when full, the oldest that has sent nothing is shed, else new ones are closed at once.
     #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_client_connections: u32,
