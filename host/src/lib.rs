@@ -13,6 +13,7 @@ pub mod caps;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod config_reference;
 pub mod fleet;
 pub mod fleet_seal;
 pub mod guest;
