@@ -87,6 +87,9 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub log: LogConfig,
+    /// Distributed traces (OpenTelemetry).
+    #[command(flatten)]
+    pub traces: crate::traces::config::TraceConfig,
     /// Prompt plugins.
     #[command(flatten)]
     pub plugins: PluginConfig,

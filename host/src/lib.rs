@@ -27,4 +27,5 @@ pub mod rollout;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod traces;
 pub mod watch;

@@ -32,7 +32,13 @@ use llm_service::watch;
 
 fn main() -> ExitCode {
     let config = Config::parse_or_exit();
-    logging::init(config.log.log_format);
+    let traces = match logging::init(config.log.log_format, &config.traces) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("llm-service: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -49,7 +55,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, traces)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "llm-service stopped");
@@ -58,7 +64,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> anyhow::Result<()> {
     let quality_checks = config.rollout.quality_checks().map_err(anyhow::Error::msg)?;
     let seal = config.admin.fleet_seal().map_err(anyhow::Error::msg)?;
     // A slot per admitted request, plus the instances kept idle for reuse.
@@ -83,6 +89,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     // One registry: each capability registers its own metrics in it.
     let registry = prometheus::Registry::new();
+    let traces = traces.map(|pending| pending.start(&registry));
     // Everything that changes what an answer is purges the edge tier.
     let edge = Arc::new(EdgeCache::new(&config.edge, &registry));
     let purges: SharedPurges = edge.clone();
@@ -224,6 +231,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("all in-flight requests finished; exiting");
     } else {
         tracing::warn!("grace period over with requests still in flight; exiting");
+    }
+    if let Some(traces) = traces {
+        // The last spans, when the receiver takes them soon.
+        traces.now(Duration::from_secs(2)).await;
     }
     Ok(())
 }

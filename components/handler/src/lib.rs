@@ -24,6 +24,7 @@ mod report;
 mod request;
 mod serve;
 mod settings;
+mod span;
 mod stamp;
 mod stored;
 mod tool_calls;

@@ -13,6 +13,7 @@ use crate::request::GenerateRequest;
 /// Reports `request`, answered with `status` and `outcome` (a stream's
 /// status is 200 even when it ended with an error line).
 pub fn generation(request: &GenerateRequest, started: Instant, status: u16, outcome: &Outcome) {
+    crate::span::annotate(request, outcome);
     runtime::report_generation(&of_generation(request, started, status, outcome));
 }
 

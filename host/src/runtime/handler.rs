@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 use wasmtime::component::Linker;
 use wasmtime::{CallHook, Engine, Store};
 use wasmtime_wasi_http::WasiHttpView;
@@ -139,6 +140,8 @@ pub struct Ticket {
     pub edge: Option<crate::caps::edge::EdgeTicket>,
     /// Where its cache lookups record what they found fresh.
     pub trace: crate::caps::cache::LookupTrace,
+    /// Its handler-call span (disabled when traces are off).
+    pub span: tracing::Span,
 }
 
 /// A compiled, pre-instantiated handler.
@@ -229,6 +232,7 @@ impl HandlerComponent {
             served_by: ticket.served_by,
             edge: ticket.edge,
             trace: ticket.trace,
+            span: ticket.span.clone(),
         };
         let (lease, kept) = slot.claim(&self.sha256).await;
         let (mut store, kept, uses) = match kept {
@@ -289,6 +293,8 @@ impl HandlerComponent {
             }
             match result {
                 Ok(()) => {
+                    // A kept instance must not hold this request's span open.
+                    store.data_mut().telemetry.end_span();
                     lease.keep(sha256, store, proxy, uses + 1);
                     Ok(())
                 }
@@ -301,7 +307,7 @@ impl HandlerComponent {
                     Err(error)
                 }
             }
-        })));
+        }.instrument(ticket.span))));
 
         // The epoch deadline normally fires first; this catches a guest
         // parked in a host call, where epochs are not checked.

@@ -44,6 +44,8 @@ pub struct RequestScope {
     pub edge: Option<EdgeTicket>,
     /// What its cache lookups found fresh.
     pub trace: LookupTrace,
+    /// Its handler-call span (disabled when traces are off).
+    pub span: tracing::Span,
 }
 
 /// Per-request store data.
@@ -115,7 +117,13 @@ impl RequestState {
 
     /// What the cache functions see of this store.
     pub fn cache_view(&mut self) -> CacheView<'_> {
-        CacheView { cache: &self.cache, table: &mut self.table, deadline: self.deadline, trace: &self.trace }
+        CacheView {
+            cache: &self.cache,
+            table: &mut self.table,
+            deadline: self.deadline,
+            trace: &self.trace,
+            span: self.telemetry.span().span(),
+        }
     }
 
     /// What the edge functions see of this store.

@@ -113,6 +113,11 @@ impl HandlerVersions {
         self.canary.load_full()
     }
 
+    /// Whether `version` is the canary serving now.
+    pub fn is_canary(&self, version: &Arc<HandlerVersion>) -> bool {
+        self.canary.load().as_ref().is_some_and(|canary| Arc::ptr_eq(&canary.version, version))
+    }
+
     /// Makes `component` the canary at `percent`, replacing any canary.
     pub fn start_canary(&self, component: HandlerComponent, size: usize, percent: u32) -> Arc<Canary> {
         let number = self.next_number.fetch_add(1, Ordering::Relaxed);

@@ -52,6 +52,8 @@ pub struct Recorded {
     pub path: String,
     /// Body parsed as JSON (`Null` if it was not).
     pub body: Value,
+    /// The W3C `traceparent` header, when one came.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Default)]
@@ -232,12 +234,15 @@ async fn handle(state: Arc<State>, request: hyper::Request<Incoming>) -> Result<
     }
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
+    let traceparent =
+        request.headers().get("traceparent").and_then(|value| value.to_str().ok()).map(str::to_string);
     let bytes = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     state.recorded.lock().unwrap().push(Recorded {
         method: method.clone(),
         path: path.clone(),
         body: body.clone(),
+        traceparent,
     });
     let models = state.models.lock().unwrap().clone();
     match (method.as_str(), path.as_str()) {

@@ -7,6 +7,7 @@
 pub mod clients;
 pub mod fake_ollama;
 pub mod ndjson;
+pub mod otlp;
 pub mod pool;
 pub mod redis_cluster;
 pub mod redis_server;

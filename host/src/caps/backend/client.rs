@@ -25,6 +25,8 @@ use tokio::sync::mpsc;
 use wasmtime_wasi_http::Error as HttpError;
 
 use super::allowlist::AllowlistResolver;
+use crate::traces::spans;
+use tracing::Instrument;
 
 /// First backoff; doubled per retry.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -168,6 +170,7 @@ impl BackendClient {
             };
             let delay = backoff(attempt);
             if !retryable || attempt >= retries || Instant::now() + delay >= deadline {
+                spans::record_current_number("llm_service.backend.attempts", i64::from(attempt) + 1);
                 let response = outcome?;
                 let mut guard = guard;
                 guard.head(response.status(), response.headers());
@@ -212,6 +215,8 @@ fn rebuild(parts: &http::request::Parts, body: Bytes) -> http::Request<Full<Byte
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = parts.uri.clone();
     *request.headers_mut() = parts.headers.clone();
+    // The backend's spans join the trace under this call's.
+    crate::traces::propagate::inject(&tracing::Span::current(), request.headers_mut());
     request
 }
 
@@ -250,7 +255,8 @@ impl GuardedBody {
         cut: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let (sender, frames) = mpsc::unbounded_channel();
-        tokio::spawn(pump(inner, timeout, deadline, guard, sender, cut));
+        // The call's span stays open until its answer has been read.
+        tokio::spawn(pump(inner, timeout, deadline, guard, sender, cut).instrument(tracing::Span::current()));
         Self { frames }
     }
 }
@@ -287,6 +293,9 @@ async fn pump(
             Ok(Some(Err(error))) => Err(HttpError::from(error)),
             Ok(Some(Ok(frame))) => {
                 let data = frame.data_ref().map_or(&[][..], |data| data.as_ref());
+                if received == 0 && !data.is_empty() {
+                    spans::event_current("llm_service.backend.first_token");
+                }
                 received += data.len();
                 guard.chunk(data);
                 if received > MAX_ANSWER_BYTES {

@@ -5,6 +5,8 @@ use std::future::Future;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::BackendHooks;
+use crate::traces::spans;
+use tracing::Instrument;
 
 type SendResult = wasmtime_wasi_http::Result<(
     http::Response<WasiBody>,
@@ -20,12 +22,23 @@ impl WasiHttpHooks for BackendHooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let (backend, deadline, key, served_by) =
             (self.backend.clone(), self.deadline, self.key, self.served_by.clone());
-        Box::new(async move {
-            let response = backend.send(request, deadline, key, &served_by).await?;
-            // The pooled client drives its connections itself.
-            let connection: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
-                Box::new(async { Ok(()) });
-            Ok((response, connection))
-        })
+        // Called from the handler's call, whose span is the parent; the
+        // future runs on a task of wasi-http's, so it carries its span.
+        let span = spans::backend_send(request.method(), request.uri());
+        Box::new(
+            async move {
+                let response = backend.send(request, deadline, key, &served_by).await;
+                let span = tracing::Span::current();
+                match &response {
+                    Ok(response) => spans::backend_answered(&span, response.status(), &served_by),
+                    Err(error) => spans::backend_failed(&span, error),
+                }
+                // The pooled client drives its connections itself.
+                let connection: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                    Box::new(async { Ok(()) });
+                Ok((response?, connection))
+            }
+            .instrument(span),
+        )
     }
 }

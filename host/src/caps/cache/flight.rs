@@ -17,6 +17,7 @@
 //! shared with other replicas ([`super::shared_flight`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::bindings::llm_service::host::cache::Failure;
+use crate::traces::spans::LinkTarget;
 
 /// How a leader failed, as its followers see it.
 #[derive(Debug, Clone)]
@@ -65,6 +67,10 @@ struct Progress {
 struct Shared {
     progress: Mutex<Progress>,
     changed: watch::Sender<u64>,
+    /// The leader's span, which its followers' spans link to (traced only).
+    leader: Option<LinkTarget>,
+    /// Whether the flight relays another replica's.
+    relayed: AtomicBool,
 }
 
 impl Shared {
@@ -99,7 +105,12 @@ impl FlightTable {
         if let Some(shared) = flights.get(key) {
             return Join::Follow(Follower { shared: shared.clone(), seen: 0 });
         }
-        let shared = Arc::new(Shared { progress: Mutex::default(), changed: watch::Sender::new(0) });
+        let shared = Arc::new(Shared {
+            progress: Mutex::default(),
+            changed: watch::Sender::new(0),
+            leader: LinkTarget::current(),
+            relayed: AtomicBool::new(false),
+        });
         flights.insert(key.to_string(), shared.clone());
         Join::Lead(FlightLease {
             key: key.to_string(),
@@ -130,6 +141,16 @@ pub struct Follower {
 }
 
 impl Follower {
+    /// The leader's span, when it is traced.
+    pub fn leader(&self) -> Option<&LinkTarget> {
+        self.shared.leader.as_ref()
+    }
+
+    /// Whether the flight relays another replica's (a fleet follower).
+    pub fn relayed(&self) -> bool {
+        self.shared.relayed.load(Ordering::Relaxed)
+    }
+
     /// The next chunk or the end, waiting at most until `deadline`.
     pub async fn next(&mut self, deadline: Instant) -> Event {
         let mut changed = self.shared.changed.subscribe();
@@ -187,6 +208,11 @@ impl FlightLease {
     /// Sends every later chunk and the end to `mirror` too.
     pub fn mirror_to(&mut self, mirror: mpsc::UnboundedSender<Event>) {
         self.mirror = Some(mirror);
+    }
+
+    /// Marks the flight as relaying another replica's.
+    pub fn relays_the_fleet(&self) {
+        self.shared.relayed.store(true, Ordering::Relaxed);
     }
 
     /// Whether the flight is mirrored (shared beyond this process).

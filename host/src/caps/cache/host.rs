@@ -15,6 +15,8 @@ use crate::bindings::llm_service::host::cache::{
     self, Cached, Entry, Error, Failure, FlightEvent, Host, HostFlight, HostFollow, HostLead, JoinResult,
     LookupResult,
 };
+use crate::traces::spans;
+use tracing::Instrument;
 
 /// What a request's store lends the cache functions.
 pub struct CacheView<'a> {
@@ -26,7 +28,33 @@ pub struct CacheView<'a> {
     pub deadline: Instant,
     /// Where the request's fresh finds are recorded.
     pub trace: &'a LookupTrace,
+    /// The request's generation span, when traced.
+    pub span: Option<&'a tracing::Span>,
 }
+
+impl CacheView<'_> {
+    /// Records `value` under `field` on `span` and on the generation span.
+    fn mark(&self, span: &tracing::Span, field: &'static str, value: &'static str) {
+        span.record(field, value);
+        if let Some(generation) = self.span {
+            generation.record(field, value);
+        }
+    }
+
+    /// Records how this request took part in a flight.
+    fn mark_follower(&self, span: &tracing::Span, follower: &Follower) {
+        if span.is_disabled() {
+            return;
+        }
+        self.mark(span, ROLE, if follower.relayed() { "fleet_relay" } else { "follower" });
+        if let Some(leader) = follower.leader() {
+            leader.link(span);
+        }
+    }
+}
+
+/// The span field naming a request's part in a flight.
+const ROLE: &str = "llm_service.flight.role";
 
 struct CacheData;
 
@@ -40,6 +68,15 @@ pub fn add_to_linker<T: Send + 'static>(
     get: fn(&mut T) -> CacheView<'_>,
 ) -> wasmtime::Result<()> {
     cache::add_to_linker::<T, CacheData>(linker, get)
+}
+
+/// A failure's `error.type` in a trace.
+fn error_type(error: &CacheError) -> &'static str {
+    match error {
+        CacheError::Unavailable { .. } => "unavailable",
+        CacheError::TooLarge { .. } => "too_large",
+        CacheError::InvalidKey { .. } => "invalid_key",
+    }
 }
 
 impl From<CacheError> for Error {
@@ -79,9 +116,14 @@ impl Host for CacheView<'_> {
     }
 
     async fn join(&mut self, key: String, wait_ms: u32) -> wasmtime::Result<JoinResult> {
-        match self.cache.flights().join(&key) {
-            Join::Lead(lease) => Ok(JoinResult::Lead(self.table.push(Flight(Some(lease)))?)),
+        let span = spans::cache_lookup();
+        match span.in_scope(|| self.cache.flights().join(&key)) {
+            Join::Lead(lease) => {
+                self.mark(&span, ROLE, "leader");
+                Ok(JoinResult::Lead(self.table.push(Flight(Some(lease)))?))
+            }
             Join::Follow(mut follower) => {
+                self.mark_follower(&span, &follower);
                 let waited = Instant::now() + Duration::from_millis(u64::from(wait_ms));
                 // A typed failure means nothing to a handler of the first
                 // protocol: it tries again, as after an abandoned flight.
@@ -95,16 +137,24 @@ impl Host for CacheView<'_> {
     }
 
     async fn lookup(&mut self, key: String, stale_s: u64) -> wasmtime::Result<LookupResult> {
-        let lookup = self.cache.lookup(&key, Duration::from_secs(stale_s)).await;
+        let span = spans::cache_lookup();
+        let lookup = self.cache.lookup(&key, Duration::from_secs(stale_s)).instrument(span.clone()).await;
         let now = now_ms();
         let cached = |stamped: Stamped| Cached { age_s: stamped.age_s(now), value: stamped.value.to_vec() };
         let found = match lookup.found {
             Found::Fresh(stamped, tier) => {
                 self.trace.record(FreshFound { tier, fresh_until_ms: stamped.fresh_until_ms });
+                self.mark(&span, "llm_service.cache.tier", tier.label());
                 cache::Found::Fresh(cached(stamped))
             }
-            Found::Lead(lease) => cache::Found::Lead(self.table.push(Lead { lease: Some(lease), key })?),
-            Found::Follow(follower) => cache::Found::Follow(self.table.push(Follow(follower))?),
+            Found::Lead(lease) => {
+                self.mark(&span, ROLE, if lease.is_mirrored() { "fleet_leader" } else { "leader" });
+                cache::Found::Lead(self.table.push(Lead { lease: Some(lease), key })?)
+            }
+            Found::Follow(follower) => {
+                self.mark_follower(&span, &follower);
+                cache::Found::Follow(self.table.push(Follow(follower))?)
+            }
         };
         Ok(LookupResult { found, stale: lookup.stale.map(cached) })
     }
@@ -136,7 +186,13 @@ impl HostLead for CacheView<'_> {
         let Some(lease) = lead.lease.take() else { return Ok(Ok(())) };
         let (fresh, stale) = (Duration::from_secs(fresh_s), Duration::from_secs(stale_s));
         let key = lead.key.clone();
-        Ok(self.cache.land(lease, &key, Bytes::from(value), fresh, stale).await.map_err(Error::from))
+        let span = spans::cache_land();
+        let landed =
+            self.cache.land(lease, &key, Bytes::from(value), fresh, stale).instrument(span.clone()).await;
+        if let Err(error) = &landed {
+            span.record("error.type", error_type(error));
+        }
+        Ok(landed.map_err(Error::from))
     }
 
     fn crash(&mut self, lead: Resource<Lead>, failure: Failure) -> wasmtime::Result<()> {

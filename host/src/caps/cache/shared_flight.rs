@@ -121,6 +121,7 @@ impl ResponseCache {
                 Some(Some(holder)) => {
                     self.count_flight(Role::Relayed);
                     let holder = String::from_utf8_lossy(&holder).into_owned();
+                    lease.relays_the_fleet();
                     let follower = lease.follower();
                     tokio::spawn(self.clone().relay(lease_key, format!("{tag}:{holder}"), holder, lease));
                     return Found::Follow(follower);

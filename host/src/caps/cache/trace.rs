@@ -14,6 +14,16 @@ pub enum Tier {
     Shared,
 }
 
+impl Tier {
+    /// Its name in a trace, as `Cache-Status` names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Shared => "keydb",
+        }
+    }
+}
+
 /// A fresh value a request's lookup found: where, and until when it is fresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreshFound {

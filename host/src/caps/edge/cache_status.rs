@@ -10,6 +10,8 @@ use http::HeaderValue;
 
 use crate::caps::cache::{FreshFound, Tier};
 
+/// The header's name.
+pub const HEADER: &str = "cache-status";
 /// Answered by the edge tier.
 pub const EDGE: HeaderValue = HeaderValue::from_static("llm-service; hit; detail=edge");
 /// Not answered from a cache, and none was asked.
@@ -35,6 +37,15 @@ pub fn of(x_cache: Option<&HeaderValue>, found: Option<FreshFound>) -> HeaderVal
     }
 }
 
+/// The tier a `Cache-Status` value names, as a trace records it: `edge`,
+/// `memory`, `keydb`, `hit` (tier unknown), `stale`, `miss` or `bypass`.
+pub fn tier(value: &HeaderValue) -> &'static str {
+    [(EDGE, "edge"), (MEMORY, "memory"), (KEYDB, "keydb"), (HIT, "hit"), (STALE, "stale"), (MISS, "miss")]
+        .into_iter()
+        .find_map(|(known, tier)| (known == value).then_some(tier))
+        .unwrap_or("bypass")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +58,13 @@ mod tests {
         assert_eq!(of(Some(&hit), found(Tier::Shared)), "llm-service; hit; detail=keydb");
         assert_eq!(of(Some(&HeaderValue::from_static("MISS")), None), "llm-service; fwd=miss");
         assert_eq!(of(None, found(Tier::Memory)), "llm-service; fwd=bypass");
+    }
+
+    #[test]
+    fn a_trace_names_the_tier_the_header_names() {
+        assert_eq!(tier(&EDGE), "edge");
+        assert_eq!(tier(&of(Some(&HeaderValue::from_static("HIT")), None)), "hit");
+        assert_eq!(tier(&MISS), "miss");
+        assert_eq!(tier(&BYPASS), "bypass");
     }
 }

@@ -7,11 +7,14 @@ use std::time::Instant;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+use tracing::Instrument;
+
 use super::{PluginCallError, PromptPlugin, PromptPlugins};
 use crate::bindings::llm_service::host::plugins::{
     self, Host, HostAppliedPlugin, PluginError, PluginFailure, PluginInfo,
 };
 use crate::bindings::llm_service::host::prompt_types::{self, Generation, PromptRequest};
+use crate::traces::spans;
 
 /// The plugin a request was transformed by.
 pub struct AppliedPlugin(Arc<PromptPlugin>);
@@ -55,13 +58,31 @@ fn failure(plugin: &PromptPlugin, error: PluginCallError) -> PluginFailure {
     PluginFailure { plugin: name, error }
 }
 
+/// Runs `call` (`plugin`'s `operation`) in a span of its own.
+async fn traced<T>(
+    plugin: &PromptPlugin,
+    operation: &'static str,
+    call: impl std::future::Future<Output = Result<T, PluginCallError>>,
+) -> Result<T, PluginCallError> {
+    let span = spans::plugin_call(&plugin.manifest().name, operation);
+    let outcome = call.instrument(span.clone()).await;
+    if let Err(error) = &outcome {
+        span.record(
+            "error.type",
+            if matches!(error, PluginCallError::Refused(_)) { "refused" } else { "failed" },
+        );
+        span.record("otel.status_code", "ERROR");
+    }
+    outcome
+}
+
 impl Host for PluginsView<'_> {
     async fn transform(
         &mut self,
         request: PromptRequest,
     ) -> wasmtime::Result<Result<Option<(Resource<AppliedPlugin>, Generation)>, PluginFailure>> {
         let Some(plugin) = self.plugins.serving(&request.character) else { return Ok(Ok(None)) };
-        match plugin.transform(&request, self.deadline).await {
+        match traced(&plugin, "transform", plugin.transform(&request, self.deadline)).await {
             Ok(generation) => Ok(Ok(Some((self.table.push(AppliedPlugin(plugin))?, generation)))),
             Err(error) => Ok(Err(failure(&plugin, error))),
         }
@@ -93,7 +114,9 @@ impl HostAppliedPlugin for PluginsView<'_> {
         text: String,
     ) -> wasmtime::Result<Result<String, PluginFailure>> {
         let plugin = self.table.get(&applied)?.0.clone();
-        Ok(plugin.post_process(&request, text, self.deadline).await.map_err(|error| failure(&plugin, error)))
+        let processed =
+            traced(&plugin, "post_process", plugin.post_process(&request, text, self.deadline)).await;
+        Ok(processed.map_err(|error| failure(&plugin, error)))
     }
 
     async fn transform(
@@ -102,7 +125,8 @@ impl HostAppliedPlugin for PluginsView<'_> {
         request: PromptRequest,
     ) -> wasmtime::Result<Result<Generation, PluginFailure>> {
         let plugin = self.table.get(&applied)?.0.clone();
-        Ok(plugin.transform(&request, self.deadline).await.map_err(|error| failure(&plugin, error)))
+        let transformed = traced(&plugin, "transform", plugin.transform(&request, self.deadline)).await;
+        Ok(transformed.map_err(|error| failure(&plugin, error)))
     }
 
     fn drop(&mut self, applied: Resource<AppliedPlugin>) -> wasmtime::Result<()> {

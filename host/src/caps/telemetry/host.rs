@@ -3,11 +3,12 @@
 use super::RequestTelemetry;
 use super::checks::DependencyStatus as Checked;
 use crate::bindings::llm_service::host::runtime::{
-    BackendNode, DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus,
-    ServiceStats as Stats, WeightedModel,
+    BackendKind, BackendNode, DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus,
+    ServiceStats as Stats, SpanAttribute, TraceMode, WeightedModel,
 };
 use crate::caps::backend::pool::node::Circuit;
 use crate::rollout::quality::Verdict;
+use crate::traces::genai;
 
 impl Host for RequestTelemetry {
     fn current_model(&mut self) -> String {
@@ -90,6 +91,22 @@ impl Host for RequestTelemetry {
         let response_time_s = report.response_time_s;
         self.report(&report, response_time_s);
     }
+
+    fn tracing(&mut self) -> TraceMode {
+        match self.span().span() {
+            None => TraceMode::Off,
+            Some(_) if crate::traces::capture_content() => TraceMode::WithContent,
+            Some(_) => TraceMode::On,
+        }
+    }
+
+    fn annotate_span(&mut self, attributes: Vec<SpanAttribute>) {
+        self.span_mut().annotate(attributes);
+    }
+
+    fn add_span_event(&mut self, name: String, attributes: Vec<SpanAttribute>) {
+        self.span_mut().event(name, attributes);
+    }
 }
 
 impl RequestTelemetry {
@@ -124,6 +141,18 @@ impl RequestTelemetry {
         );
         let character = character.as_deref().unwrap_or("default");
         let backend_node = self.served_by.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+        let traced = self.span().span().and_then(crate::traces::ids);
+        if let Some(span) = self.span().span() {
+            let provider = match self.service.handler_settings().backend_kind {
+                BackendKind::Ollama => "ollama",
+                BackendKind::Openai => "openai",
+            };
+            genai::record_report(span, report, self.endpoint, provider);
+        }
+        let (trace_id, span_id) = match &traced {
+            Some((trace_id, span_id)) => (Some(trace_id.as_str()), Some(span_id.as_str())),
+            None => (None, None),
+        };
         // `prompt` is only ever Some when the operator set LOG_PROMPTS=true;
         // a None field is left out of the line.
         macro_rules! line {
@@ -133,7 +162,8 @@ impl RequestTelemetry {
                     request_id = %self.request_id, handler_version = %self.handler_version,
                     endpoint = self.endpoint, character,
                     prompt_length, response_time = response_time_s, cache_hit, tokens_generated, model, status,
-                    error_kind, prompt = prompt.as_deref(), backend_node = backend_node.as_deref(), "LLM Request"
+                    error_kind, prompt = prompt.as_deref(), backend_node = backend_node.as_deref(),
+                    trace_id, span_id, "LLM Request"
                 )
             };
         }

@@ -31,6 +31,7 @@ use crate::rollout::model_split::{ModelSplit, SplitState};
 use crate::rollout::quality::QualityState;
 use crate::routing::RoutingKey;
 use crate::runtime::state::RequestScope;
+use crate::traces::handler_span::HandlerSpan;
 
 /// Service-wide facts, shared by every request.
 #[derive(Clone)]
@@ -227,6 +228,7 @@ impl Telemetry {
             endpoint: scope.endpoint,
             routing_key: scope.routing_key,
             served_by: scope.served_by,
+            span: HandlerSpan::new(&scope.span),
         }
     }
 
@@ -247,6 +249,12 @@ impl Telemetry {
             endpoint,
             routing_key,
             served_by: Default::default(),
+            // A replay's report goes on the request's own span.
+            span: if crate::traces::exporting() {
+                HandlerSpan::new(&tracing::Span::current())
+            } else {
+                HandlerSpan::default()
+            },
         }
     }
 }
@@ -262,6 +270,25 @@ pub struct RequestTelemetry {
     routing_key: RoutingKey,
     /// The backend node that answered (several nodes only).
     served_by: crate::caps::backend::ServedBy,
+    /// Its generation span, when traced.
+    span: HandlerSpan,
+}
+
+impl RequestTelemetry {
+    /// Its generation span (every call a no-op when not traced).
+    pub fn span(&self) -> &HandlerSpan {
+        &self.span
+    }
+
+    /// Its generation span, for what the handler adds.
+    pub fn span_mut(&mut self) -> &mut HandlerSpan {
+        &mut self.span
+    }
+
+    /// Lets go of the span: the request is over, its instance may be kept.
+    pub fn end_span(&mut self) {
+        self.span = HandlerSpan::default();
+    }
 }
 
 /// Adds the interface to `linker`; `get` finds the view in a store's data.

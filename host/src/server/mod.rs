@@ -14,6 +14,8 @@
 //! live under [`crate::listener`]'s limits. On shutdown the listener closes
 //! at once and in-flight requests get a grace period.
 
+mod read_body;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -21,12 +23,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::answers::busy;
@@ -42,6 +45,7 @@ use crate::routing::RoutingKey;
 use crate::runtime::handler::{InvokeError, Ticket};
 use crate::runtime::reuse::{IdleCount, InstanceSlot};
 use crate::runtime::versions::{HandlerVersion, HandlerVersions};
+use crate::traces::{self, spans};
 
 /// The header naming the handler version that answered.
 const HANDLER_VERSION: &str = "x-handler-version";
@@ -50,7 +54,7 @@ const BACKEND_NODE: &str = "x-backend-node";
 /// The handler's own word on the cache (`HIT`, `MISS`, ...).
 const X_CACHE: &str = "x-cache";
 /// RFC 9211's header naming the cache tier that answered.
-const CACHE_STATUS: &str = "cache-status";
+const CACHE_STATUS: &str = cache_status::HEADER;
 /// Liveness: the process serves requests.
 pub const LIVENESS_PATH: &str = "/livez";
 /// Readiness: the handler is loaded and a request would be admitted.
@@ -149,19 +153,30 @@ impl Service {
         Read: Future<Output = Result<hyper::Request<Bytes>, hyper::Response<HyperOutgoingBody>>>,
     {
         let request_id = request_id(request.headers());
-        let mut response = match self.probe(request.method(), request.uri().path()) {
-            Some(answer) => answer,
-            None => match read(request).await {
-                Ok(request) => self.admit(request, request_id.clone(), connection).await,
-                Err(refused) => refused,
-            },
+        // Probes are answered untraced: an orchestrator's polling is no trace.
+        let (mut response, span) = match self.probe(request.method(), request.uri().path()) {
+            Some(answer) => (answer, None),
+            None => {
+                let span = spans::request(request.method(), request.uri().path(), request.headers());
+                span.record("llm_service.request_id", &*request_id);
+                let answered = async {
+                    match read(request).instrument(spans::read_body()).await {
+                        Ok(request) => self.admit(request, request_id.clone(), connection).await,
+                        Err(refused) => refused,
+                    }
+                };
+                (answered.instrument(span.clone()).await, Some(span))
+            }
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
         // Answers the host gives itself (probes, refusals) involve no cache.
         response.headers_mut().entry(CACHE_STATUS).or_insert(cache_status::BYPASS);
-        response
+        match span {
+            Some(span) => spans::held_open(response, span),
+            None => response,
+        }
     }
 
     /// The orchestrator's probes, answered by the host itself (no slot, no
@@ -211,9 +226,17 @@ impl Service {
         );
         // An exact repeat the handler offered a replay for: answered here,
         // without an in-flight slot (it enters no component).
-        if let Some(ticket) = &edge
-            && let Some(replay) = self.capabilities.edge.lookup(ticket, request.headers())
-        {
+        let replay = edge.as_ref().and_then(|ticket| {
+            let _looking = spans::edge_lookup().entered();
+            let replay = self.capabilities.edge.lookup(ticket, request.headers());
+            spans::record_current("llm_service.edge.hit", if replay.is_some() { "true" } else { "false" });
+            replay
+        });
+        let root = traces::exporting().then(tracing::Span::current);
+        if let Some(root) = &root {
+            root.record("llm_service.handler.version", version.tag());
+        }
+        if let Some(replay) = replay {
             let mut response = replay.response(Fills { request_id: &request_id, started });
             let endpoint = crate::caps::telemetry::metrics::endpoint_label(request.uri().path());
             self.capabilities
@@ -239,7 +262,10 @@ impl Service {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let (served_by, trace) = (ServedBy::default(), LookupTrace::default());
+        let endpoint = crate::caps::telemetry::metrics::endpoint_label(&path);
+        let span = spans::handler_call(version.tag(), self.versions.is_canary(&version), endpoint);
         let ticket = Ticket {
+            span: span.clone(),
             request_id: request_id.clone(),
             routing_key,
             timeout: self.request_timeout,
@@ -282,6 +308,7 @@ impl Service {
         let status = cache_status::of(response.headers().get(X_CACHE), trace.latest());
         response.headers_mut().insert(CACHE_STATUS, status);
         let node = served_by.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+        spans::handler_answered(&span, root.as_ref(), &response, node.as_deref());
         if let Some(node) = node.and_then(|node| HeaderValue::from_str(&node).ok()) {
             response.headers_mut().insert(BACKEND_NODE, node);
         }
@@ -294,56 +321,6 @@ impl Service {
         metrics.record_answer(version.tag(), status, latency);
         if let Some(reason) = self.versions.record(version, status, latency, trapped) {
             metrics.record_canary_drop(reason.label());
-        }
-    }
-
-    fn too_large(&self) -> hyper::Response<HyperOutgoingBody> {
-        json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body exceeds MAX_BODY_BYTES ({} bytes)", self.max_body_bytes),
-        )
-    }
-
-    /// Reads the whole body, bounded by size and by the request deadline.
-    async fn read_body(
-        &self,
-        request: hyper::Request<Incoming>,
-    ) -> Result<hyper::Request<Bytes>, hyper::Response<HyperOutgoingBody>> {
-        let too_large = || self.too_large();
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > self.max_body_bytes) {
-            return Err(too_large());
-        }
-        let (parts, body) = request.into_parts();
-        if declared == Some(0)
-            || (declared.is_none() && !parts.headers.contains_key(header::TRANSFER_ENCODING))
-        {
-            // Nothing to read (a GET, say): no reader slot, no timer.
-            return Ok(hyper::Request::from_parts(parts, Bytes::new()));
-        }
-        let Ok(_reader) = self.body_readers.clone().try_acquire_owned() else {
-            return Err(busy("too many request bodies are arriving at once; retry shortly"));
-        };
-        let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
-        let timeout = self.body_read_timeout.min(self.request_timeout);
-        let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
-        match collected {
-            Ok(Ok(body)) => Ok(hyper::Request::from_parts(parts, body.to_bytes())),
-            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Ok(Err(error)) => {
-                Err(json_error(StatusCode::BAD_REQUEST, &format!("reading the request body: {error}")))
-            }
-            Err(_elapsed) => Err(json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                &format!(
-                    "the request body did not arrive within {} ms (BODY_READ_TIMEOUT_MS)",
-                    timeout.as_millis()
-                ),
-            )),
         }
     }
 }
