@@ -9,6 +9,7 @@ mod pool_rows;
 mod replica_rows;
 mod scenarios;
 mod service;
+mod trace_rows;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -120,6 +121,10 @@ fn main() -> anyhow::Result<()> {
     rows.push(replica_rows::three_replicas(&plan, &work, &runtime)?);
     eprintln!("bench: row 12 (exact repeat from the edge tier)");
     rows.push(scenarios::edge_hit(&plan, &work, &runtime)?);
+    eprintln!("bench: rows 13-14 (the hit and the miss, every request traced)");
+    let untraced = rows[2].throughput;
+    rows.push(trace_rows::traced_hit(&plan, &work, &runtime, untraced)?);
+    rows.push(trace_rows::traced_miss(&plan, &work, &runtime)?);
     println!("{}", table(&rows, &plan));
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

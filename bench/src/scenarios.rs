@@ -88,7 +88,7 @@ impl Row {
 }
 
 /// The body of the cached /generate the rows share.
-fn cached_request() -> serde_json::Value {
+pub fn cached_request() -> serde_json::Value {
     json!({"prompt": "Benchmark: say hello to the lighthouse keeper.", "character_name": "peter"})
 }
 
@@ -117,7 +117,7 @@ fn start_service(
 }
 
 /// Sends one request and returns the answer's head and body.
-async fn once(target: &Target) -> anyhow::Result<(http::response::Parts, Bytes)> {
+pub async fn once(target: &Target) -> anyhow::Result<(http::response::Parts, Bytes)> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let request = http::Request::builder()
         .method(target.method.clone())
@@ -181,9 +181,23 @@ pub fn keydb_hit(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<
 /// Row 5: what the gateway adds to a generation, at a fixed rate, against
 /// the fake Ollama (20 ms per answer) called directly, the two interleaved.
 pub fn added_latency(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<Row> {
+    added_latency_with(plan, work, runtime, "/generate miss, fake Ollama 20 ms, fixed rate", &[])
+}
+
+/// Row 5's measurement, for a service started with `extra` settings too.
+pub fn added_latency_with(
+    plan: &Plan,
+    work: &Path,
+    runtime: &Runtime,
+    scenario: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<Row> {
     let ollama = FakeOllama::start(&[MODEL]);
     ollama.set_latency(Duration::from_millis(20));
-    let service = start_service(plan, &ollama, work, "latency")?;
+    let mut settings = settings(&ollama, &work.join("compiled"));
+    settings.extend(extra.iter().cloned());
+    let log = work.join(format!("latency-{}.log", extra.len()));
+    let service = ServiceProcess::start(&plan.binary, &settings, &log)?;
     let prompt = "Benchmark: a miss every time";
     let through = Target::post(
         service.addr,
@@ -208,7 +222,7 @@ pub fn added_latency(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Res
         baseline.latency_ms(0.5),
         baseline.latency_ms(0.99)
     );
-    let mut row = Row::from_report("/generate miss, fake Ollama 20 ms, fixed rate", &gateway, notes);
+    let mut row = Row::from_report(scenario, &gateway, notes);
     row.throughput = None;
     Ok(row)
 }

@@ -35,6 +35,7 @@ fn traced(ollama: &FakeOllama, receiver: &OtlpReceiver, extra: &[(&str, &str)]) 
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("OTEL_SERVICE_NAME", "gateway-under-test"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
         ])
         .envs(extra)
         .start()
@@ -91,6 +92,7 @@ fn a_generate_miss_is_traced_from_the_clients_traceparent_to_the_backend_and_a_h
     assert_eq!(root.text("llm_service.request_id"), reply.header("x-request-id"));
     assert_eq!(root.text("llm_service.handler.version"), reply.header("x-handler-version"));
     assert_eq!(root.resource.get("service.name"), Some(&json!("gateway-under-test")));
+    assert_eq!(root.resource.get("deployment.environment"), Some(&json!("test")));
 
     let call = one(&spans, HANDLER_CALL);
     assert_eq!(call.parent_span_id, root.span_id);
@@ -182,8 +184,10 @@ fn a_streamed_chat_is_one_trace_until_its_last_chunk_with_content_when_allowed()
 #[test]
 fn a_canary_request_names_the_canary_and_a_follower_links_to_its_leader() {
     let (ollama, receiver) = (FakeOllama::start(&[MODEL]), OtlpReceiver::start());
+    // Long enough, on a loaded machine too, for the second request to
+    // find the first one's flight under way.
     ollama.set_reply(Some("slow enough to follow"));
-    ollama.set_token_delay(Duration::from_millis(150));
+    ollama.set_token_delay(Duration::from_millis(400));
     let service = traced(&ollama, &receiver, &[]);
     let candidate = component_variant(HANDLER, &fresh_directory(), "traced-canary");
     let started = service.admin(
@@ -236,7 +240,7 @@ fn a_fleet_follower_on_another_replica_is_traced_as_its_relay() {
     let redis = RedisServer::start();
     let (ollama, receiver) = (FakeOllama::start(&[MODEL]), OtlpReceiver::start());
     ollama.set_reply(Some("one answer for the whole fleet"));
-    ollama.set_token_delay(Duration::from_millis(150));
+    ollama.set_token_delay(Duration::from_millis(400));
     let store = [("REDIS_URL", redis.url())];
     let store: Vec<(&str, &str)> = store.iter().map(|(key, value)| (*key, value.as_str())).collect();
     let (a, b) = (traced(&ollama, &receiver, &store), traced(&ollama, &receiver, &store));
@@ -260,6 +264,23 @@ fn a_fleet_follower_on_another_replica_is_traced_as_its_relay() {
     };
     assert_eq!(role(&leader_trace).as_deref(), Some("fleet_leader"));
     assert_eq!(role(&relay_trace).as_deref(), Some("fleet_relay"));
+}
+
+#[test]
+fn the_handlers_own_decisions_are_events_on_its_span() {
+    let (ollama, receiver) = (FakeOllama::start(&["backup:1b"]), OtlpReceiver::start());
+    let service = traced(&ollama, &receiver, &[("FALLBACK_MODELS", "backup:1b")]);
+    let (trace_id, _, traceparent) = client_trace(9);
+    let reply = post_traced(&service, "/generate", &json!({"prompt": "who answers?"}), &traceparent);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let spans = receiver.trace_with(&trace_id, REQUEST, WAIT);
+    let call = one(&spans, HANDLER_CALL);
+    assert_eq!(call.events, ["llm_service.handler.fallback"], "{call:#?}");
+    assert_eq!(call.text("gen_ai.request.model"), Some(MODEL));
+    assert_eq!(call.text("gen_ai.response.model"), Some("backup:1b"));
+    let calls: Vec<_> = spans.iter().filter(|span| span.name == BACKEND).collect();
+    assert!(calls.len() >= 2, "the first model's 404, then the fallback's answer: {calls:#?}");
+    assert!(calls.iter().any(|call| call.attributes.get("http.response.status_code") == Some(&json!(404))));
 }
 
 #[test]

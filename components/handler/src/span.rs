@@ -4,12 +4,14 @@
 //! knows. The host adds the rest (operation, provider, response model,
 //! output tokens, cache tier, flight role, version). Prompts and answers
 //! go on only when the operator allows it (`with-content`). Nothing is
-//! built when the request is not traced.
+//! built when the request is not traced. Its policy decisions are events:
+//! `llm_service.handler.fallback` (a fallback model answered) and
+//! `llm_service.handler.stale` (a stale answer stood in for an error).
 
 use llm_service_sdk::runtime::{self, AttributeValue, SpanAttribute, TraceMode};
 use serde_json::json;
 
-use crate::pipeline::Outcome;
+use crate::pipeline::{CacheUse, Outcome};
 use crate::request::GenerateRequest;
 
 /// Annotates the span of a generation of `request` that ended in `outcome`.
@@ -52,6 +54,20 @@ pub fn annotate(request: &GenerateRequest, outcome: &Outcome) {
         }
     }
     runtime::annotate_span(&attributes);
+    if let Ok(answer) = outcome {
+        if answer.cache_use == CacheUse::Stale {
+            runtime::add_span_event(
+                "llm_service.handler.stale",
+                &[integer("llm_service.cache.age_s", answer.age_s)],
+            );
+        } else if answer.stored.model != request.primary_model() {
+            let asked = text("gen_ai.request.model", request.primary_model());
+            runtime::add_span_event(
+                "llm_service.handler.fallback",
+                &[asked, text("gen_ai.response.model", &answer.stored.model)],
+            );
+        }
+    }
 }
 
 /// The conversation in the conventions' shape (a role and its text parts).

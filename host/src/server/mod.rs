@@ -227,9 +227,9 @@ impl Service {
         // An exact repeat the handler offered a replay for: answered here,
         // without an in-flight slot (it enters no component).
         let replay = edge.as_ref().and_then(|ticket| {
-            let _looking = spans::edge_lookup().entered();
-            let replay = self.capabilities.edge.lookup(ticket, request.headers());
-            spans::record_current("llm_service.edge.hit", if replay.is_some() { "true" } else { "false" });
+            let looking = spans::edge_lookup();
+            let replay = looking.in_scope(|| self.capabilities.edge.lookup(ticket, request.headers()));
+            looking.record("llm_service.edge.hit", replay.is_some());
             replay
         });
         let root = traces::exporting().then(tracing::Span::current);

@@ -149,14 +149,6 @@ fn record_answer<B>(span: &Span, response: &http::Response<B>) {
     }
 }
 
-/// Records `value` under `field` on the current span, when traces are on
-/// (the caller need not know which span it runs in).
-pub fn record_current(field: &'static str, value: &'static str) {
-    if super::exporting() {
-        Span::current().record(field, value);
-    }
-}
-
 /// Records the number `value` under `field` on the current span, when
 /// traces are on (an `i64`: the exporter keeps integers only of that type).
 pub fn record_current_number(field: &'static str, value: i64) {

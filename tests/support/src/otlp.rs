@@ -56,6 +56,9 @@ impl ReceivedSpan {
 
 #[derive(Default)]
 struct Received {
+    /// Counting only (the bench's sink): spans are decoded, counted, let go.
+    count_only: bool,
+    counted: AtomicUsize,
     spans: Mutex<Vec<ReceivedSpan>>,
     changed: Condvar,
     undecodable: AtomicUsize,
@@ -76,11 +79,26 @@ impl OtlpReceiver {
 
     /// Starts a receiver on `port`, if it is free.
     pub fn start_on(port: u16) -> Option<Self> {
+        Self::listen(port, Received::default())
+    }
+
+    /// Starts a receiver that decodes and counts spans but keeps none
+    /// (a sink for load: [`Self::counted`] says how many came).
+    pub fn start_counting() -> Self {
+        Self::listen(0, Received { count_only: true, ..Received::default() }).expect("a free port")
+    }
+
+    /// Spans received so far (kept or only counted).
+    pub fn counted(&self) -> usize {
+        self.received.counted.load(Ordering::SeqCst)
+    }
+
+    fn listen(port: u16, received: Received) -> Option<Self> {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", port))).ok()?;
         let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Received::default());
+        let received = Arc::new(received);
         runtime.spawn(accept_loop(listener, received.clone()));
         Some(Self { addr, received, _runtime: runtime })
     }
@@ -170,8 +188,11 @@ async fn handle(
             });
         }
     }
-    received.spans.lock().unwrap().extend(flattened);
-    received.changed.notify_all();
+    received.counted.fetch_add(flattened.len(), Ordering::SeqCst);
+    if !received.count_only {
+        received.spans.lock().unwrap().extend(flattened);
+        received.changed.notify_all();
+    }
     // An empty ExportTraceServiceResponse: everything accepted.
     let reply = hyper::Response::builder().header("content-type", "application/x-protobuf");
     Ok(reply.body(Full::new(Bytes::new())).unwrap())
