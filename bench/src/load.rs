@@ -29,27 +29,40 @@ pub struct Target {
     pub path: String,
     /// The body (empty for GET).
     pub body: Bytes,
+    /// Headers sent besides Host and Content-Type.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Target {
     /// `GET path` at `addr`.
     pub fn get(addr: SocketAddr, path: &str) -> Self {
-        Self { addr, method: http::Method::GET, path: path.into(), body: Bytes::new() }
+        Self { addr, method: http::Method::GET, path: path.into(), body: Bytes::new(), headers: Vec::new() }
     }
 
     /// `POST path` with a JSON `body` at `addr`.
     pub fn post(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Self {
-        Self { addr, method: http::Method::POST, path: path.into(), body: Bytes::from(body.to_string()) }
+        let body = Bytes::from(body.to_string());
+        Self { addr, method: http::Method::POST, path: path.into(), body, headers: Vec::new() }
     }
 
-    fn request(&self) -> http::Request<Full<Bytes>> {
-        http::Request::builder()
+    /// The same request with the header `name: value` too.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        let value = http::HeaderValue::from_str(value).expect("a valid header value");
+        self.headers.push((http::HeaderName::from_static(name), value));
+        self
+    }
+
+    /// The request to send.
+    pub fn request(&self) -> http::Request<Full<Bytes>> {
+        let mut request = http::Request::builder()
             .method(self.method.clone())
             .uri(format!("http://{}{}", self.addr, self.path))
             .header(http::header::HOST, self.addr.to_string())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(self.body.clone()))
-            .expect("a valid request")
+            .expect("a valid request");
+        request.headers_mut().extend(self.headers.iter().cloned());
+        request
     }
 }
 

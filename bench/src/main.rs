@@ -3,6 +3,7 @@
 //! hyper server answering the same bytes) measured in the same run.
 
 mod faults;
+mod key_rows;
 mod load;
 mod native;
 mod pool_rows;
@@ -125,6 +126,8 @@ fn main() -> anyhow::Result<()> {
     let untraced = rows[2].throughput;
     rows.push(trace_rows::traced_hit(&plan, &work, &runtime, untraced)?);
     rows.push(trace_rows::traced_miss(&plan, &work, &runtime)?);
+    eprintln!("bench: row 15 (the hit with a client key)");
+    rows.push(key_rows::keyed_hit(&plan, &work, &runtime, untraced)?);
     println!("{}", table(&rows, &plan));
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

@@ -20,7 +20,7 @@ use crate::native::NativeServer;
 use crate::service::{ServiceProcess, scratch_directory};
 
 pub const MODEL: &str = "llama3:8b-instruct-q5_K_M";
-const ADMIN_TOKEN: &str = "bench-admin-token";
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
 
 /// How hard and how long to push.
 #[derive(Debug, Clone)]
@@ -119,11 +119,7 @@ fn start_service(
 /// Sends one request and returns the answer's head and body.
 pub async fn once(target: &Target) -> anyhow::Result<(http::response::Parts, Bytes)> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = http::Request::builder()
-        .method(target.method.clone())
-        .uri(format!("http://{}{}", target.addr, target.path))
-        .body(Full::new(target.body.clone()))?;
-    let (head, body) = client.request(request).await?.into_parts();
+    let (head, body) = client.request(target.request()).await?.into_parts();
     Ok((head, body.collect().await?.to_bytes()))
 }
 

@@ -34,7 +34,7 @@ fn every_row_runs_in_a_smoke_run() {
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let rows: Vec<&str> =
         stdout.lines().filter(|line| line.starts_with("| ") && !line.starts_with("| #")).collect();
-    assert_eq!(rows.len(), 14, "{stdout}");
+    assert_eq!(rows.len(), 15, "{stdout}");
     for (index, row) in rows.iter().enumerate() {
         assert!(row.starts_with(&format!("| {} |", index + 1)), "{row}");
     }

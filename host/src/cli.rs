@@ -1,7 +1,8 @@
 //! The subcommands.
 //!
-//! - `llm-service component push FILE | list | rollback [SHA256]` and
-//!   `llm-service plugin push FILE | list | remove NAME`: the admin API from
+//! - `llm-service component push FILE | list | rollback [SHA256]`,
+//!   `llm-service plugin push FILE | list | remove NAME` and
+//!   `llm-service key create --tenant T | list | revoke ID`: the admin API from
 //!   the command line. They talk to ADMIN_BIND:ADMIN_PORT (or `--admin-url`)
 //!   with ADMIN_TOKEN, print the API's JSON answer, and exit 0 on success, 1
 //!   when the API refused (its message on stderr).
@@ -19,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::commands::{Command, ComponentAction, PluginAction};
+use crate::commands::{Command, ComponentAction, KeyAction, PluginAction};
 use crate::config::{AdminConfig, ServerConfig};
 
 /// A probe's whole budget: shorter than any orchestrator's probe timeout
@@ -33,6 +34,7 @@ pub async fn run(command: Command, admin: &AdminConfig, server: &ServerConfig) -
         Command::Probe { ready, url } => return probe(ready, url, server).await,
         Command::Component { action, admin_url } => (admin_url, component_call(action)?),
         Command::Plugin { action, admin_url } => (admin_url, plugin_call(action)?),
+        Command::Key { action, admin_url } => (admin_url, key_call(action)),
     };
     let Some(token) = &admin.admin_token else {
         anyhow::bail!("ADMIN_TOKEN is not set: the admin API needs it");
@@ -134,4 +136,18 @@ fn plugin_call(action: PluginAction) -> anyhow::Result<Call> {
         PluginAction::List => ("GET", "/plugins".into(), Bytes::new()),
         PluginAction::Remove { name } => ("DELETE", format!("/plugins/{name}"), Bytes::new()),
     })
+}
+
+fn key_call(action: KeyAction) -> Call {
+    match action {
+        KeyAction::Create { tenant, name, models, expires_at, cache_namespace } => {
+            let body = serde_json::json!({
+                "tenant": tenant, "name": name, "models": models,
+                "expires_at": expires_at, "cache_namespace": cache_namespace,
+            });
+            ("POST", "/keys".into(), Bytes::from(body.to_string()))
+        }
+        KeyAction::List => ("GET", "/keys".into(), Bytes::new()),
+        KeyAction::Revoke { id } => ("DELETE", format!("/keys/{id}"), Bytes::new()),
+    }
 }

@@ -38,6 +38,45 @@ pub enum Command {
         #[arg(long, env = "ADMIN_URL", value_name = "ADMIN_URL")]
         admin_url: Option<String>,
     },
+    /// Manage the client keys of a running service through its admin API.
+    Key {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeyAction,
+        /// The admin API's base URL (default: http://ADMIN_BIND:ADMIN_PORT).
+        #[arg(long, env = "ADMIN_URL", value_name = "ADMIN_URL")]
+        admin_url: Option<String>,
+    },
+}
+
+/// Admin API calls about client keys.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeyAction {
+    /// Make a key for TENANT; its secret is printed this once.
+    Create {
+        /// The tenant the key belongs to (its cache namespace, unless --cache-namespace).
+        #[arg(long)]
+        tenant: String,
+        /// A name for people (default: the tenant).
+        #[arg(long)]
+        name: Option<String>,
+        /// The models it may use, comma-separated (default: any).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Unix seconds after which it is refused.
+        #[arg(long)]
+        expires_at: Option<u64>,
+        /// A cache namespace shared with other tenants' keys.
+        #[arg(long)]
+        cache_namespace: Option<String>,
+    },
+    /// Show every key (never a secret).
+    List,
+    /// Revoke the key with ID.
+    Revoke {
+        /// The key's id (`key_...`).
+        id: String,
+    },
 }
 
 /// Admin API calls about plugins.

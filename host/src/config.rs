@@ -87,6 +87,9 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub log: LogConfig,
+    /// Client keys and tenants.
+    #[command(flatten)]
+    pub keys: crate::keys::config::KeyConfig,
     /// Distributed traces (OpenTelemetry).
     #[command(flatten)]
     pub traces: crate::traces::config::TraceConfig,

@@ -43,6 +43,21 @@ pub fn markdown() -> String {
     page
 }
 
+/// Each variable of the service that has a default, and that default: the
+/// one place deployment files are checked against (they set only what
+/// differs).
+pub fn defaults() -> std::collections::BTreeMap<String, String> {
+    Config::command()
+        .get_arguments()
+        .filter_map(|arg| {
+            let variable = arg.get_env()?.to_str()?.to_string();
+            let defaults: Vec<String> =
+                arg.get_default_values().iter().map(|value| value.to_string_lossy().into_owned()).collect();
+            (!defaults.is_empty()).then(|| (variable, defaults.join(",")))
+        })
+        .collect()
+}
+
 /// One row per argument of `command` that has a variable.
 fn table(command: &clap::Command) -> String {
     let mut rows = String::from("| variable | flag | default | meaning |\n|---|---|---|---|\n");

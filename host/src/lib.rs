@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod fleet_seal;
 pub mod guest;
 pub mod handler_settings;
+pub mod keys;
 pub mod listener;
 pub mod logging;
 pub mod purge;

@@ -18,6 +18,8 @@ use llm_service::cli;
 use llm_service::config::Config;
 use llm_service::guest::compiled::CompiledCache;
 use llm_service::guest::engine::{EngineLimits, EpochTicker, build_engine};
+use llm_service::keys::ClientKeys;
+use llm_service::keys::config::KeyMode;
 use llm_service::logging;
 use llm_service::purge::SharedPurges;
 use llm_service::rollout::quality;
@@ -181,7 +183,11 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
         .with_context(|| format!("binding {}:{}", config.server.bind, config.server.port))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
-    let service = Arc::new(Service::new(versions, capabilities.clone(), admission));
+    let keys = Arc::new(ClientKeys::new(&config.keys).map_err(anyhow::Error::msg)?);
+    if keys.mode() != KeyMode::Off {
+        tracing::info!(cap = "keys", mode = ?keys.mode(), keys = keys.list().len(), "client keys on");
+    }
+    let service = Arc::new(Service::new(versions, capabilities.clone(), admission).with_keys(keys.clone()));
     let _fleet = llm_service::fleet::start(llm_service::fleet::Fleet {
         cache: capabilities.cache.clone(),
         telemetry: capabilities.telemetry.clone(),
@@ -203,6 +209,7 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
                 max_component_bytes: config.admin.max_component_bytes,
                 lockout: Default::default(),
                 seal,
+                keys,
             });
             let listener = tokio::net::TcpListener::bind((config.admin.admin_bind, config.admin.admin_port))
                 .await

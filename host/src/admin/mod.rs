@@ -16,7 +16,7 @@
 //! - `GET /plugins`: the loaded plugins.
 //! - `DELETE /plugins/{name}`: unloads it (404 if none has that name).
 //! - `GET /stats`: the live counters, as totals since start.
-//! - canaries and model splits: see [`rollout`].
+//! - canaries and model splits: see [`rollout`]; client keys: see [`keys`].
 //! - `/service/{path}`: the public port's `/{path}` (any method, the same
 //!   handler, admission and body limit), answered in-process, so the
 //!   console reaches /health, /models, /model and /cache/clear through this
@@ -25,6 +25,7 @@
 
 mod console;
 mod describe;
+mod keys;
 mod lockout;
 mod rollout;
 
@@ -69,6 +70,8 @@ pub struct AdminApi {
     pub lockout: lockout::Lockout,
     /// Seals what is shared through the store; `None`, nothing is.
     pub seal: Option<Arc<crate::fleet_seal::FleetSeal>>,
+    /// The client keys.
+    pub keys: Arc<crate::keys::ClientKeys>,
 }
 
 impl AdminApi {
@@ -105,6 +108,7 @@ impl AdminApi {
         };
         let mut response = match parts.uri.path().strip_prefix(SERVICE_PREFIX).map(str::to_string) {
             Some(path) => self.forward(parts, &path, body).await,
+            None if let Some(answer) = self.keys(&parts.method, parts.uri.path(), &body) => answer,
             None => match self
                 .rollout(&parts.method, parts.uri.path(), parts.uri.query().unwrap_or(""), body.clone())
                 .await

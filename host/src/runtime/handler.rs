@@ -142,6 +142,8 @@ pub struct Ticket {
     pub trace: crate::caps::cache::LookupTrace,
     /// Its handler-call span (disabled when traces are off).
     pub span: tracing::Span,
+    /// Its tenant, by its client key (`None`: the default tenant).
+    pub tenant: Option<crate::keys::Admitted>,
 }
 
 /// A compiled, pre-instantiated handler.
@@ -233,6 +235,7 @@ impl HandlerComponent {
             edge: ticket.edge,
             trace: ticket.trace,
             span: ticket.span.clone(),
+            tenant: ticket.tenant,
         };
         let (lease, kept) = slot.claim(&self.sha256).await;
         let (mut store, kept, uses) = match kept {

@@ -118,6 +118,7 @@ impl HandlerInstaller {
 fn smoke_ticket() -> Ticket {
     Ticket {
         span: tracing::Span::none(),
+        tenant: None,
         request_id: Arc::from("smoke-check"),
         routing_key: RoutingKey::of(None, b"", "installer"),
         timeout: SMOKE_DEADLINE,

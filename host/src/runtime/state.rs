@@ -46,6 +46,8 @@ pub struct RequestScope {
     pub trace: LookupTrace,
     /// Its handler-call span (disabled when traces are off).
     pub span: tracing::Span,
+    /// Its tenant, by its client key (`None`: the default tenant).
+    pub tenant: Option<crate::keys::Admitted>,
 }
 
 /// Per-request store data.
@@ -61,6 +63,8 @@ pub struct RequestState {
     edge: Arc<EdgeCache>,
     edge_ticket: Option<EdgeTicket>,
     trace: LookupTrace,
+    /// The tenant's cache namespace (`None`: the default one).
+    namespace: Option<Arc<str>>,
     plugins: Arc<PromptPlugins>,
     deadline: Instant,
     /// Calls into the host this request made (COUNT_HOST_CALLS).
@@ -91,6 +95,7 @@ impl RequestState {
             edge: capabilities.edge.clone(),
             edge_ticket: scope.edge,
             trace: scope.trace.clone(),
+            namespace: scope.tenant.as_ref().map(|tenant| tenant.namespace.clone()),
             plugins: capabilities.plugins.clone(),
             deadline: scope.deadline,
             telemetry: capabilities.telemetry.for_request(scope),
@@ -111,6 +116,7 @@ impl RequestState {
         self.deadline = scope.deadline;
         self.edge_ticket = scope.edge;
         self.trace = scope.trace.clone();
+        self.namespace = scope.tenant.as_ref().map(|tenant| tenant.namespace.clone());
         self.telemetry = capabilities.telemetry.for_request(scope);
         self.host_calls = 0;
     }
@@ -123,6 +129,7 @@ impl RequestState {
             deadline: self.deadline,
             trace: &self.trace,
             span: self.telemetry.span().span(),
+            namespace: self.namespace.as_deref(),
         }
     }
 

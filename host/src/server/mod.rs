@@ -39,6 +39,7 @@ use crate::caps::backend::ServedBy;
 use crate::caps::cache::LookupTrace;
 use crate::caps::edge::cache_status;
 use crate::caps::edge::replay::Fills;
+use crate::keys::{Admitted, ClientKeys, Refusal};
 use crate::listener::{Accepted, ConnectionLimits, accept_loop};
 use crate::request_id::{REQUEST_ID, client_request_id, request_id};
 use crate::routing::RoutingKey;
@@ -76,6 +77,7 @@ pub struct Service {
     body_read_timeout: Duration,
     request_timeout: Duration,
     idle: Arc<IdleCount>,
+    keys: Arc<ClientKeys>,
 }
 
 /// Admission limits.
@@ -103,7 +105,14 @@ impl Service {
             body_read_timeout: admission.body_read_timeout,
             request_timeout: admission.request_timeout,
             idle: Arc::default(),
+            keys: Arc::new(ClientKeys::off()),
         }
+    }
+
+    /// The same service, admitting requests by `keys`.
+    pub fn with_keys(mut self, keys: Arc<ClientKeys>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// A new connection: where it keeps its instance between requests.
@@ -120,7 +129,7 @@ impl Service {
         let metrics = self.capabilities.telemetry.metrics();
         let _in_flight = metrics.enter();
         let path = request.uri().path().to_string();
-        let response = self.answer(request, connection, |request| self.read_body(request)).await;
+        let response = self.answer(request, connection, true, |request| self.read_body(request)).await;
         metrics.record_request(&path, response.status().as_u16(), started.elapsed());
         response
     }
@@ -138,7 +147,8 @@ impl Service {
             let size = request.body().len() as u64;
             std::future::ready(if size > self.max_body_bytes { Err(self.too_large()) } else { Ok(request) })
         };
-        self.answer(request, &self.connection(), within_limit).await
+        // The admin token already admitted it: no client key is asked for.
+        self.answer(request, &self.connection(), false, within_limit).await
     }
 
     /// The probes, else `read` the body and admit the request; tags the
@@ -147,6 +157,7 @@ impl Service {
         &self,
         request: hyper::Request<B>,
         connection: &Connection,
+        keyed: bool,
         read: impl FnOnce(hyper::Request<B>) -> Read,
     ) -> hyper::Response<HyperOutgoingBody>
     where
@@ -161,7 +172,10 @@ impl Service {
                 span.record("llm_service.request_id", &*request_id);
                 let answered = async {
                     match read(request).instrument(spans::read_body()).await {
-                        Ok(request) => self.admit(request, request_id.clone(), connection).await,
+                        Ok(request) => match self.tenant(&request, keyed) {
+                            Ok(tenant) => self.admit(request, request_id.clone(), connection, tenant).await,
+                            Err(refusal) => refusal.response(request.uri().path()),
+                        },
                         Err(refused) => refused,
                     }
                 };
@@ -212,13 +226,16 @@ impl Service {
         mut request: hyper::Request<Bytes>,
         request_id: Arc<str>,
         connection: &Connection,
+        tenant: Option<Admitted>,
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
         let routing_key = RoutingKey::of(client_request_id(request.headers()), request.body(), &request_id);
         // The version is picked once and held to the end of the request.
         let version = self.versions.pick(routing_key);
         let tag = HeaderValue::from_str(version.tag()).ok();
+        let namespace = tenant.as_ref().map_or("", |tenant| &*tenant.namespace);
         let edge = self.capabilities.edge.ticket(
+            namespace,
             version.tag(),
             request.method().as_str(),
             request.uri().path_and_query().map_or("/", |path| path.as_str()),
@@ -266,6 +283,7 @@ impl Service {
         let span = spans::handler_call(version.tag(), self.versions.is_canary(&version), endpoint);
         let ticket = Ticket {
             span: span.clone(),
+            tenant,
             request_id: request_id.clone(),
             routing_key,
             timeout: self.request_timeout,
@@ -313,6 +331,28 @@ impl Service {
             response.headers_mut().insert(BACKEND_NODE, node);
         }
         response
+    }
+
+    /// The tenant of `request` by its client key (`None`: the default
+    /// tenant, as is every request the admin API forwards, `keyed` false),
+    /// or why its key is refused.
+    fn tenant(&self, request: &hyper::Request<Bytes>, keyed: bool) -> Result<Option<Admitted>, Refusal> {
+        if !keyed {
+            return Ok(None);
+        }
+        let path = request.uri().path();
+        // A body that names no model generates with the current one; a
+        // request without a body (a listing) asks for none.
+        let model = || {
+            let body = request.body();
+            (!body.is_empty()).then(|| {
+                crate::keys::asked_model(body)
+                    .unwrap_or_else(|| self.capabilities.telemetry.current_model().to_string())
+            })
+        };
+        self.keys.admit(path, request.headers(), model).inspect_err(|refusal| {
+            tracing::info!(cap = "keys", reason = refusal.kind(), path, %refusal, "request refused by its client key");
+        })
     }
 
     /// Counts an answer for its version, and for the canary's verdict.

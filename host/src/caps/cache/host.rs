@@ -30,9 +30,19 @@ pub struct CacheView<'a> {
     pub trace: &'a LookupTrace,
     /// The request's generation span, when traced.
     pub span: Option<&'a tracing::Span>,
+    /// The tenant's cache namespace (`None`: the default one).
+    pub namespace: Option<&'a str>,
 }
 
 impl CacheView<'_> {
+    /// `key` in the request's namespace: a tenant's keys are its own.
+    fn key(&self, key: String) -> String {
+        match self.namespace {
+            Some(namespace) => format!("{TENANT_PREFIX}{namespace}:{key}"),
+            None => key,
+        }
+    }
+
     /// Records `value` under `field` on `span` and on the generation span.
     fn mark(&self, span: &tracing::Span, field: &'static str, value: &'static str) {
         span.record(field, value);
@@ -52,6 +62,10 @@ impl CacheView<'_> {
         }
     }
 }
+
+/// What a tenant's cache keys start with (then its namespace and `:`);
+/// tenant names cannot hold `:`, so no namespace is a prefix of another.
+const TENANT_PREFIX: &str = "tenant:";
 
 /// The span field naming a request's part in a flight.
 const ROLE: &str = "llm_service.flight.role";
@@ -91,19 +105,24 @@ impl From<CacheError> for Error {
 
 impl Host for CacheView<'_> {
     async fn get(&mut self, key: String) -> Result<Option<Entry>, Error> {
+        let key = self.key(key);
         let found = self.cache.get(&key).await?;
         Ok(found.map(|(value, ttl)| Entry { value: value.to_vec(), ttl_left_s: ttl.as_secs() }))
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_s: u64) -> Result<(), Error> {
+        let key = self.key(key);
         Ok(self.cache.set(&key, Bytes::from(value), Duration::from_secs(ttl_s)).await?)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
+        let key = self.key(key);
         Ok(self.cache.delete(&key).await?)
     }
 
     async fn clear(&mut self, prefix: String, containing: Option<String>) -> Result<u64, Error> {
+        // A tenant clears its own namespace.
+        let prefix = self.key(prefix);
         Ok(self.cache.clear(&prefix, containing.as_deref()).await?)
     }
 
@@ -116,6 +135,7 @@ impl Host for CacheView<'_> {
     }
 
     async fn join(&mut self, key: String, wait_ms: u32) -> wasmtime::Result<JoinResult> {
+        let key = self.key(key);
         let span = spans::cache_lookup();
         match span.in_scope(|| self.cache.flights().join(&key)) {
             Join::Lead(lease) => {
@@ -137,6 +157,7 @@ impl Host for CacheView<'_> {
     }
 
     async fn lookup(&mut self, key: String, stale_s: u64) -> wasmtime::Result<LookupResult> {
+        let key = self.key(key);
         let span = spans::cache_lookup();
         let lookup = self.cache.lookup(&key, Duration::from_secs(stale_s)).instrument(span.clone()).await;
         let now = now_ms();

@@ -105,9 +105,12 @@ impl EdgeCache {
     }
 
     /// The ticket of a request with `method`, `path_and_query` and `body`
-    /// served by handler version `version`; None when the tier is off.
+    /// served by handler version `version` in the cache namespace
+    /// `namespace` (a tenant's; empty for the default); None when the tier
+    /// is off.
     pub fn ticket(
         &self,
+        namespace: &str,
         version: &str,
         method: &str,
         path_and_query: &str,
@@ -117,7 +120,9 @@ impl EdgeCache {
         let mut hash = Sha256::new();
         // Each part with its length first, so no two requests hash alike by
         // moving bytes from one part to the next.
-        for part in [version.as_bytes(), method.as_bytes(), path_and_query.as_bytes(), body] {
+        let parts =
+            [namespace.as_bytes(), version.as_bytes(), method.as_bytes(), path_and_query.as_bytes(), body];
+        for part in parts {
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part);
         }
@@ -236,7 +241,7 @@ mod tests {
     }
 
     fn kept(tier: &EdgeCache, body: &str, tag: &str) -> EdgeTicket {
-        let ticket = tier.ticket("v1", "POST", "/generate", body.as_bytes()).expect("on");
+        let ticket = tier.ticket("", "v1", "POST", "/generate", body.as_bytes()).expect("on");
         tier.keep(&ticket, offer(tag), Duration::from_secs(60));
         ticket
     }
@@ -247,7 +252,7 @@ mod tests {
         let ticket = kept(&tier, "{\"prompt\":\"a\"}", "llm_response:x:lois:y");
         assert!(tier.lookup(&ticket, &HeaderMap::new()).is_some());
         for (version, body) in [("v2", "{\"prompt\":\"a\"}"), ("v1", "{\"prompt\": \"a\"}")] {
-            let other = tier.ticket(version, "POST", "/generate", body.as_bytes()).expect("on");
+            let other = tier.ticket("", version, "POST", "/generate", body.as_bytes()).expect("on");
             assert!(tier.lookup(&other, &HeaderMap::new()).is_none(), "{version} {body}");
         }
     }
@@ -267,7 +272,7 @@ mod tests {
     #[test]
     fn an_offer_from_before_a_purge_is_not_kept() {
         let tier = tier();
-        let ticket = tier.ticket("v1", "POST", "/generate", b"{}").expect("on");
+        let ticket = tier.ticket("", "v1", "POST", "/generate", b"{}").expect("on");
         tier.purge_all(PurgeCause::Handler);
         assert!(!tier.accepting(&ticket));
         tier.keep(&ticket, offer("t"), Duration::from_secs(60));
@@ -277,6 +282,6 @@ mod tests {
     #[test]
     fn off_keeps_nothing() {
         let tier = EdgeCache::new(&EdgeConfig { edge_cache_max_bytes: 0 }, &prometheus::Registry::new());
-        assert!(tier.ticket("v1", "POST", "/generate", b"{}").is_none());
+        assert!(tier.ticket("", "v1", "POST", "/generate", b"{}").is_none());
     }
 }

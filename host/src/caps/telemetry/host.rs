@@ -149,6 +149,10 @@ impl RequestTelemetry {
             };
             genai::record_report(span, report, self.endpoint, provider);
         }
+        let (tenant, key_id) = match &self.tenant {
+            Some(tenant) => (Some(&*tenant.tenant), Some(&*tenant.key_id)),
+            None => (None, None),
+        };
         let (trace_id, span_id) = match &traced {
             Some((trace_id, span_id)) => (Some(trace_id.as_str()), Some(span_id.as_str())),
             None => (None, None),
@@ -163,7 +167,7 @@ impl RequestTelemetry {
                     endpoint = self.endpoint, character,
                     prompt_length, response_time = response_time_s, cache_hit, tokens_generated, model, status,
                     error_kind, prompt = prompt.as_deref(), backend_node = backend_node.as_deref(),
-                    trace_id, span_id, "LLM Request"
+                    trace_id, span_id, tenant, key_id, "LLM Request"
                 )
             };
         }

@@ -229,6 +229,7 @@ impl Telemetry {
             routing_key: scope.routing_key,
             served_by: scope.served_by,
             span: HandlerSpan::new(&scope.span),
+            tenant: scope.tenant,
         }
     }
 
@@ -255,6 +256,7 @@ impl Telemetry {
             } else {
                 HandlerSpan::default()
             },
+            tenant: None,
         }
     }
 }
@@ -272,6 +274,8 @@ pub struct RequestTelemetry {
     served_by: crate::caps::backend::ServedBy,
     /// Its generation span, when traced.
     span: HandlerSpan,
+    /// Its tenant, by its client key (`None`: the default tenant).
+    tenant: Option<crate::keys::Admitted>,
 }
 
 impl RequestTelemetry {
