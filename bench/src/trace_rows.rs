@@ -19,8 +19,9 @@ fn traced(sink: &OtlpReceiver) -> Vec<(&'static str, String)> {
     vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.url()),
         ("OTEL_TRACES_SAMPLER", "always_on".into()),
-        // Exports every second, as a busy service's batches would go.
-        ("OTEL_BSP_SCHEDULE_DELAY", "1000".into()),
+        // Under load a full batch (512 spans) goes at once anyway; the
+        // short delay makes a smoke run's few spans leave before it ends.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
     ]
 }
 

@@ -183,7 +183,7 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
         .with_context(|| format!("binding {}:{}", config.server.bind, config.server.port))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
-    let keys = Arc::new(ClientKeys::new(&config.keys).map_err(anyhow::Error::msg)?);
+    let keys = Arc::new(ClientKeys::new(&config.keys).map_err(anyhow::Error::msg)?.counted(&registry));
     if keys.mode() != KeyMode::Off {
         tracing::info!(cap = "keys", mode = ?keys.mode(), keys = keys.list().len(), "client keys on");
     }

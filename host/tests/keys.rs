@@ -103,6 +103,9 @@ fn required_keys_refuse_in_each_dialects_shape_and_admit_a_valid_one() {
     assert_eq!(listed["mode"], "required");
     assert!(listed["keys"][0]["revoked_at"].is_u64(), "{listed}");
     assert!(!listed.to_string().contains(secret), "a list never shows a secret");
+    let refused = |reason: &str| metric(&service, "llm_service_key_refusals_total", &[("reason", reason)]);
+    assert_eq!((refused("key_missing"), refused("key_unknown")), (1, 3));
+    assert_eq!((refused("model_not_allowed"), refused("key_revoked")), (1, 1));
 }
 
 #[test]
@@ -146,6 +149,23 @@ fn one_tenants_cached_answer_is_never_anothers_and_shared_namespaces_share() {
     assert_eq!(ask(None), "MISS", "nor to the default tenant");
     assert_eq!(ask(Some(&bots)), "HIT", "a tenant sharing team-a's namespace shares its answers");
     assert_eq!(ollama.generate_hits(), 3);
+    let counted = |tenant: &str, cache: &str| {
+        metric(&service, "llm_service_tenant_generations_total", &[("tenant", tenant), ("cache", cache)])
+    };
+    assert_eq!((counted("team-a", "miss"), counted("team-a", "hit")), (1, 1));
+    assert_eq!((counted("team-b", "miss"), counted("team-b", "hit")), (1, 0));
+    assert_eq!(counted("bots-2", "hit"), 1, "an edge replay counts for its tenant too");
+}
+
+/// The value of `name` with `labels` in the service's metrics (through
+/// the admin API, which needs no client key), 0 when absent.
+fn metric(service: &Service, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let text = service.admin(TOKEN, "GET", "/service/metrics/prometheus", b"").body;
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|(key, value)| line.contains(&format!("{key}=\"{value}\""))))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]

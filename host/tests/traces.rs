@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
 const HANDLER: &str = env!("LLM_SERVICE_HANDLER_WASM");
+const PETER: &str = env!("LLM_SERVICE_PLUGIN_PETER");
 const MODEL: &str = "llama3:8b-instruct-q5_K_M";
 const TOKEN: &str = "let-me-in-trace-tests";
 /// Generous: spans leave every 100 ms, the machine may be loaded.
@@ -281,6 +282,26 @@ fn the_handlers_own_decisions_are_events_on_its_span() {
     let calls: Vec<_> = spans.iter().filter(|span| span.name == BACKEND).collect();
     assert!(calls.len() >= 2, "the first model's 404, then the fallback's answer: {calls:#?}");
     assert!(calls.iter().any(|call| call.attributes.get("http.response.status_code") == Some(&json!(404))));
+}
+
+#[test]
+fn a_plugins_call_is_a_span_of_its_own_under_the_generation() {
+    let (ollama, receiver) = (FakeOllama::start(&[MODEL]), OtlpReceiver::start());
+    let plugins = fresh_directory();
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(PETER, plugins.join("peter.wasm")).unwrap();
+    let service = traced(&ollama, &receiver, &[("PLUGINS_DIR", plugins.to_str().unwrap())]);
+    let (trace_id, _, traceparent) = client_trace(10);
+    let body = json!({"prompt": "How is the sea today?", "character_name": "peter"});
+    let reply = post_traced(&service, "/generate", &body, &traceparent);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let spans = receiver.trace_with(&trace_id, REQUEST, WAIT);
+    let call = one(&spans, HANDLER_CALL);
+    assert_eq!(call.text("llm_service.plugin.name"), Some("peter"));
+    let plugin = spans.iter().find(|span| span.name == "llm_service.plugins.call").expect("a plugin span");
+    assert_eq!(plugin.parent_span_id, call.span_id);
+    assert_eq!(plugin.text("llm_service.plugin.name"), Some("peter"));
+    assert_eq!(plugin.text("llm_service.plugin.operation"), Some("transform"));
 }
 
 #[test]

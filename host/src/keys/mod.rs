@@ -16,6 +16,7 @@
 //!   another's hit, and their generations never share a flight.
 
 pub mod config;
+pub mod counts;
 pub mod refusal;
 mod store;
 
@@ -102,6 +103,8 @@ pub struct Admitted {
     pub tenant: Arc<str>,
     /// The cache namespace its answers live in.
     pub namespace: Arc<str>,
+    /// The tenant's counters (none when the keys count nothing).
+    pub counts: Option<counts::TenantCounts>,
 }
 
 /// The service's client keys.
@@ -111,6 +114,7 @@ pub struct ClientKeys {
     /// By the secret's SHA-256.
     keys: RwLock<HashMap<String, Arc<ClientKey>>>,
     file: Option<PathBuf>,
+    counts: Option<counts::KeyCounts>,
 }
 
 impl ClientKeys {
@@ -122,12 +126,18 @@ impl ClientKeys {
             None => Vec::new(),
         };
         let keys = keys.into_iter().map(|key| (key.sha256.clone(), Arc::new(key))).collect();
-        Ok(Self { mode: config.client_keys, keys: RwLock::new(keys), file })
+        Ok(Self { mode: config.client_keys, keys: RwLock::new(keys), file, counts: None })
+    }
+
+    /// The same keys, counting what tenants do in `registry`.
+    pub fn counted(mut self, registry: &prometheus::Registry) -> Self {
+        self.counts = Some(counts::KeyCounts::register(registry));
+        self
     }
 
     /// Keys off: every request is the default tenant.
     pub fn off() -> Self {
-        Self { mode: KeyMode::Off, keys: RwLock::default(), file: None }
+        Self { mode: KeyMode::Off, keys: RwLock::default(), file: None, counts: None }
     }
 
     /// Whether keys are read at all.
@@ -147,6 +157,19 @@ impl ClientKeys {
         if self.mode == KeyMode::Off {
             return Ok(None);
         }
+        let checked = self.check(path, headers, model);
+        if let (Err(refusal), Some(counts)) = (&checked, &self.counts) {
+            counts.refused(refusal.kind());
+        }
+        checked
+    }
+
+    fn check(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        model: impl FnOnce() -> Option<String>,
+    ) -> Result<Option<Admitted>, Refusal> {
         let Some(secret) = presented(headers) else {
             return match self.mode {
                 KeyMode::Required if !OPEN_PATHS.contains(&path) => Err(Refusal::Missing),
@@ -170,6 +193,7 @@ impl ClientKeys {
             key_id: key.id.as_str().into(),
             tenant: key.tenant.as_str().into(),
             namespace: key.namespace().into(),
+            counts: self.counts.as_ref().map(|counts| counts.tenant(&key.tenant)),
         }))
     }
 

@@ -258,7 +258,7 @@ impl Service {
             let endpoint = crate::caps::telemetry::metrics::endpoint_label(request.uri().path());
             self.capabilities
                 .telemetry
-                .for_replay(request_id, version.component.shared_tag(), endpoint, routing_key)
+                .for_replay(request_id, version.component.shared_tag(), endpoint, routing_key, tenant)
                 .report(&replay.report, started.elapsed().as_secs_f64());
             self.record_answer(&version, response.status().as_u16(), started.elapsed(), false);
             let headers = response.headers_mut();
@@ -304,7 +304,8 @@ impl Service {
                     InvokeError::Trap { guest_output, .. } => Some(guest_output.as_str()),
                     _ => None,
                 };
-                tracing::warn!(cap = "handler", %method, %path, %request_id, handler_version = version.tag(), status = status.as_u16(), %error, guest_output, "request failed in the handler");
+                let (trace_id, span_id) = traces::ids(&span).unzip();
+                tracing::warn!(cap = "handler", %method, %path, %request_id, handler_version = version.tag(), status = status.as_u16(), %error, guest_output, trace_id = trace_id.as_deref(), span_id = span_id.as_deref(), "request failed in the handler");
                 match &error {
                     // A trap's text is the guest's internals (a wasm
                     // backtrace): it goes to the log, the client gets the id.

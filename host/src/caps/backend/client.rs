@@ -184,7 +184,8 @@ impl BackendClient {
                 Ok(response) => format!("status {}", response.status().as_u16()),
                 Err(error) => error.to_string(),
             };
-            tracing::warn!(cap = "backend", attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying backend request");
+            let (trace_id, span_id) = crate::traces::ids(&tracing::Span::current()).unzip();
+            tracing::warn!(cap = "backend", attempt, delay_ms = delay.as_millis() as u64, %reason, trace_id = trace_id.as_deref(), span_id = span_id.as_deref(), "retrying backend request");
             tokio::time::sleep(delay).await;
         }
     }

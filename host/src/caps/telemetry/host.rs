@@ -149,6 +149,11 @@ impl RequestTelemetry {
             };
             genai::record_report(span, report, self.endpoint, provider);
         }
+        if let Some(counts) = self.tenant.as_ref().and_then(|tenant| tenant.counts.as_ref())
+            && error_kind.is_none()
+        {
+            counts.generated(cache_hit, tokens_generated);
+        }
         let (tenant, key_id) = match &self.tenant {
             Some(tenant) => (Some(&*tenant.tenant), Some(&*tenant.key_id)),
             None => (None, None),

@@ -234,14 +234,15 @@ impl Telemetry {
     }
 
     /// The view for counting an edge replay of handler version
-    /// `handler_version` for request `request_id` on `endpoint` (it calls
-    /// no backend, so no node answered it).
+    /// `handler_version` for request `request_id` of `tenant` on
+    /// `endpoint` (it calls no backend, so no node answered it).
     pub fn for_replay(
         &self,
         request_id: Arc<str>,
         handler_version: Arc<str>,
         endpoint: &'static str,
         routing_key: RoutingKey,
+        tenant: Option<crate::keys::Admitted>,
     ) -> RequestTelemetry {
         RequestTelemetry {
             service: self.clone(),
@@ -256,7 +257,7 @@ impl Telemetry {
             } else {
                 HandlerSpan::default()
             },
-            tenant: None,
+            tenant,
         }
     }
 }
