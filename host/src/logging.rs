@@ -20,7 +20,11 @@ use crate::traces::config::TraceConfig;
 /// export task to start once the runtime runs, when traces are on.
 /// Fails on a trace configuration the exporter refuses.
 pub fn init(format: LogFormat, traces: &TraceConfig) -> Result<Option<crate::traces::Pending>, String> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The trace's spans never show in the log, at any RUST_LOG level.
+    let quiet_spans = format!("{}=off", crate::traces::TARGET).parse().map_err(|error| format!("{error}"))?;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(quiet_spans);
     let ansi = std::io::stderr().is_terminal();
     let Some((spans, pending)) = crate::traces::layer(traces)? else {
         let builder =
@@ -31,8 +35,6 @@ pub fn init(format: LogFormat, traces: &TraceConfig) -> Result<Option<crate::tra
         }
         return Ok(None);
     };
-    let quiet_spans = format!("{}=off", crate::traces::TARGET).parse().map_err(|error| format!("{error}"))?;
-    let filter = filter.add_directive(quiet_spans);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let fmt = match format {
         LogFormat::Text => fmt.with_filter(filter).boxed(),

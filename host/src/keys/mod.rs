@@ -145,6 +145,24 @@ impl ClientKeys {
         self.mode
     }
 
+    /// Checks `request`'s key, if it presents one, and logs a refusal; a
+    /// body that names no model generates with `current_model`, a request
+    /// without a body (a listing) asks for none.
+    pub fn admit_request(
+        &self,
+        request: &http::Request<bytes::Bytes>,
+        current_model: impl FnOnce() -> Arc<str>,
+    ) -> Result<Option<Admitted>, Refusal> {
+        let path = request.uri().path();
+        let model = || {
+            let body = request.body();
+            (!body.is_empty()).then(|| asked_model(body).unwrap_or_else(|| current_model().to_string()))
+        };
+        self.admit(path, request.headers(), model).inspect_err(|refusal| {
+            tracing::info!(cap = "keys", reason = refusal.kind(), path, %refusal, "request refused by its client key");
+        })
+    }
+
     /// Checks the key that a request for `path` presents in `headers`, if
     /// any; `model` names the model it asks for, if it asks for one (read
     /// only when the key limits its models). `Ok(None)`: the default tenant.

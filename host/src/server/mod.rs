@@ -334,26 +334,14 @@ impl Service {
         response
     }
 
-    /// The tenant of `request` by its client key (`None`: the default
-    /// tenant, as is every request the admin API forwards, `keyed` false),
-    /// or why its key is refused.
+    /// The tenant of `request` (`None`: the default tenant, as is every
+    /// request the admin API forwards, `keyed` false), or why its key is
+    /// refused.
     fn tenant(&self, request: &hyper::Request<Bytes>, keyed: bool) -> Result<Option<Admitted>, Refusal> {
         if !keyed {
             return Ok(None);
         }
-        let path = request.uri().path();
-        // A body that names no model generates with the current one; a
-        // request without a body (a listing) asks for none.
-        let model = || {
-            let body = request.body();
-            (!body.is_empty()).then(|| {
-                crate::keys::asked_model(body)
-                    .unwrap_or_else(|| self.capabilities.telemetry.current_model().to_string())
-            })
-        };
-        self.keys.admit(path, request.headers(), model).inspect_err(|refusal| {
-            tracing::info!(cap = "keys", reason = refusal.kind(), path, %refusal, "request refused by its client key");
-        })
+        self.keys.admit_request(request, || self.capabilities.telemetry.current_model())
     }
 
     /// Counts an answer for its version, and for the canary's verdict.
