@@ -57,16 +57,6 @@ impl SpanCounts {
     pub fn refused_handler_items(&self, items: u64) {
         self.handler_items.inc_by(items);
     }
-
-    /// Spans the receiver accepted.
-    pub fn exported(&self) -> u64 {
-        self.exported.get()
-    }
-
-    /// Spans dropped, for either reason.
-    pub fn dropped(&self) -> u64 {
-        self.queue_full.get() + self.export_failed.get()
-    }
 }
 
 /// The processor the tracer provider ends spans into.
