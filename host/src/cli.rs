@@ -2,7 +2,7 @@
 //!
 //! - `llm-service component push FILE | list | rollback [SHA256]`,
 //!   `llm-service plugin push FILE | list | remove NAME` and
-//!   `llm-service key create --tenant T | list | revoke ID`: the admin API from
+//!   `llm-service key create --tenant T | list | change ID | revoke ID`: the admin API from
 //!   the command line. They talk to ADMIN_BIND:ADMIN_PORT (or `--admin-url`)
 //!   with ADMIN_TOKEN, print the API's JSON answer, and exit 0 on success, 1
 //!   when the API refused (its message on stderr).
@@ -140,14 +140,21 @@ fn plugin_call(action: PluginAction) -> anyhow::Result<Call> {
 
 fn key_call(action: KeyAction) -> Call {
     match action {
-        KeyAction::Create { tenant, name, models, expires_at, cache_namespace } => {
+        KeyAction::Create { tenant, name, models, expires, cache_namespace, limits } => {
             let body = serde_json::json!({
                 "tenant": tenant, "name": name, "models": models,
-                "expires_at": expires_at, "cache_namespace": cache_namespace,
+                "expires_at": expires, "cache_namespace": cache_namespace,
+                "limits": limits.json().unwrap_or_else(|| serde_json::json!({})),
             });
             ("POST", "/keys".into(), Bytes::from(body.to_string()))
         }
         KeyAction::List => ("GET", "/keys".into(), Bytes::new()),
+        KeyAction::Change { id, name, models, expires, limits } => {
+            let body = serde_json::json!({
+                "name": name, "models": models, "expires_at": expires, "limits": limits.json(),
+            });
+            ("PATCH", format!("/keys/{id}"), Bytes::from(body.to_string()))
+        }
         KeyAction::Revoke { id } => ("DELETE", format!("/keys/{id}"), Bytes::new()),
     }
 }

@@ -49,6 +49,48 @@ pub enum Command {
     },
 }
 
+/// A key's limits on the command line (none given: no limit).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KeyLimits {
+    /// Requests per minute, across every replica.
+    #[arg(long)]
+    pub rpm: Option<u64>,
+    /// Tokens generated per minute, across every replica.
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Tokens generated per UTC day, across every replica.
+    #[arg(long)]
+    pub daily_tokens: Option<u64>,
+}
+
+impl KeyLimits {
+    /// The limits as the admin API takes them, if any is given.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        let Self { rpm, tpm, daily_tokens } = self;
+        (rpm.is_some() || tpm.is_some() || daily_tokens.is_some())
+            .then(|| serde_json::json!({"rpm": rpm, "tpm": tpm, "daily_tokens": daily_tokens}))
+    }
+}
+
+/// Unix seconds, or a time from now: a number with `s`, `m`, `h` or `d`.
+fn parse_expiry(text: &str) -> Result<u64, String> {
+    if let Ok(at) = text.parse::<u64>() {
+        return Ok(at);
+    }
+    let unit = match text.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        _ => return Err(format!("{text:?} is neither unix seconds nor a time like 90m, 12h or 30d")),
+    };
+    let count: u64 =
+        text[..text.len() - 1].parse().map_err(|_| format!("{text:?}: expected a number before the unit"))?;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    Ok(now + count * unit)
+}
+
 /// Admin API calls about client keys.
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeyAction {
@@ -63,15 +105,35 @@ pub enum KeyAction {
         /// The models it may use, comma-separated (default: any).
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
-        /// Unix seconds after which it is refused.
-        #[arg(long)]
-        expires_at: Option<u64>,
+        /// When it stops working: unix seconds, or a time from now (`90m`, `12h`, `30d`).
+        #[arg(long, alias = "expires-at", value_parser = parse_expiry)]
+        expires: Option<u64>,
         /// A cache namespace shared with other tenants' keys.
         #[arg(long)]
         cache_namespace: Option<String>,
+        /// Its limits (none given: no limit).
+        #[command(flatten)]
+        limits: KeyLimits,
     },
-    /// Show every key (never a secret).
+    /// Show every key with its use today (never a secret).
     List,
+    /// Change the key with ID: what is given changes, the rest stays.
+    Change {
+        /// The key's id (`key_...`).
+        id: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The models it may use, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// When it stops working: unix seconds, or a time from now (`90m`, `12h`, `30d`).
+        #[arg(long, value_parser = parse_expiry)]
+        expires: Option<u64>,
+        /// New limits: together they replace the key's (a limit not given is then none).
+        #[command(flatten)]
+        limits: KeyLimits,
+    },
     /// Revoke the key with ID.
     Revoke {
         /// The key's id (`key_...`).

@@ -11,9 +11,13 @@
 //!   version, which `GET /components` then shows);
 //! - a plugin pushed or unloaded through an admin API, likewise;
 //! - a cache clear, so no replica keeps serving a cleared answer from its
-//!   process tier.
+//!   process tier;
+//! - a client key made, changed or revoked, so every replica admits and
+//!   refuses the same keys within a second.
 //!
-//! Every [`REPORT_EVERY`] it records what it serves, for `GET /components`.
+//! Every [`REPORT_EVERY`] it records what it serves, for `GET /components`,
+//! adds what its keys used to the fleet's totals, and reads the keys again
+//! (so a missed event, or one during an outage, is made up for).
 //! Without a shared store there is nothing to do.
 
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use crate::caps::plugins::PromptPlugins;
 use crate::caps::telemetry::Telemetry;
 use crate::fleet_seal::FleetSeal;
 use crate::guest::compiled::sha256_hex;
+use crate::keys::ClientKeys;
 use crate::runtime::installer::HandlerInstaller;
 
 /// How often the stream is read.
@@ -59,6 +64,8 @@ pub struct Fleet {
     /// The last sealed value refused (its sha256), so a flood of forged
     /// events logs once per value.
     pub refused: Arc<std::sync::Mutex<Option<String>>>,
+    /// The client keys.
+    pub keys: Arc<ClientKeys>,
 }
 
 /// Starts following the fleet, if there is a shared store.
@@ -82,6 +89,8 @@ pub fn start(fleet: Fleet) -> Option<FleetSync> {
             if last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
                 last_report = Some(Instant::now());
                 fleet.report().await;
+                fleet.keys.add_use().await;
+                fleet.keys.reload().await;
             }
             let Some(after) = last.clone() else {
                 last = fleet.join().await;
@@ -155,6 +164,10 @@ impl Fleet {
                 if self.plugins.remove(&name).is_some() {
                     tracing::info!(cap = "fleet", %origin, plugin = %name, "another replica unloaded a plugin");
                 }
+            }
+            FleetEvent::Keys { origin } => {
+                tracing::debug!(cap = "fleet", %origin, "another replica changed a client key");
+                self.keys.reload().await;
             }
             FleetEvent::Clear { origin, prefix, containing } => {
                 let removed = self.cache.clear_local(&prefix, containing.as_deref());

@@ -10,6 +10,7 @@ use llm_service::admin::AdminApi;
 use llm_service::caps::HostCapabilities;
 use llm_service::caps::backend::Backend;
 use llm_service::caps::cache::ResponseCache;
+use llm_service::caps::cache::key_store::StoreKeys;
 use llm_service::caps::edge::EdgeCache;
 use llm_service::caps::plugins::PromptPlugins;
 use llm_service::caps::telemetry::Telemetry;
@@ -183,7 +184,13 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
         .with_context(|| format!("binding {}:{}", config.server.bind, config.server.port))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
-    let keys = Arc::new(ClientKeys::new(&config.keys).map_err(anyhow::Error::msg)?.counted(&registry));
+    let mut keys = ClientKeys::new(&config.keys).map_err(anyhow::Error::msg)?.counted(&registry);
+    if keys.mode() != KeyMode::Off && capabilities.cache.shares() {
+        keys = keys.shared(Arc::new(StoreKeys(capabilities.cache.clone())));
+    }
+    let keys = Arc::new(keys);
+    // The fleet's keys, if the store answers; else the file's until it does.
+    keys.reload().await;
     if keys.mode() != KeyMode::Off {
         tracing::info!(cap = "keys", mode = ?keys.mode(), keys = keys.list().len(), "client keys on");
     }
@@ -195,6 +202,7 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
         plugins: plugins.clone(),
         seal: seal.clone(),
         refused: Default::default(),
+        keys: keys.clone(),
     });
     let _quality = quality_checks.map(|(probes, interval)| {
         quality::start(service.clone(), capabilities.telemetry.clone(), probes, interval)

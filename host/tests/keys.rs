@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use llm_service_test_support::fake_ollama::FakeOllama;
-use llm_service_test_support::{Client, Reply, Service, clients, fresh_directory};
+use llm_service_test_support::keys::{self, bearer, post};
+use llm_service_test_support::{Client, Service, clients, fresh_directory};
 use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llm-service");
@@ -29,19 +30,7 @@ fn keyed(ollama: &FakeOllama, mode: &str, file: &Path) -> Service {
 
 /// Makes a key through the admin API: its record, with its secret.
 fn create(service: &Service, spec: &Value) -> Value {
-    let reply = service.admin(TOKEN, "POST", "/keys", spec.to_string().as_bytes());
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    reply.json()
-}
-
-fn post(service: &Service, path: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
-    let mut headers = headers.to_vec();
-    headers.push(("content-type", "application/json"));
-    Client::new().send_with_headers("POST", &service.url(path), &headers, body.to_string().as_bytes())
-}
-
-fn bearer(secret: &str) -> String {
-    format!("Bearer {secret}")
+    keys::create(service, TOKEN, spec)
 }
 
 #[test]
@@ -113,12 +102,27 @@ fn the_official_clients_raise_their_own_errors_and_a_valid_key_is_answered() {
     let (ollama, file) = (FakeOllama::start(&[MODEL, "other:1b"]), fresh_directory().join("keys.json"));
     let service = keyed(&ollama, "required", &file);
     let key = create(&service, &json!({"tenant": "sdk-team", "models": [MODEL]}));
+    let spent = keys::secret(&service, TOKEN, &json!({"tenant": "sdk-team", "limits": {"rpm": 1}}));
+    let first = post(&service, "/generate", &[("x-api-key", &spent)], &json!({"prompt": "the one a minute"}));
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("x-ratelimit-remaining-requests"), Some("0"), "{:?}", first.headers);
     let url = service.url("");
-    let seen = clients::python("keys_client.py", &[&url, MODEL, key["secret"].as_str().unwrap(), "other:1b"]);
+    let seen = clients::python(
+        "keys_client.py",
+        &[&url, MODEL, key["secret"].as_str().unwrap(), "other:1b", &spent],
+    );
     assert_eq!(seen["openai_wrong"], 401, "{seen}");
     assert_eq!(seen["openai_other_model"], 403, "{seen}");
     assert_eq!(seen["anthropic_wrong"], 401, "{seen}");
     assert_eq!(seen["ollama_missing"], 401, "{seen}");
+    assert_eq!(
+        (&seen["openai_limited"], &seen["anthropic_limited"], &seen["ollama_limited"]),
+        (&json!(429), &json!(429), &json!(429)),
+        "{seen}"
+    );
+    assert_eq!(seen["openai_limited_code"], "rate_limit_exceeded", "{seen}");
+    let retry_after: u64 = seen["openai_retry_after"].as_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{seen}");
     for answered in ["openai_answer", "anthropic_answer", "ollama_answer"] {
         assert!(seen[answered].as_str().is_some_and(|text| !text.is_empty()), "{answered}: {seen}");
     }
@@ -157,15 +161,8 @@ fn one_tenants_cached_answer_is_never_anothers_and_shared_namespaces_share() {
     assert_eq!(counted("bots-2", "hit"), 1, "an edge replay counts for its tenant too");
 }
 
-/// The value of `name` with `labels` in the service's metrics (through
-/// the admin API, which needs no client key), 0 when absent.
 fn metric(service: &Service, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let text = service.admin(TOKEN, "GET", "/service/metrics/prometheus", b"").body;
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .filter(|line| labels.iter().all(|(key, value)| line.contains(&format!("{key}=\"{value}\""))))
-        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    keys::metric(service, TOKEN, name, labels)
 }
 
 #[test]
@@ -199,4 +196,61 @@ fn keys_made_with_the_cli_survive_a_restart_without_a_store() {
     let bad = service.admin(TOKEN, "POST", "/keys", br#"{"tenant": "no/slashes"}"#);
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"].as_str().unwrap().contains("tenant"), "{}", bad.body);
+}
+
+#[test]
+fn limits_refuse_with_429_in_each_dialects_shape_and_tokens_count_once_generated() {
+    let (ollama, file) = (FakeOllama::start(&[MODEL]), fresh_directory().join("keys.json"));
+    let service = keyed(&ollama, "optional", &file);
+    let chat = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": false});
+    let two = keys::secret(&service, TOKEN, &json!({"tenant": "team-r", "limits": {"rpm": 2}}));
+    let with_two = [("authorization", bearer(&two))];
+    let headers: Vec<(&str, &str)> = with_two.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    for (index, left) in ["1", "0"].iter().enumerate() {
+        let reply = post(&service, "/generate", &headers, &json!({"prompt": format!("question {index}")}));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.header("x-ratelimit-limit-requests"), Some("2"));
+        assert_eq!(reply.header("x-ratelimit-remaining-requests"), Some(*left));
+    }
+    let openai = post(&service, "/v1/chat/completions", &headers, &chat);
+    assert_eq!(openai.status, 429, "{}", openai.body);
+    assert_eq!(
+        (openai.json()["error"]["type"].as_str(), openai.json()["error"]["code"].as_str()),
+        (Some("requests"), Some("rate_limit_exceeded"))
+    );
+    let retry_after: u64 = openai.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let anthropic = json!({"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+    let claude = post(&service, "/v1/messages", &headers, &anthropic);
+    assert_eq!((claude.status, claude.json()["error"]["type"].clone()), (429, json!("rate_limit_error")));
+    let ollama_chat = post(&service, "/api/chat", &headers, &chat);
+    assert_eq!(ollama_chat.status, 429);
+    assert!(ollama_chat.json()["error"].as_str().unwrap().contains("rpm limit"), "{}", ollama_chat.body);
+    assert_eq!(ollama.generate_hits(), 2, "a refused request never reaches the backend");
+    let limited =
+        metric(&service, "llm_service_tenant_limited_total", &[("tenant", "team-r"), ("limit", "rpm")]);
+    assert_eq!(limited, 3);
+
+    // Tokens count once generated: the request that crosses a limit is
+    // answered, the next is refused.
+    for (limits, limit, kind) in
+        [(json!({"tpm": 1}), "tpm", "tokens"), (json!({"daily_tokens": 1}), "daily_tokens", "tokens")]
+    {
+        let key = create(&service, &json!({"tenant": "team-t", "limits": limits}));
+        let headers = [("x-api-key", key["secret"].as_str().unwrap())];
+        let first =
+            post(&service, "/generate", &headers, &json!({"prompt": format!("tokens under {limit}")}));
+        assert_eq!(first.status, 200, "{}", first.body);
+        // The tokens are counted when the generation is reported.
+        service.wait_for_log(std::time::Duration::from_secs(10), |line| {
+            line["message"] == "LLM Request" && line["key_id"] == key["id"]
+        });
+        let refused = post(&service, "/v1/chat/completions", &headers, &chat);
+        assert_eq!(refused.status, 429, "{limit}: {}", refused.body);
+        assert_eq!(refused.json()["error"]["type"], kind);
+        assert!(refused.json()["error"]["message"].as_str().unwrap().contains(limit), "{}", refused.body);
+    }
+    let bad = service.admin(TOKEN, "POST", "/keys", br#"{"tenant": "t", "limits": {"rpm": 0}}"#);
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"].as_str().unwrap().contains("rpm"), "{}", bad.body);
 }

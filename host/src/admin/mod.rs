@@ -108,7 +108,9 @@ impl AdminApi {
         };
         let mut response = match parts.uri.path().strip_prefix(SERVICE_PREFIX).map(str::to_string) {
             Some(path) => self.forward(parts, &path, body).await,
-            None if let Some(answer) = self.keys(&parts.method, parts.uri.path(), &body) => answer,
+            None if keys::is_keys_path(parts.uri.path()) => {
+                self.keys(&parts.method, parts.uri.path(), &body).await
+            }
             None => match self
                 .rollout(&parts.method, parts.uri.path(), parts.uri.query().unwrap_or(""), body.clone())
                 .await

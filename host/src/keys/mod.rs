@@ -10,15 +10,26 @@
 //!   the edge tier: unknown, revoked or expired → 401, a model outside the
 //!   key's list → 403, each in the request's dialect's own error shape
 //!   ([`refusal`]). A check is one hash and one map lookup.
+//! - With a shared store, the records live in it too ([`shared`]): a key
+//!   made or revoked on one replica is known to every other within a
+//!   second (the fleet's event), and a replica whose store is down keeps
+//!   serving the keys it last read.
 //! - Each key belongs to a tenant, and a tenant's answers live in its own
 //!   cache namespace (the tenant's name, unless the operator gives several
 //!   tenants one `cache_namespace`): one tenant's cached answer is never
 //!   another's hit, and their generations never share a flight.
+//! - A key's [`limits`] (requests and tokens per minute, tokens per day)
+//!   hold across the fleet ([`meter`]); past one, 429 with `Retry-After`.
 
 pub mod config;
 pub mod counts;
+pub mod limits;
+mod manage;
+pub mod meter;
 pub mod refusal;
+pub mod shared;
 mod store;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,7 +40,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use self::config::{KeyConfig, KeyMode};
+use self::limits::{Limits, Quota};
+pub use self::manage::{KeyChange, KeyError};
+use self::meter::Meter;
 pub use self::refusal::Refusal;
+use self::shared::SharedKeys;
 
 /// What marks a secret as this service's key.
 const SECRET_PREFIX: &str = "lls-";
@@ -63,8 +78,15 @@ pub struct ClientKey {
     /// Unix seconds when it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
+    /// What it may use (none set: no limit).
+    #[serde(default, skip_serializing_if = "no_limits")]
+    pub limits: Limits,
     /// SHA-256 of the secret, hex.
     pub sha256: String,
+}
+
+fn no_limits(limits: &Limits) -> bool {
+    !limits.any()
 }
 
 impl ClientKey {
@@ -92,6 +114,9 @@ pub struct NewKey {
     /// Unix seconds after which it is refused.
     #[serde(default)]
     pub expires_at: Option<u64>,
+    /// What it may use.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// The tenant an admitted request belongs to.
@@ -105,6 +130,30 @@ pub struct Admitted {
     pub namespace: Arc<str>,
     /// The tenant's counters (none when the keys count nothing).
     pub counts: Option<counts::TenantCounts>,
+    /// The key's limits.
+    pub limits: Limits,
+    /// Counts what the key uses.
+    meter: Arc<Meter>,
+}
+
+impl Admitted {
+    /// Holds the request to its key's limits, and counts it if admitted:
+    /// what is left, for the `x-ratelimit-*` headers.
+    pub async fn take(&self) -> Result<Quota, Refusal> {
+        self.meter.take(&self.key_id, &self.limits).await.map_err(|exceeded| {
+            tracing::info!(cap = "keys", key_id = %self.key_id, tenant = %self.tenant,
+                limit = exceeded.limit.label(), retry_after_s = exceeded.retry_after_s, "request refused by its key's limit");
+            if let Some(counts) = &self.counts {
+                counts.limited(exceeded.limit.label());
+            }
+            Refusal::Limited { id: self.key_id.to_string(), exceeded }
+        })
+    }
+
+    /// Counts `tokens` generated for the request.
+    pub fn spend(&self, tokens: u64) {
+        self.meter.spend(&self.key_id, &self.limits, tokens);
+    }
 }
 
 /// The service's client keys.
@@ -115,6 +164,9 @@ pub struct ClientKeys {
     keys: RwLock<HashMap<String, Arc<ClientKey>>>,
     file: Option<PathBuf>,
     counts: Option<counts::KeyCounts>,
+    /// The shared store's side, if there is a store.
+    shared: Option<Arc<dyn SharedKeys>>,
+    meter: Arc<Meter>,
 }
 
 impl ClientKeys {
@@ -126,7 +178,21 @@ impl ClientKeys {
             None => Vec::new(),
         };
         let keys = keys.into_iter().map(|key| (key.sha256.clone(), Arc::new(key))).collect();
-        Ok(Self { mode: config.client_keys, keys: RwLock::new(keys), file, counts: None })
+        Ok(Self {
+            mode: config.client_keys,
+            keys: RwLock::new(keys),
+            file,
+            counts: None,
+            shared: None,
+            meter: Arc::default(),
+        })
+    }
+
+    /// The same keys, kept in and counted through a shared store too.
+    pub fn shared(mut self, store: Arc<dyn SharedKeys>) -> Self {
+        self.meter = Arc::new(Meter::new(Some(store.clone())));
+        self.shared = Some(store);
+        self
     }
 
     /// The same keys, counting what tenants do in `registry`.
@@ -137,7 +203,14 @@ impl ClientKeys {
 
     /// Keys off: every request is the default tenant.
     pub fn off() -> Self {
-        Self { mode: KeyMode::Off, keys: RwLock::default(), file: None, counts: None }
+        Self {
+            mode: KeyMode::Off,
+            keys: RwLock::default(),
+            file: None,
+            counts: None,
+            shared: None,
+            meter: Arc::default(),
+        }
     }
 
     /// Whether keys are read at all.
@@ -147,20 +220,24 @@ impl ClientKeys {
 
     /// Checks `request`'s key, if it presents one, and logs a refusal; a
     /// body that names no model generates with `current_model`, a request
-    /// without a body (a listing) asks for none.
-    pub fn admit_request(
+    /// without a body (a listing) asks for none. Then holds it to the
+    /// key's limits: its tenant and what the key has left.
+    pub async fn admit_request(
         &self,
         request: &http::Request<bytes::Bytes>,
         current_model: impl FnOnce() -> Arc<str>,
-    ) -> Result<Option<Admitted>, Refusal> {
+    ) -> Result<(Option<Admitted>, Quota), Refusal> {
         let path = request.uri().path();
         let model = || {
             let body = request.body();
             (!body.is_empty()).then(|| asked_model(body).unwrap_or_else(|| current_model().to_string()))
         };
-        self.admit(path, request.headers(), model).inspect_err(|refusal| {
+        let admitted = self.admit(path, request.headers(), model).inspect_err(|refusal| {
             tracing::info!(cap = "keys", reason = refusal.kind(), path, %refusal, "request refused by its client key");
-        })
+        })?;
+        let Some(admitted) = admitted else { return Ok((None, Quota::default())) };
+        let quota = admitted.take().await?;
+        Ok((Some(admitted), quota))
     }
 
     /// Checks the key that a request for `path` presents in `headers`, if
@@ -212,87 +289,13 @@ impl ClientKeys {
             tenant: key.tenant.as_str().into(),
             namespace: key.namespace().into(),
             counts: self.counts.as_ref().map(|counts| counts.tenant(&key.tenant)),
+            limits: key.limits,
+            meter: self.meter.clone(),
         }))
-    }
-
-    /// Makes a key: the record, and its secret (shown this once).
-    pub fn create(&self, new: NewKey) -> Result<(ClientKey, String), String> {
-        let name = new.name.unwrap_or_else(|| new.tenant.clone());
-        for (field, value) in [
-            ("tenant", Some(&new.tenant)),
-            ("name", Some(&name)),
-            ("cache_namespace", new.cache_namespace.as_ref()),
-        ] {
-            if let Some(value) = value {
-                label(field, value)?;
-            }
-        }
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|error| format!("no randomness for a key: {error}"))?;
-        let secret = format!("{SECRET_PREFIX}{}", hex(&random));
-        let sha256 = digest(&secret);
-        let key = ClientKey {
-            id: format!("key_{}", &sha256[..12]),
-            name,
-            tenant: new.tenant,
-            cache_namespace: new.cache_namespace,
-            models: new.models,
-            created_at: now_s(),
-            expires_at: new.expires_at,
-            revoked_at: None,
-            sha256: sha256.clone(),
-        };
-        self.change(|keys| {
-            keys.insert(sha256, Arc::new(key.clone()));
-        })?;
-        tracing::info!(cap = "keys", key_id = key.id, tenant = key.tenant, "client key created");
-        Ok((key, secret))
-    }
-
-    /// Every key, oldest first.
-    pub fn list(&self) -> Vec<ClientKey> {
-        let mut keys: Vec<ClientKey> = self.read().values().map(|key| (**key).clone()).collect();
-        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        keys
-    }
-
-    /// Revokes the key `id`; `None` if there is none. A key stays listed,
-    /// revoked, so its id keeps meaning something in old logs.
-    pub fn revoke(&self, id: &str) -> Result<Option<ClientKey>, String> {
-        let mut revoked = None;
-        self.change(|keys| {
-            if let Some(key) = keys.values_mut().find(|key| key.id == id) {
-                let mut changed = (**key).clone();
-                changed.revoked_at.get_or_insert_with(now_s);
-                revoked = Some(changed.clone());
-                *key = Arc::new(changed);
-            }
-        })?;
-        if let Some(key) = &revoked {
-            tracing::info!(cap = "keys", key_id = key.id, tenant = key.tenant, "client key revoked");
-        }
-        Ok(revoked)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ClientKey>>> {
         self.keys.read().unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// Applies `change` and writes the file; on a failed write the change
-    /// is undone, so what is served is what a restart would find.
-    fn change(&self, change: impl FnOnce(&mut HashMap<String, Arc<ClientKey>>)) -> Result<(), String> {
-        let mut keys = self.keys.write().unwrap_or_else(|poison| poison.into_inner());
-        let before = keys.clone();
-        change(&mut keys);
-        if let Some(file) = &self.file {
-            let mut all: Vec<&ClientKey> = keys.values().map(Arc::as_ref).collect();
-            all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-            if let Err(error) = store::write(file, &all) {
-                *keys = before;
-                return Err(error);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -20,13 +20,25 @@ fn with_key(secret: &str, header: &str) -> http::HeaderMap {
 }
 
 fn new_key(tenant: &str) -> NewKey {
-    NewKey { tenant: tenant.into(), name: None, cache_namespace: None, models: Vec::new(), expires_at: None }
+    NewKey {
+        tenant: tenant.into(),
+        name: None,
+        cache_namespace: None,
+        models: Vec::new(),
+        expires_at: None,
+        limits: Limits::default(),
+    }
+}
+
+/// Runs a key change to its end (none waits on a store here).
+fn done<T>(change: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(change)
 }
 
 #[test]
 fn a_key_is_known_by_its_hash_only_and_admits_its_tenant_either_way_it_is_sent() {
     let keys = keys(KeyMode::Required, None);
-    let (key, secret) = keys.create(new_key("team-a")).unwrap();
+    let (key, secret) = done(keys.create(new_key("team-a"))).unwrap();
     assert!(secret.starts_with(SECRET_PREFIX) && secret.len() == SECRET_PREFIX.len() + 64);
     assert_eq!(key.sha256, digest(&secret));
     assert!(!serde_json::to_string(&keys.list()).unwrap().contains(&secret), "the secret is never kept");
@@ -57,23 +69,24 @@ fn the_modes_decide_what_a_request_without_a_key_is() {
 #[test]
 fn revoked_expired_and_other_models_are_refused_with_their_reason() {
     let keys = keys(KeyMode::Optional, None);
-    let (revoked, revoked_secret) = keys.create(new_key("a")).unwrap();
-    keys.revoke(&revoked.id).unwrap().unwrap();
+    let (revoked, revoked_secret) = done(keys.create(new_key("a"))).unwrap();
+    done(keys.revoke(&revoked.id)).unwrap().unwrap();
     let refusal = keys.admit("/generate", &with_key(&revoked_secret, "x-api-key"), || None).unwrap_err();
     assert_eq!(refusal, Refusal::Revoked { id: revoked.id.clone() });
     assert_eq!(refusal.status(), StatusCode::UNAUTHORIZED);
 
-    let (expired, secret) = keys.create(NewKey { expires_at: Some(1), ..new_key("b") }).unwrap();
+    let (expired, secret) = done(keys.create(NewKey { expires_at: Some(1), ..new_key("b") })).unwrap();
     let refusal = keys.admit("/generate", &with_key(&secret, "x-api-key"), || None).unwrap_err();
     assert_eq!(refusal, Refusal::Expired { id: expired.id });
 
-    let (limited, secret) = keys.create(NewKey { models: vec!["small:1b".into()], ..new_key("c") }).unwrap();
+    let (limited, secret) =
+        done(keys.create(NewKey { models: vec!["small:1b".into()], ..new_key("c") })).unwrap();
     assert!(keys.admit("/generate", &with_key(&secret, "x-api-key"), || Some("small:1b".into())).is_ok());
     let refusal =
         keys.admit("/generate", &with_key(&secret, "x-api-key"), || Some("big:70b".into())).unwrap_err();
     assert_eq!(refusal, Refusal::ModelNotAllowed { id: limited.id, model: "big:70b".into() });
     assert_eq!(refusal.status(), StatusCode::FORBIDDEN);
-    assert_eq!(keys.revoke("key_000000000000").unwrap(), None);
+    assert_eq!(done(keys.revoke("key_000000000000")).unwrap(), None);
 }
 
 #[test]
@@ -81,7 +94,7 @@ fn keys_survive_a_restart_in_a_file_only_the_owner_reads() {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("llm-service-keys-{}", fastrand::u64(..)));
     let file = dir.join("keys.json");
-    let (key, secret) = keys(KeyMode::Required, Some(file.clone())).create(new_key("team-a")).unwrap();
+    let (key, secret) = done(keys(KeyMode::Required, Some(file.clone())).create(new_key("team-a"))).unwrap();
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let again = keys(KeyMode::Required, Some(file.clone()));
     assert_eq!(again.list(), vec![key]);
@@ -94,9 +107,10 @@ fn keys_survive_a_restart_in_a_file_only_the_owner_reads() {
 fn tenants_and_names_that_would_bend_a_cache_key_are_refused() {
     let keys = keys(KeyMode::Optional, None);
     for tenant in ["", "a/b", "with space", &"x".repeat(65)] {
-        assert!(keys.create(new_key(tenant)).unwrap_err().contains("tenant"), "{tenant:?}");
+        assert!(done(keys.create(new_key(tenant))).unwrap_err().to_string().contains("tenant"), "{tenant:?}");
     }
-    let shared = keys.create(NewKey { cache_namespace: Some("bots".into()), ..new_key("a") }).unwrap().0;
+    let shared =
+        done(keys.create(NewKey { cache_namespace: Some("bots".into()), ..new_key("a") })).unwrap().0;
     assert_eq!(shared.namespace(), "bots");
 }
 

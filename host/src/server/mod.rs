@@ -39,6 +39,8 @@ use crate::caps::backend::ServedBy;
 use crate::caps::cache::LookupTrace;
 use crate::caps::edge::cache_status;
 use crate::caps::edge::replay::Fills;
+use crate::keys::limits::Quota;
+use crate::keys::refusal::add_quota_headers;
 use crate::keys::{Admitted, ClientKeys, Refusal};
 use crate::listener::{Accepted, ConnectionLimits, accept_loop};
 use crate::request_id::{REQUEST_ID, client_request_id, request_id};
@@ -172,8 +174,13 @@ impl Service {
                 span.record("llm_service.request_id", &*request_id);
                 let answered = async {
                     match read(request).instrument(spans::read_body()).await {
-                        Ok(request) => match self.tenant(&request, keyed) {
-                            Ok(tenant) => self.admit(request, request_id.clone(), connection, tenant).await,
+                        Ok(request) => match self.tenant(&request, keyed).await {
+                            Ok((tenant, quota)) => {
+                                let mut response =
+                                    self.admit(request, request_id.clone(), connection, tenant).await;
+                                add_quota_headers(response.headers_mut(), &quota);
+                                response
+                            }
                             Err(refusal) => refusal.response(request.uri().path()),
                         },
                         Err(refused) => refused,
@@ -335,13 +342,17 @@ impl Service {
     }
 
     /// The tenant of `request` (`None`: the default tenant, as is every
-    /// request the admin API forwards, `keyed` false), or why its key is
-    /// refused.
-    fn tenant(&self, request: &hyper::Request<Bytes>, keyed: bool) -> Result<Option<Admitted>, Refusal> {
+    /// request the admin API forwards, `keyed` false) and what its key has
+    /// left, or why its key is refused.
+    async fn tenant(
+        &self,
+        request: &hyper::Request<Bytes>,
+        keyed: bool,
+    ) -> Result<(Option<Admitted>, Quota), Refusal> {
         if !keyed {
-            return Ok(None);
+            return Ok((None, Quota::default()));
         }
-        self.keys.admit_request(request, || self.capabilities.telemetry.current_model())
+        self.keys.admit_request(request, || self.capabilities.telemetry.current_model()).await
     }
 
     /// Counts an answer for its version, and for the canary's verdict.

@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod fake_ollama;
+pub mod keys;
 pub mod ndjson;
 pub mod otlp;
 pub mod pool;

@@ -173,6 +173,25 @@ pub(super) async fn hash_all<C: ConnectionLike + Send>(
     Ok(map.into_iter().collect())
 }
 
+/// `EVALSHA` of `script` (loaded first if the node lacks it) over `keys`,
+/// which share one hash tag so a cluster runs it on one node; its reply
+/// as integers.
+pub(super) async fn script<C: ConnectionLike + Send>(
+    connection: &mut C,
+    script: &redis::Script,
+    keys: &[String],
+    args: &[String],
+) -> Result<Vec<i64>, TierError> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    for arg in args {
+        invocation.arg(arg);
+    }
+    Ok(invocation.invoke_async(connection).await?)
+}
+
 /// `HDEL key field`.
 pub(super) async fn hash_delete<C: ConnectionLike + Send>(
     connection: &mut C,

@@ -57,6 +57,12 @@ pub enum FleetEvent {
         /// Its name.
         name: String,
     },
+    /// A client key was made, changed or revoked (the records are under
+    /// [`crate::caps::cache::key_store::KEYS_KEY`]).
+    Keys {
+        /// The replica it was changed on.
+        origin: String,
+    },
     /// Cached answers were cleared.
     Clear {
         /// The replica that cleared.
@@ -76,6 +82,7 @@ impl FleetEvent {
             | Self::Handler { origin, .. }
             | Self::Plugin { origin, .. }
             | Self::PluginRemoved { origin, .. }
+            | Self::Keys { origin }
             | Self::Clear { origin, .. } => origin,
         }
     }

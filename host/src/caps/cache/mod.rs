@@ -26,6 +26,7 @@ pub mod config;
 pub mod events;
 pub mod flight;
 mod host;
+pub mod key_store;
 pub mod memory;
 pub mod redis;
 mod shared_flight;

@@ -54,6 +54,13 @@ pub trait SharedTier: Send + Sync {
     async fn hash_all(&self, key: &str) -> Result<Vec<(String, String)>, TierError>;
     /// Removes `field` of the hash `key`.
     async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError>;
+    /// Runs `script` over `keys` (one hash tag) with `args`: its integers.
+    async fn script(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Vec<i64>, TierError>;
     /// Takes the lease `key` for `token` for `ttl` if it is free (`SET NX PX`).
     async fn lease_take(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, TierError>;
     /// Extends `token`'s lease by `ttl`; whether `token` still held it.
@@ -184,6 +191,14 @@ impl SharedTier for NoSharedTier {
     async fn hash_delete(&self, _key: &str, _field: &str) -> Result<(), TierError> {
         Ok(())
     }
+    async fn script(
+        &self,
+        _script: &redis::Script,
+        _keys: &[String],
+        _args: &[String],
+    ) -> Result<Vec<i64>, TierError> {
+        Err(TierError("no shared tier to run a script on".into()))
+    }
     async fn lease_take(&self, _key: &str, _token: &str, _ttl: Duration) -> Result<bool, TierError> {
         Err(TierError("no shared tier to share a flight through".into()))
     }
@@ -274,6 +289,14 @@ impl<T: Connected> SharedTier for T {
     }
     async fn hash_delete(&self, key: &str, field: &str) -> Result<(), TierError> {
         commands::hash_delete(&mut self.connection().await?, key, field).await
+    }
+    async fn script(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Vec<i64>, TierError> {
+        commands::script(&mut self.connection().await?, script, keys, args).await
     }
     async fn lease_take(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, TierError> {
         commands::lease_take(&mut self.connection().await?, key, token, ttl).await

@@ -149,10 +149,15 @@ impl RequestTelemetry {
             };
             genai::record_report(span, report, self.endpoint, provider);
         }
-        if let Some(counts) = self.tenant.as_ref().and_then(|tenant| tenant.counts.as_ref())
+        if let Some(tenant) = &self.tenant
             && error_kind.is_none()
         {
-            counts.generated(cache_hit, tokens_generated);
+            if let Some(counts) = &tenant.counts {
+                counts.generated(cache_hit, tokens_generated);
+            }
+            if !cache_hit {
+                tenant.spend(tokens_generated);
+            }
         }
         let (tenant, key_id) = match &self.tenant {
             Some(tenant) => (Some(&*tenant.tenant), Some(&*tenant.key_id)),
