@@ -4,6 +4,7 @@
 // HTML, so names and sources from components and plugins are inert text.
 
 import { TrafficCharts } from "/console/charts.js";
+import { keysPanel } from "/console/keys.js";
 
 const TOKEN_KEY = "llm-service-admin-token";
 const REFRESH_MS = 2000;
@@ -166,19 +167,21 @@ function showService(health, stats) {
 
 /** One refresh of everything shown; false when the token was refused. */
 async function refresh() {
-  const [stats, health, components, plugins] = await Promise.all([
+  const [stats, health, components, plugins, keys] = await Promise.all([
     api("GET", "/stats"),
     api("GET", "/service/health"),
     api("GET", "/components"),
     api("GET", "/plugins"),
+    api("GET", "/keys"),
   ]);
-  if ([stats, components, plugins].some((answer) => answer.status === 401)) return false;
+  if ([stats, components, plugins, keys].some((answer) => answer.status === 401)) return false;
   if (stats.ok) {
     charts.add(stats.body);
     showService(health, stats.body);
   }
   if (components.ok) showHandlers(components.body);
   if (plugins.ok) showPlugins(plugins.body);
+  if (keys.ok) clientKeys.show(keys.body);
   $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   return true;
 }
@@ -219,6 +222,7 @@ function signOut(why) {
   document.querySelectorAll(".facts dd, #handler-active, #canary-summary, #canary-window")
     .forEach((node) => { node.textContent = ""; });
   charts?.reset();
+  clientKeys.clear();
   $("login-error").textContent = why ?? "";
 }
 
@@ -279,6 +283,8 @@ $("clear-cache").addEventListener("click", () => {
   confirmed(`Clear the cached answers of ${scope}?`, `clear cache (${scope})`,
     () => api("POST", "/service/cache/clear", json(character ? { character } : {}), "application/json"));
 });
+
+const clientKeys = keysPanel({ $, api, row, button, confirmed, report, refresh });
 
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) signIn(saved);

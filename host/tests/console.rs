@@ -2,7 +2,8 @@
 //! driven by playwright-core from the npm registry
 //! (`tests/console/console.test.mjs`; scripts/test.sh installs both), against
 //! the real binary, a fake Ollama and a redis-server (so the page lists its
-//! replica). Plus what a browser does not show: the
+//! replica), with client keys optional (so it makes, lists and revokes one).
+//! Plus what a browser does not show: the
 //! page's headers, that its data needs the token, and the `/service/...` and
 //! `/stats` endpoints it is built on.
 
@@ -47,16 +48,18 @@ fn the_console_shows_versions_and_charts_pushes_rolls_back_and_refuses_a_wrong_t
     let ollama = FakeOllama::start(&[MODEL]);
     // A shared store, so the page has a replica to list.
     let redis = RedisServer::start();
+    let dir = fresh_directory();
+    std::fs::create_dir_all(&dir).unwrap();
     let service = Service::builder(BINARY)
         .envs(&[
             ("OLLAMA_BASE_URL", &ollama.url()),
             ("OLLAMA_MODEL", MODEL),
             ("ADMIN_TOKEN", TOKEN),
             ("REDIS_URL", &redis.url()),
+            ("CLIENT_KEYS", "optional"),
+            ("CLIENT_KEYS_FILE", &dir.join("keys.json").display().to_string()),
         ])
         .start();
-    let dir = fresh_directory();
-    std::fs::create_dir_all(&dir).unwrap();
     let broken = dir.join("not-a-plugin.wasm");
     std::fs::write(&broken, b"\0asm but not really").unwrap();
     let artifacts = repo().join("target/test-artifacts");
@@ -93,6 +96,9 @@ fn the_console_shows_versions_and_charts_pushes_rolls_back_and_refuses_a_wrong_t
     // Confirmations: push, rollback (dismissed), rollback, canary, drop, clear.
     assert_eq!(seen["dialogs"].as_array().unwrap().len(), 6, "{seen}");
     assert!(seen["canary"].as_str().unwrap().contains("30% of requests"), "{seen}");
+    assert_eq!(seen["keyRow"][1], "team-console", "the key made in the page is listed: {seen}");
+    assert_eq!(seen["afterRevoke"], 401, "the key revoked in the page is refused: {seen}");
+    assert_eq!(seen["keyDialogs"].as_array().unwrap().len(), 1, "revoking asks first: {seen}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000, "a real screenshot");
     // And from outside the browser: the rollback holds.
     let health = Client::new().get(&service.url("/health"));

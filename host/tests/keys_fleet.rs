@@ -105,7 +105,9 @@ fn a_key_made_or_revoked_on_one_replica_holds_on_the_other_and_limits_are_the_fl
     for replica in [&a, &b] {
         replica.wait_for_log(Duration::from_secs(10), |line| {
             line["level"] == "WARN"
-                && line["message"].as_str().is_some_and(|message| message.contains("counted by each replica alone"))
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("counted by each replica alone"))
         });
     }
     let refused = keys::post(&a, "/v1/chat/completions", &[("x-api-key", "lls-never-made")], &json!({}));

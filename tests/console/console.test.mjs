@@ -7,6 +7,7 @@
 //   SECOND_HANDLER  a second handler component to push through the file picker
 //   BROKEN_UPLOAD   a file the admin API must refuse (422)
 //   SCREENSHOT      where to save the screenshot
+// The service runs with CLIENT_KEYS=optional, so unkeyed traffic still flows.
 //   CHROMIUM        the browser (default /usr/bin/chromium)
 // Prints one JSON line of what it saw; exits non-zero on the first failed check.
 
@@ -196,6 +197,53 @@ try {
   seenAll.refusal = await page.textContent("#answers li.error");
   assert.match(seenAll.refusal, /: 422 \{"error":"/, "the status and the API's error text");
   assert.deepEqual(seen.pageErrors, [], "no script error");
+  await context.close();
+}
+
+// 4. Client keys: made through the form (its secret shown once, and only
+// there), its use today counted, revoked from its row.
+{
+  const { context, page, seen } = await openTab();
+  await signIn(page, token);
+  await page.waitForSelector("#dashboard:not([hidden])", { timeout: WAIT_MS });
+  await page.waitForFunction(() => document.querySelector("#keys-mode").textContent === "optional",
+    null, { timeout: WAIT_MS });
+  await page.fill("#key-tenant", "team-console");
+  await page.fill("#key-name", "console-bot");
+  await page.fill("#key-rpm", "50");
+  await page.click("#create-key");
+  await page.waitForSelector("#key-secret-note:not([hidden])", { timeout: WAIT_MS }).catch(async (error) => {
+    throw new Error(`${error.message}; answers: ${await page.textContent("#answers")}`);
+  });
+  const secret = await page.textContent("#key-secret");
+  assert.match(secret, /^lls-/, "the secret is shown once");
+  for (let index = 0; index < 2; index += 1) {
+    const answer = await fetch(`${publicUrl}/generate`, {
+      method: "POST", headers: { "x-api-key": secret }, body: JSON.stringify({ prompt: `keyed ${index}` }),
+    });
+    assert.equal(answer.status, 200, "the new key is admitted");
+  }
+  const keyRow = '#key-rows tr:has(td:text-is("console-bot"))';
+  await page.waitForFunction(() => [...document.querySelectorAll("#key-rows tr")]
+    .some((tr) => tr.children[0].textContent === "console-bot" && tr.children[5].textContent === "2"
+      && tr.children[7].textContent !== "never"), null, { timeout: WAIT_MS });
+  const cells = await page.locator(keyRow).locator("td").allTextContents();
+  seenAll.keyRow = cells;
+  assert.equal(cells[1], "team-console");
+  assert.equal(cells[4], "50 rpm");
+  const elsewhere = await page.evaluate(() => document.querySelector("#key-rows").textContent
+    + document.querySelector("#answers").textContent);
+  assert.ok(!elsewhere.includes(secret), "the secret is in no table and no answer");
+  await page.locator(keyRow).locator("button").click();
+  await page.waitForFunction(() => [...document.querySelectorAll("#key-rows tr")]
+    .some((tr) => tr.children[0].textContent === "console-bot" && tr.children[8].textContent.startsWith("revoked")),
+  null, { timeout: WAIT_MS });
+  const refused = await fetch(`${publicUrl}/generate`, {
+    method: "POST", headers: { "x-api-key": secret }, body: JSON.stringify({ prompt: "after revoke" }),
+  });
+  seenAll.afterRevoke = refused.status;
+  seenAll.keyDialogs = seen.dialogs;
+  assert.deepEqual([...seen.consoleErrors, ...seen.pageErrors], [], "no script error");
   await context.close();
 }
 

@@ -16,6 +16,7 @@
 //! - `GET /plugins`: the loaded plugins.
 //! - `DELETE /plugins/{name}`: unloads it (404 if none has that name).
 //! - `GET /stats`: the live counters, as totals since start.
+//! - `GET /openapi.json`: the client keys' calls as OpenAPI (docs/admin-openapi.json).
 //! - canaries and model splits: see [`rollout`]; client keys: see [`keys`].
 //! - `/service/{path}`: the public port's `/{path}` (any method, the same
 //!   handler, admission and body limit), answered in-process, so the
@@ -53,6 +54,8 @@ use crate::server::{Service, json_error, json_response as json};
 
 /// The prefix under which the admin listener reaches the public endpoints.
 const SERVICE_PREFIX: &str = "/service/";
+/// The OpenAPI description of the client keys' calls, at `GET /openapi.json`.
+const ADMIN_OPENAPI: &str = include_str!("../../../docs/admin-openapi.json");
 
 /// What the admin API needs.
 pub struct AdminApi {
@@ -223,6 +226,10 @@ impl AdminApi {
                 }
             },
             (&Method::GET, "/stats") => json(StatusCode::OK, &describe::stats(&self.capabilities)),
+            (&Method::GET, "/openapi.json") => match serde_json::from_str(ADMIN_OPENAPI) {
+                Ok(description) => json(StatusCode::OK, &description),
+                Err(error) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+            },
             (&Method::GET, "/plugins") => {
                 let plugins: Vec<Value> =
                     plugins.list().iter().map(|plugin| describe_plugin(plugin)).collect();
@@ -243,9 +250,14 @@ impl AdminApi {
             (_, path) if path == "/plugins" || path.starts_with("/plugins/") => {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this admin endpoint")
             }
-            (_, "/components/handler" | "/components" | "/components/handler/rollback" | "/stats") => {
-                json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this admin endpoint")
-            }
+            (
+                _,
+                "/components/handler"
+                | "/components"
+                | "/components/handler/rollback"
+                | "/stats"
+                | "/openapi.json",
+            ) => json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this admin endpoint"),
             (_, path) => json_error(StatusCode::NOT_FOUND, &format!("no such admin endpoint: {path}")),
         }
     }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::limits::Limits;
 use super::shared::KeyUse;
-use super::{ClientKey, ClientKeys, NewKey, SECRET_PREFIX, digest, hex, label, now_s, store};
+use super::{ClientKey, ClientKeys, NewKey, SECRET_PREFIX, digest, hex, label, model_list, now_s, store};
 
 /// Why a key could not be made or changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +70,7 @@ impl ClientKeys {
                 label(field, value).map_err(KeyError::Invalid)?;
             }
         }
+        model_list(&new.models).map_err(KeyError::Invalid)?;
         new.limits.check().map_err(KeyError::Invalid)?;
         let mut random = [0u8; 32];
         getrandom::fill(&mut random)
@@ -97,6 +98,9 @@ impl ClientKeys {
     pub async fn update(&self, id: &str, change: KeyChange) -> Result<Option<ClientKey>, KeyError> {
         if let Some(name) = &change.name {
             label("name", name).map_err(KeyError::Invalid)?;
+        }
+        if let Some(models) = &change.models {
+            model_list(models).map_err(KeyError::Invalid)?;
         }
         if let Some(limits) = &change.limits {
             limits.check().map_err(KeyError::Invalid)?;

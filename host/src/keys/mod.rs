@@ -54,6 +54,10 @@ const OPEN_PATHS: &[&str] = &["/health", "/"];
 /// The longest tenant, name or namespace accepted (they become cache key
 /// prefixes and log fields).
 const MAX_LABEL_BYTES: usize = 64;
+/// The most models one key may be limited to, and the longest name among
+/// them (the handler's own bound on a model name).
+const MAX_KEY_MODELS: usize = 100;
+const MAX_MODEL_CHARS: usize = 256;
 
 /// One client key, as kept (never its secret).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -328,6 +332,17 @@ fn label(field: &str, value: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks a key's model list.
+fn model_list(models: &[String]) -> Result<(), String> {
+    if models.len() > MAX_KEY_MODELS {
+        return Err(format!("models: at most {MAX_KEY_MODELS}, not {}", models.len()));
+    }
+    match models.iter().find(|model| model.is_empty() || model.chars().count() > MAX_MODEL_CHARS) {
+        Some(model) => Err(format!("models: each is 1 to {MAX_MODEL_CHARS} characters, not {model:?}")),
+        None => Ok(()),
+    }
 }
 
 fn digest(secret: &str) -> String {

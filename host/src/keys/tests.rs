@@ -115,6 +115,18 @@ fn tenants_and_names_that_would_bend_a_cache_key_are_refused() {
 }
 
 #[test]
+fn a_model_list_is_bounded_in_length_and_in_each_name() {
+    let keys = keys(KeyMode::Optional, None);
+    let with = |models: Vec<String>| done(keys.create(NewKey { models, ..new_key("a") }));
+    for models in [vec![String::new()], vec!["m".repeat(257)], vec!["m".to_string(); 101]] {
+        assert!(with(models).unwrap_err().to_string().starts_with("models:"));
+    }
+    let key = with(vec!["m".repeat(256)]).unwrap().0;
+    let change = KeyChange { models: Some(vec![String::new()]), ..KeyChange::default() };
+    assert!(done(keys.update(&key.id, change)).unwrap_err().to_string().starts_with("models:"));
+}
+
+#[test]
 fn each_dialect_gets_its_own_error_shape() {
     let read = |response: hyper::Response<HyperOutgoingBody>| {
         let body = futures_body(response);
