@@ -3,6 +3,7 @@
 //! hyper server answering the same bytes) measured in the same run.
 
 mod faults;
+mod field;
 mod key_rows;
 mod load;
 mod native;
@@ -44,6 +45,9 @@ struct Args {
     /// A few seconds in all: checks that every row runs, measures nothing worth keeping.
     #[arg(long)]
     smoke: bool,
+    /// Only the field's rows (added latency, the frontier, streams, memory).
+    #[arg(long)]
+    field_only: bool,
     /// Instead of the benchmark: the fault suite, `short` (the test command's) or `full`.
     #[arg(long, value_name = "SIZE")]
     faults: Option<FaultSize>,
@@ -100,6 +104,12 @@ fn main() -> anyhow::Result<()> {
     }
     let work = service::scratch_directory("work")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.field_only {
+        eprintln!("bench: the field's rows");
+        println!("{}", field::run(&plan, &work, &runtime)?);
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(());
+    }
     let mut rows = Vec::new();
     eprintln!("bench: rows 1-3 (native, /health, L1 hit)");
     rows.extend(scenarios::fast_paths(&plan, &work, &runtime)?);
@@ -128,7 +138,11 @@ fn main() -> anyhow::Result<()> {
     rows.push(trace_rows::traced_miss(&plan, &work, &runtime)?);
     eprintln!("bench: row 15 (the hit with a client key)");
     rows.push(key_rows::keyed_hit(&plan, &work, &runtime, untraced)?);
+    eprintln!("bench: row 16 (the hit with a limited key, counted in redis-server)");
+    rows.push(key_rows::limited_hit(&plan, &work, &runtime, untraced)?);
     println!("{}", table(&rows, &plan));
+    eprintln!("bench: the field's rows");
+    println!("{}", field::run(&plan, &work, &runtime)?);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

@@ -69,6 +69,11 @@ impl ServiceProcess {
 }
 
 impl ServiceProcess {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits (up to a minute) for the exit.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;

@@ -32,9 +32,10 @@ fn every_row_runs_in_a_smoke_run() {
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let (main, field) = stdout.split_once("## The field's rows").expect("the field's rows follow the table");
     let rows: Vec<&str> =
-        stdout.lines().filter(|line| line.starts_with("| ") && !line.starts_with("| #")).collect();
-    assert_eq!(rows.len(), 15, "{stdout}");
+        main.lines().filter(|line| line.starts_with("| ") && !line.starts_with("| #")).collect();
+    assert_eq!(rows.len(), 16, "{stdout}");
     for (index, row) in rows.iter().enumerate() {
         assert!(row.starts_with(&format!("| {} |", index + 1)), "{row}");
     }
@@ -60,4 +61,17 @@ fn every_row_runs_in_a_smoke_run() {
         "replicas row: {}",
         rows[10]
     );
+    for keyed in &rows[14..16] {
+        assert!(keyed.contains("of row 3's throughput"), "key rows: {keyed}");
+    }
+    // The field's rows: each dialect's added latency, the sweep, streams, memory.
+    for dialect in ["seed /generate", "Ollama /api/chat", "OpenAI /v1/chat/completions"] {
+        let row = field.lines().find(|line| line.starts_with(&format!("| {dialect} |"))).unwrap_or_default();
+        assert_eq!(row.matches(" / ").count(), 3, "{dialect}: {field}");
+    }
+    assert!(field.contains("- p99 under 5 ms: gateway"), "{field}");
+    assert!(field.contains("| 8 | 8 | 0 |"), "every smoke stream complete, none stalled: {field}");
+    assert!(field.contains("Most streams sustained (every frame, none stalled): 8."), "{field}");
+    let memory = field.lines().find(|line| line.starts_with("Resident memory")).unwrap_or_default();
+    assert_eq!(memory.matches(" MB").count(), 3, "{field}");
 }

@@ -192,7 +192,7 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
     // The fleet's keys, if the store answers; else the file's until it does.
     keys.reload().await;
     if keys.mode() != KeyMode::Off {
-        tracing::info!(cap = "keys", mode = ?keys.mode(), keys = keys.list().len(), "client keys on");
+        tracing::info!(cap = "keys", mode = %keys.mode(), keys = keys.list().len(), "client keys on");
     }
     let service = Arc::new(Service::new(versions, capabilities.clone(), admission).with_keys(keys.clone()));
     let _fleet = llm_service::fleet::start(llm_service::fleet::Fleet {

@@ -16,6 +16,14 @@ pub enum KeyMode {
     Required,
 }
 
+impl std::fmt::Display for KeyMode {
+    /// Its name as `CLIENT_KEYS` spells it.
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.to_possible_value().map(|value| value.get_name().to_string()).unwrap_or_default();
+        out.write_str(&name)
+    }
+}
+
 /// Where keys live and whether they are asked for.
 #[derive(Debug, Clone, Args)]
 pub struct KeyConfig {
