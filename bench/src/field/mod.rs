@@ -38,7 +38,7 @@ const STALL: Duration = Duration::from_millis(500);
 const RUNGS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 /// The p99 bounds of the throughput frontier, in ms.
 const BOUNDS_MS: [f64; 3] = [1.0, 5.0, 10.0];
-/// The concurrency whose rung is the memory row's steady load.
+/// The connections of the memory row's steady load.
 const STEADY_RUNG: usize = 32;
 /// How long the service rests before the memory after load is read.
 const REST: Duration = Duration::from_secs(5);
@@ -86,6 +86,9 @@ pub fn run(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<String
     let (instant, paced) = runtime.block_on(async {
         anyhow::Ok((Mock::start(Pace::INSTANT).await?, Mock::start(STREAM_PACE).await?))
     })?;
+    // As an operator restarts it: the handler read from the compiled cache
+    // (a first start compiles it, and keeps what the compiler used).
+    drop(start(plan, work, "field-warm", instant.addr)?);
     let service = start(plan, work, "field", instant.addr)?;
     let idle_mb = resident_mb(service.pid());
     let mut out = String::from("## The field's rows\n\n");
@@ -117,29 +120,34 @@ pub fn run(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<String
     let openai = DIALECTS[2];
     let mut gateway_rungs = Vec::new();
     let mut mock_rungs = Vec::new();
-    let mut steady_mb = None;
     for concurrency in RUNGS {
         let sweep = |addr, path| {
             closed_loop(addr, openai, path, concurrency, sizes.rung_warmup, sizes.rung, counter.clone())
         };
         mock_rungs.push(runtime.block_on(sweep(instant.addr, openai.direct_path)));
-        let (rung, resident) = runtime.block_on(async {
-            let pid = service.pid();
-            // Read mid-rung: the process under a steady load.
-            let mid = sizes.rung_warmup + sizes.rung / 2;
-            let sampler = tokio::spawn(async move {
-                tokio::time::sleep(mid).await;
-                resident_mb(pid)
-            });
-            let rung = sweep(service.addr, openai.path).await;
-            (rung, sampler.await.ok().flatten())
-        });
-        if concurrency == STEADY_RUNG {
-            steady_mb = resident;
-        }
-        gateway_rungs.push(rung);
+        gateway_rungs.push(runtime.block_on(sweep(service.addr, openai.path)));
     }
     out.push_str(&sweep_table(&mock_rungs, &gateway_rungs));
+    // Memory under a fixed load, read near its end, then after a rest.
+    let steady_mb = runtime.block_on(async {
+        let pid = service.pid();
+        let near_end = sizes.rung_warmup + sizes.rung.mul_f64(0.9);
+        let sampler = tokio::spawn(async move {
+            tokio::time::sleep(near_end).await;
+            resident_mb(pid)
+        });
+        closed_loop(
+            service.addr,
+            openai,
+            openai.path,
+            STEADY_RUNG,
+            sizes.rung_warmup,
+            sizes.rung,
+            counter.clone(),
+        )
+        .await;
+        sampler.await.ok().flatten()
+    });
     std::thread::sleep(sizes.rest);
     let after_mb = resident_mb(service.pid());
     drop(service);
@@ -204,7 +212,7 @@ pub fn run(plan: &Plan, work: &Path, runtime: &Runtime) -> anyhow::Result<String
     let mb = |value: Option<f64>| value.map_or("—".to_string(), |mb| format!("{mb:.1} MB"));
     let _ = writeln!(
         out,
-        "Resident memory: idle before any request {}, steady under the sweep's {STEADY_RUNG} connections {}, \
+        "Resident memory: idle before any request {}, steady under {STEADY_RUNG} connections of misses {}, \
          {:.1} s after the load stopped {}.",
         mb(idle_mb),
         mb(steady_mb),

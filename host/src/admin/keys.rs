@@ -31,10 +31,9 @@ pub(super) fn is_keys_path(path: &str) -> bool {
     path == "/keys" || path.starts_with("/keys/")
 }
 
-/// `body` as a `T`, or a 400 that says what was wrong and what is expected.
-fn parse<T: DeserializeOwned>(body: &Bytes, expected: &str) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|error| json_error(StatusCode::BAD_REQUEST, &format!("{expected}: {error}")))
+/// `body` as a `T`, or what a 400 says was wrong and what is expected.
+fn parse<T: DeserializeOwned>(body: &Bytes, expected: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|error| format!("{expected}: {error}"))
 }
 
 fn failed(error: &KeyError) -> Response {
@@ -63,7 +62,7 @@ impl AdminApi {
             (&Method::POST, None) => {
                 let new = match parse::<NewKey>(body, "a new key is {\"tenant\": ...}") {
                     Ok(new) => new,
-                    Err(refused) => return refused,
+                    Err(refused) => return json_error(StatusCode::BAD_REQUEST, &refused),
                 };
                 match self.keys.create(new).await {
                     Ok((key, secret)) => {
@@ -81,7 +80,7 @@ impl AdminApi {
             (&Method::PATCH, Some(id)) => {
                 match parse(body, "a change is {\"name\"?, \"models\"?, \"expires_at\"?, \"limits\"?}") {
                     Ok(change) => changed(self.keys.update(id, change).await, id),
-                    Err(refused) => refused,
+                    Err(refused) => json_error(StatusCode::BAD_REQUEST, &refused),
                 }
             }
             (&Method::DELETE, Some(id)) => changed(self.keys.revoke(id).await, id),

@@ -100,6 +100,19 @@ impl CompiledCache {
         {
             tracing::warn!(file = %name, %error, "could not write the compiled cache");
         }
+        return_freed_memory();
         Ok((component, Compilation::Fresh(compile_time)))
+    }
+}
+
+/// Hands what the compiler freed back to the system. Cranelift allocates
+/// about 30 MB to compile the handler, and glibc's malloc keeps freed
+/// pages for reuse: a service that compiled its handler at start held
+/// 54 MB at idle where one that read it from the cache held 25 MB.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only gives back pages no allocation uses.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -114,7 +114,7 @@ impl Meter {
     }
 
     fn store_answers(&self, answers: bool, error: Option<&str>) {
-        if self.fallen_back.swap(!answers, Ordering::AcqRel) == !answers {
+        if self.fallen_back.swap(!answers, Ordering::AcqRel) != answers {
             return;
         }
         if answers {

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 /// How long redis-server may take to answer PING after starting.
 const START_DEADLINE: Duration = Duration::from_secs(20);
+/// A cluster node's bus listens 10000 ports above it, so its own port must
+/// be at most this (redis-server refuses to start otherwise).
+const HIGHEST_CLUSTER_PORT: u16 = 55_535;
 
 /// A running redis-server.
 pub struct RedisServer {
@@ -25,7 +28,13 @@ impl RedisServer {
 
     /// Starts redis-server with `extra` arguments too (cluster mode, say).
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let highest = if extra.contains(&"--cluster-enabled") { HIGHEST_CLUSTER_PORT } else { u16::MAX };
+        let port = loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            if port <= highest {
+                break port;
+            }
+        };
         let mut server = Self { port, child: None, extra: extra.iter().map(|arg| arg.to_string()).collect() };
         server.restart();
         server
@@ -84,6 +93,9 @@ impl RedisServer {
         self.child = Some(child);
         let until = Instant::now() + START_DEADLINE;
         while !self.answers_ping() {
+            if let Some(exited) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+                panic!("redis-server on port {} exited at start: {exited}", self.port);
+            }
             assert!(Instant::now() < until, "redis-server did not answer PING within {START_DEADLINE:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
