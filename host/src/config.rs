@@ -249,6 +249,11 @@ pub struct RuntimeConfig {
     #[arg(long, env = "COUNT_HOST_CALLS", value_name = "COUNT_HOST_CALLS", default_value_t = false,
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub count_host_calls: bool,
+    /// Write a perf map of the handler's compiled code (`/tmp/perf-PID.map`) so `perf report` names its
+    /// functions: a measurement aid, off by default.
+    #[arg(long, env = "GUEST_PERF_MAP", value_name = "GUEST_PERF_MAP", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub guest_perf_map: bool,
 }
 
 /// Log output.

@@ -74,6 +74,7 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
     let engine = build_engine(EngineLimits {
         max_instances: config.server.max_in_flight.saturating_add(reuse::MAX_IDLE as u32),
         max_instance_memory: config.runtime.max_instance_memory,
+        perf_map: config.runtime.guest_perf_map,
     })?;
     let linker = handler_linker(&engine)?;
     let compiled = CompiledCache::new(config.admin.compiled_cache_dir());

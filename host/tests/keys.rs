@@ -220,6 +220,13 @@ fn limits_refuse_with_429_in_each_dialects_shape_and_tokens_count_once_generated
     );
     let retry_after: u64 = openai.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        (openai.header("x-ratelimit-limit-requests"), openai.header("x-ratelimit-remaining-requests")),
+        (Some("2"), Some("0")),
+        "the 429 says which limit and that nothing is left: {:?}",
+        openai.headers
+    );
+    assert_eq!(openai.header("x-ratelimit-reset-requests"), Some(format!("{retry_after}s").as_str()));
     let anthropic = json!({"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
     let claude = post(&service, "/v1/messages", &headers, &anthropic);
     assert_eq!((claude.status, claude.json()["error"]["type"].clone()), (429, json!("rate_limit_error")));

@@ -16,6 +16,23 @@ fn run_with(key: &str, value: &str) -> (Option<i32>, String) {
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
+/// The perf map a process with `pid` wrote (empty if none), removed.
+fn take_perf_map(pid: u32) -> String {
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    let listed = std::fs::read_to_string(&map).unwrap_or_default();
+    let _ = std::fs::remove_file(&map);
+    listed
+}
+
+#[test]
+fn guest_perf_map_names_the_handlers_compiled_functions_for_perf_and_is_off_by_default() {
+    let mapped = Service::builder(BINARY).env("GUEST_PERF_MAP", "true").start();
+    let listed = take_perf_map(mapped.pid());
+    assert!(listed.lines().any(|line| line.contains("wasm[")), "{}", &listed[..listed.len().min(300)]);
+    let plain = Service::builder(BINARY).start();
+    assert_eq!(take_perf_map(plain.pid()), "", "no map unless asked for");
+}
+
 #[test]
 fn a_bad_value_stops_the_start_with_one_line_and_exit_code_2() {
     for (key, value) in [

@@ -42,6 +42,8 @@ pub struct EngineLimits {
     pub max_instances: u32,
     /// Linear memory one instance may grow to, in bytes.
     pub max_instance_memory: u64,
+    /// Whether compiled code is listed in `/tmp/perf-PID.map` for `perf`.
+    pub perf_map: bool,
 }
 
 /// Builds the engine: Cranelift, pooling allocator, epoch interruption.
@@ -64,6 +66,9 @@ pub fn build_engine(limits: EngineLimits) -> wasmtime::Result<Engine> {
 
     let mut config = Config::new();
     config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if limits.perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config)
 }
 

@@ -111,24 +111,40 @@ pub struct Quota {
 pub struct Exceeded {
     /// Which limit.
     pub limit: Limit,
+    /// Its value (what `x-ratelimit-limit-*` says).
+    pub allowed: u64,
     /// Seconds until a request may be admitted (at least 1).
     pub retry_after_s: u64,
+}
+
+impl Exceeded {
+    /// What is left of the limit that was hit: nothing, until it resets.
+    pub fn quota(&self) -> Quota {
+        let spent = Some((self.allowed, 0, self.retry_after_s));
+        match self.limit {
+            Limit::Requests => Quota { requests: spent, ..Quota::default() },
+            Limit::Tokens => Quota { tokens: spent, ..Quota::default() },
+            Limit::DailyTokens => Quota { daily_tokens: spent, ..Quota::default() },
+        }
+    }
 }
 
 /// Decides a request of a key with `limits` that has `used` so much at
 /// unix second `now_s`. The one rule both counters follow.
 pub fn decide(limits: &Limits, used: &Used, now_s: u64) -> Result<Quota, Exceeded> {
     let to_midnight = DAY_S - now_s % DAY_S;
-    let over = |limit: Option<u64>, used: u64| limit.is_some_and(|limit| used >= limit);
-    let refused = |limit, retry_after_s: u64| Err(Exceeded { limit, retry_after_s: retry_after_s.max(1) });
-    if over(limits.rpm, used.requests) {
-        return refused(Limit::Requests, used.requests_reset_s);
+    let over = |limit: Option<u64>, used: u64| limit.filter(|&limit| used >= limit);
+    let refused = |limit, allowed, retry_after_s: u64| {
+        Err(Exceeded { limit, allowed, retry_after_s: retry_after_s.max(1) })
+    };
+    if let Some(allowed) = over(limits.rpm, used.requests) {
+        return refused(Limit::Requests, allowed, used.requests_reset_s);
     }
-    if over(limits.tpm, used.tokens) {
-        return refused(Limit::Tokens, used.tokens_reset_s);
+    if let Some(allowed) = over(limits.tpm, used.tokens) {
+        return refused(Limit::Tokens, allowed, used.tokens_reset_s);
     }
-    if over(limits.daily_tokens, used.day_tokens) {
-        return refused(Limit::DailyTokens, to_midnight);
+    if let Some(allowed) = over(limits.daily_tokens, used.day_tokens) {
+        return refused(Limit::DailyTokens, allowed, to_midnight);
     }
     let left = |limit: u64, used: u64, reset: u64| (limit, limit.saturating_sub(used), reset);
     Ok(Quota {
@@ -222,7 +238,8 @@ mod tests {
             assert_eq!(quota.requests.map(|(_, left, _)| left), Some(left));
         }
         let refused = windows.take("k", &limits, NOON + 30).unwrap_err();
-        assert_eq!(refused, Exceeded { limit: Limit::Requests, retry_after_s: 30 });
+        assert_eq!(refused, Exceeded { limit: Limit::Requests, allowed: 3, retry_after_s: 30 });
+        assert_eq!(refused.quota().requests, Some((3, 0, 30)), "nothing left until the oldest leaves");
         assert!(windows.take("k", &limits, NOON + 59).is_err(), "the first is still in the minute");
         assert!(windows.take("k", &limits, NOON + 60).is_ok(), "the first has left the minute");
         assert!(windows.take("other", &limits, NOON + 60).is_ok(), "keys count apart");

@@ -3,8 +3,9 @@
 //! OpenAI's `{"error": {"message", "type", "param", "code"}}`
 //! (`AuthenticationError` on 401, `PermissionDeniedError` on 403,
 //! `RateLimitError` on 429), Anthropic's `{"type": "error", "error":
-//! {"type", "message"}}`. A limit's refusal carries `Retry-After`, and
-//! every answer to a limited key OpenAI's `x-ratelimit-*` headers.
+//! {"type", "message"}}`. A limit's refusal carries `Retry-After` and
+//! OpenAI's `x-ratelimit-*` headers for the limit it hit (remaining 0);
+//! every admitted answer to a limited key carries them for each limit.
 
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
@@ -131,6 +132,7 @@ impl Refusal {
         match self {
             Self::Limited { exceeded, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(exceeded.retry_after_s));
+                add_quota_headers(headers, &exceeded.quota());
             }
             Self::ModelNotAllowed { .. } => {}
             _ => {

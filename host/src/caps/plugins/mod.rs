@@ -86,8 +86,11 @@ impl PromptPlugins {
     ) -> anyhow::Result<Self> {
         // Pooled like the handler's: an instance per call is only cheap when
         // its memory comes from a pool rather than fresh mappings.
-        let engine =
-            build_engine(EngineLimits { max_instances, max_instance_memory: limits.max_memory as u64 })?;
+        let engine = build_engine(EngineLimits {
+            max_instances,
+            max_instance_memory: limits.max_memory as u64,
+            perf_map: false,
+        })?;
         Ok(Self {
             linker: plugin_linker(&engine)?,
             compiled: CompiledCache::new(compiled_dir),
