@@ -25,7 +25,7 @@ COPY components components
 COPY wit wit
 COPY tests/support tests/support
 COPY bench bench
-COPY docs/openapi.json docs/openapi.json
+COPY docs/openapi.json docs/admin-openapi.json docs/
 # Cache mounts keep the crates.io downloads and the target directory between
 # builds on one machine (BuildKit and buildah both honour them); the binary
 # is copied out because the target mount is not part of the layer.

@@ -72,3 +72,47 @@ fn the_root_path_answers_as_ollama_does() {
     let head = Client::new().send("HEAD", &service.url("/"), b"");
     assert_eq!((head.status, head.body.as_str()), (200, ""));
 }
+
+/// The image's builder copies only what the build needs, so a file the host
+/// compiles in from outside the copied folders (`include_str!`) must be
+/// named by a `COPY` line, or the image build fails where `cargo build` in a
+/// checkout passes (the container test found `docs/admin-openapi.json` so).
+#[test]
+fn the_image_copies_every_file_the_host_compiles_in() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let copied: Vec<String> = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("COPY "))
+        .filter(|args| !args.starts_with("--from"))
+        .flat_map(|args| {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            words[..words.len() - 1].iter().map(|w| w.to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut included = Vec::new();
+    let mut folders = vec![root.join("host/src")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap_or_default();
+            for piece in source.split("include_str!(\"").skip(1) {
+                let relative = piece.split('"').next().unwrap();
+                let file = path.parent().unwrap().join(relative).canonicalize().unwrap();
+                included.push(file.strip_prefix(root.canonicalize().unwrap()).unwrap().to_owned());
+            }
+        }
+    }
+    assert!(included.iter().any(|f| f.starts_with("docs")), "the scan found {included:?}");
+    for file in included {
+        let file = file.to_string_lossy();
+        assert!(
+            copied.iter().any(|c| file == *c || file.starts_with(&format!("{}/", c.trim_end_matches('/')))),
+            "the host compiles in {file}, which no COPY line of the Dockerfile names ({copied:?})"
+        );
+    }
+}
