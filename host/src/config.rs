@@ -143,9 +143,9 @@ pub struct AdminConfig {
 impl AdminConfig {
     /// The seal of handlers and plugins shared through the store, from
     /// FLEET_SIGNING_KEY_FILE; `None` without one.
-    pub fn fleet_seal(&self) -> Result<Option<std::sync::Arc<crate::fleet_seal::FleetSeal>>, String> {
+    pub fn fleet_seal(&self) -> Result<Option<std::sync::Arc<crate::fleet::seal::FleetSeal>>, String> {
         let Some(path) = &self.fleet_signing_key_file else { return Ok(None) };
-        crate::fleet_seal::FleetSeal::from_file(path).map(|seal| Some(std::sync::Arc::new(seal)))
+        crate::fleet::seal::FleetSeal::from_file(path).map(|seal| Some(std::sync::Arc::new(seal)))
     }
 
     /// Reads ADMIN_TOKEN_FILE, if set, into `admin_token`, with the same

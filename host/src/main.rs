@@ -9,14 +9,15 @@ use anyhow::Context;
 use llm_service::admin::AdminApi;
 use llm_service::caps::HostCapabilities;
 use llm_service::caps::backend::Backend;
-use llm_service::caps::cache::ResponseCache;
-use llm_service::caps::cache::key_store::StoreKeys;
+use llm_service::caps::cache::{ResponseCache, tier};
 use llm_service::caps::edge::EdgeCache;
 use llm_service::caps::plugins::PromptPlugins;
 use llm_service::caps::telemetry::Telemetry;
 use llm_service::caps::telemetry::checks::CheckSettings;
 use llm_service::cli;
 use llm_service::config::Config;
+use llm_service::fleet::keys::StoreKeys;
+use llm_service::fleet::{self, Fleet};
 use llm_service::guest::compiled::CompiledCache;
 use llm_service::guest::engine::{EngineLimits, EpochTicker, build_engine};
 use llm_service::keys::ClientKeys;
@@ -31,6 +32,7 @@ use llm_service::runtime::installer::HandlerInstaller;
 use llm_service::runtime::reuse;
 use llm_service::runtime::versions::HandlerVersions;
 use llm_service::server::{self, Admission, Service};
+use llm_service::store::Store;
 use llm_service::watch;
 
 fn main() -> ExitCode {
@@ -106,14 +108,25 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
         )
         .with_purges(purges.clone()),
     );
-    let cache = Arc::new(ResponseCache::new(&config.cache, &registry)?.with_purges(purges.clone()));
+    // A store makes this replica part of a fleet; without one there is none.
+    let cache_config = &config.cache;
+    let nodes = cache_config.redis_cluster_nodes.as_ref().map(|nodes| nodes.0.as_slice());
+    let store =
+        Store::open(cache_config.redis_url.as_deref(), nodes, cache_config.redis_timeout(), &registry)
+            .map_err(|error| anyhow::anyhow!("the shared store: {error}"))?;
+    let fleet = store.as_ref().map(|store| Fleet::new(store, &registry));
+    let mut cache = ResponseCache::new(cache_config, tier::of(store.as_ref())).with_purges(purges.clone());
+    if let Some(fleet) = &fleet {
+        cache = cache.with_sharing(Arc::new(fleet.clone()));
+    }
+    let cache = Arc::new(cache);
     let backend = Arc::new(Backend::new(&config.backend, &registry).map_err(anyhow::Error::msg)?);
     let _backends_file = backend.watch_file();
     let telemetry = Telemetry::new(
         &config.backend.ollama_model,
         config.rollout.model_split.clone(),
         backend.clone(),
-        cache.clone(),
+        fleet.clone().map(|fleet| Arc::new(fleet) as _),
         config.handler_settings(),
         &registry,
         purges.clone(),
@@ -186,8 +199,8 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
     let addr = listener.local_addr()?;
     tracing::info!(%addr, port = addr.port(), component, sha256, compile_ms, compiled_from_cache, "llm-service listening");
     let mut keys = ClientKeys::new(&config.keys).map_err(anyhow::Error::msg)?.counted(&registry);
-    if keys.mode() != KeyMode::Off && capabilities.cache.shares() {
-        keys = keys.shared(Arc::new(StoreKeys(capabilities.cache.clone())));
+    if let Some(fleet) = fleet.clone().filter(|_| keys.mode() != KeyMode::Off) {
+        keys = keys.shared(Arc::new(StoreKeys(fleet)));
     }
     let keys = Arc::new(keys);
     // The fleet's keys, if the store answers; else the file's until it does.
@@ -196,14 +209,17 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
         tracing::info!(cap = "keys", mode = %keys.mode(), keys = keys.list().len(), "client keys on");
     }
     let service = Arc::new(Service::new(versions, capabilities.clone(), admission).with_keys(keys.clone()));
-    let _fleet = llm_service::fleet::start(llm_service::fleet::Fleet {
-        cache: capabilities.cache.clone(),
-        telemetry: capabilities.telemetry.clone(),
-        installer: installer.clone(),
-        plugins: plugins.clone(),
-        seal: seal.clone(),
-        refused: Default::default(),
-        keys: keys.clone(),
+    let _fleet_sync = fleet.clone().map(|fleet| {
+        fleet::sync::start(fleet::sync::Follower {
+            fleet,
+            cache: capabilities.cache.clone(),
+            telemetry: capabilities.telemetry.clone(),
+            installer: installer.clone(),
+            plugins: plugins.clone(),
+            seal: seal.clone(),
+            refused: Default::default(),
+            keys: keys.clone(),
+        })
     });
     let _quality = quality_checks.map(|(probes, interval)| {
         quality::start(service.clone(), capabilities.telemetry.clone(), probes, interval)
@@ -219,6 +235,7 @@ async fn run(config: Config, traces: Option<llm_service::traces::Pending>) -> an
                 lockout: Default::default(),
                 seal,
                 keys,
+                fleet,
             });
             let listener = tokio::net::TcpListener::bind((config.admin.admin_bind, config.admin.admin_port))
                 .await

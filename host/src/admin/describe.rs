@@ -95,8 +95,8 @@ pub(super) fn stats(capabilities: &HostCapabilities) -> Value {
 /// What each replica sharing the store last said it serves, with how long
 /// ago (a replica silent for long has stopped); `null` if the store does
 /// not answer.
-pub(super) async fn replicas(cache: &crate::caps::cache::ResponseCache) -> Value {
-    let Ok(replicas) = cache.replicas().await else { return Value::Null };
+pub(super) async fn replicas(fleet: &crate::fleet::Fleet) -> Value {
+    let Ok(replicas) = fleet.replicas().await else { return Value::Null };
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
@@ -106,7 +106,7 @@ pub(super) async fn replicas(cache: &crate::caps::cache::ResponseCache) -> Value
         .map(|(replica, mut report)| {
             let at_ms = report["at_ms"].as_u64().unwrap_or_default();
             report["replica"] = json!(replica);
-            report["this_replica"] = json!(replica == cache.replica());
+            report["this_replica"] = json!(replica == fleet.replica());
             report["seen_s_ago"] = json!(now_ms.saturating_sub(at_ms) / 1000);
             report
         })

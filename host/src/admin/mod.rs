@@ -72,9 +72,11 @@ pub struct AdminApi {
     /// Wrong tokens by peer.
     pub lockout: lockout::Lockout,
     /// Seals what is shared through the store; `None`, nothing is.
-    pub seal: Option<Arc<crate::fleet_seal::FleetSeal>>,
+    pub seal: Option<Arc<crate::fleet::seal::FleetSeal>>,
     /// The client keys.
     pub keys: Arc<crate::keys::ClientKeys>,
+    /// The replicas sharing this one's store, if it has one.
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 impl AdminApi {
@@ -154,11 +156,10 @@ impl AdminApi {
                 match self.installer.push(body.clone(), "admin upload").await {
                     Ok(version) => {
                         // Replicas sharing the store install it too, sealed
-                        // ([`crate::fleet`], [`crate::fleet_seal`]).
-                        let cache = &self.capabilities.cache;
-                        if let Some(seal) = &self.seal {
-                            let sealed = seal.seal(cache.replica(), &body);
-                            if let Err(error) = cache.share_handler(&sealed, version.component.sha256()).await
+                        // ([`crate::fleet`], [`crate::fleet::seal`]).
+                        if let (Some(seal), Some(fleet)) = (&self.seal, &self.fleet) {
+                            let sealed = seal.seal(fleet.replica(), &body);
+                            if let Err(error) = fleet.share_handler(&sealed, version.component.sha256()).await
                             {
                                 tracing::warn!(%error, "the handler serves here, but the fleet was not told");
                             }
@@ -180,8 +181,8 @@ impl AdminApi {
                 let canary = versions.canary().map(|canary| describe_canary(&canary, metrics));
                 let mut answer =
                     json!({"active": describe(&active, metrics), "previous": previous, "canary": canary});
-                if self.capabilities.cache.shares() {
-                    answer["replicas"] = describe::replicas(&self.capabilities.cache).await;
+                if let Some(fleet) = &self.fleet {
+                    answer["replicas"] = describe::replicas(fleet).await;
                 }
                 json(StatusCode::OK, &answer)
             }
@@ -204,10 +205,10 @@ impl AdminApi {
             }
             (&Method::PUT, "/plugins") => match plugins.push(body.clone(), "admin upload").await {
                 Ok(installed) => {
-                    let (plugin, cache) = (&installed.plugin, &self.capabilities.cache);
-                    if let Some(seal) = &self.seal {
-                        let sealed = seal.seal(cache.replica(), &body);
-                        let shared = cache.share_plugin(&plugin.manifest().name, &sealed, plugin.sha256());
+                    let plugin = &installed.plugin;
+                    if let (Some(seal), Some(fleet)) = (&self.seal, &self.fleet) {
+                        let sealed = seal.seal(fleet.replica(), &body);
+                        let shared = fleet.share_plugin(&plugin.manifest().name, &sealed, plugin.sha256());
                         if let Err(error) = shared.await {
                             tracing::warn!(%error, "the plugin serves here, but the fleet was not told");
                         }
@@ -239,7 +240,9 @@ impl AdminApi {
                 let name = &path["/plugins/".len()..];
                 match plugins.remove(name) {
                     Some(plugin) => {
-                        if let Err(error) = self.capabilities.cache.unshare_plugin(name).await {
+                        if let Some(fleet) = &self.fleet
+                            && let Err(error) = fleet.unshare_plugin(name).await
+                        {
                             tracing::warn!(%error, "the plugin is unloaded here, but the fleet was not told");
                         }
                         json(StatusCode::OK, &json!({ "removed": describe_plugin(&plugin) }))

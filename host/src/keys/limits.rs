@@ -1,8 +1,8 @@
 //! A key's limits: requests per minute, tokens per minute and a daily
 //! token budget, and the one rule that decides them, whether the counts
-//! come from the shared store's script ([`crate::caps::cache`]'s key
-//! store) or from this replica's own windows ([`LocalWindows`], used
-//! without a store and while it is down).
+//! come from the shared store's script ([`crate::fleet::keys`]) or from
+//! this replica's own windows ([`LocalWindows`], used without a store and
+//! while it is down).
 //!
 //! Guarantees:
 //! - A minute is a sliding window of one-second buckets: in any 60

@@ -1,8 +1,8 @@
 //! What the keys need of a shared store (KeyDB, Redis or a Redis
 //! Cluster), so that every replica knows every key and counts one limit:
 //! the records, a key's minute and day in one atomic call, and what each
-//! key used today. The cache's store implements it
-//! (`caps::cache::key_store`); without a store there is none, decided
+//! key used today. The fleet implements it
+//! ([`crate::fleet::keys`]); without a store there is none, decided
 //! once at wiring.
 
 use super::ClientKey;

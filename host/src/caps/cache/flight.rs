@@ -14,7 +14,7 @@
 //!
 //! A lease may be [mirrored](FlightLease::mirror_to): every chunk and the
 //! end are also sent to a channel, in order, which is how a flight is
-//! shared with other replicas ([`super::shared_flight`]).
+//! widened beyond this process ([`super::FlightSharing`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +69,7 @@ struct Shared {
     changed: watch::Sender<u64>,
     /// The leader's span, which its followers' spans link to (traced only).
     leader: Option<LinkTarget>,
-    /// Whether the flight relays another replica's.
+    /// Whether the flight relays one led elsewhere.
     relayed: AtomicBool,
 }
 
@@ -146,7 +146,7 @@ impl Follower {
         self.shared.leader.as_ref()
     }
 
-    /// Whether the flight relays another replica's (a fleet follower).
+    /// Whether the flight relays one led outside this process.
     pub fn relayed(&self) -> bool {
         self.shared.relayed.load(Ordering::Relaxed)
     }
@@ -210,7 +210,7 @@ impl FlightLease {
         self.mirror = Some(mirror);
     }
 
-    /// Marks the flight as relaying another replica's.
+    /// Marks the flight as relaying one led outside this process.
     pub fn relays_the_fleet(&self) {
         self.shared.relayed.store(true, Ordering::Relaxed);
     }

@@ -1,60 +1,47 @@
 //! `llm-service:host/cache`: the response cache, two tiers.
 //!
-//! Reads try the in-process tier ([`memory`]), then KeyDB ([`redis`]; or a
-//! Redis Cluster, [`cluster`]), copying a KeyDB hit into the process;
-//! writes go to both. Without REDIS_URL or REDIS_CLUSTER_NODES the process
-//! tier serves alone. A KeyDB failure is an
-//! `unavailable` error for that call (callers treat it as a miss): it is
-//! counted, logged once per outage (a warning when it starts, a note when
-//! it ends; each at most once a minute, for a tier that flaps), and the
-//! connection manager reconnects by itself. Identical
-//! work in flight is shared through [`flight`], and across replicas through
-//! [`shared_flight`].
+//! Reads try the in-process tier ([`memory`]), then the shared store's
+//! ([`tier`]: KeyDB, Redis or a Redis Cluster, [`crate::store`]), copying a
+//! shared hit into the process; writes go to both. Without REDIS_URL or
+//! REDIS_CLUSTER_NODES the process tier serves alone: "no store" is the
+//! [`NoSharedTier`], not a special case. A store failure is an
+//! `unavailable` error for that call (callers treat it as a miss); the
+//! store's gate counts it, logs the outage once and skips the store for a
+//! short back-off, so an outage costs one timeout per period, not one per
+//! request. Identical work in flight is shared through [`flight`]; beyond
+//! this process, whoever shares flights (the fleet, [`crate::fleet`]) is
+//! asked to widen a leader's flight through [`FlightSharing`].
 //!
 //! The cache protocol is the host's: [`ResponseCache::lookup`] answers a
 //! fresh value, or the flight to lead or follow (plus any stale value),
 //! judging freshness by the host's clock ([`stamped`]);
 //! [`ResponseCache::land`] stores and wakes every follower in one call.
-//! "No KeyDB" is the [`NoSharedTier`], not a special case. After a KeyDB
-//! failure, calls skip it for a short back-off ([`breaker`]), so an outage
-//! costs one timeout per period, not one per request.
 
-pub mod breaker;
-pub mod cluster;
-mod commands;
 pub mod config;
-pub mod events;
 pub mod flight;
 mod host;
-pub mod key_store;
 pub mod memory;
-pub mod redis;
-mod shared_flight;
 pub mod stamped;
 pub mod tier;
 mod trace;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use self::breaker::Breaker;
-use self::cluster::ClusterTier;
 pub use self::config::CacheConfig;
 pub use self::flight::FlightLease;
 use self::flight::{FlightTable, Follower, Join};
 pub use self::host::{CacheView, Flight, Follow, Lead, add_to_linker};
 use self::memory::MemoryTier;
-use self::redis::RedisTier;
 use self::stamped::{Stamped, now_ms};
-pub use self::tier::{NoSharedTier, SharedTier, TierError};
+pub use self::tier::{NoSharedTier, SharedTier, TierHealth};
 pub use self::trace::{FreshFound, LookupTrace, Tier};
 use crate::purge::SharedPurges;
-use crate::registry::{counter, counter_vec};
+use crate::store::StoreError;
+pub use crate::store::cleared_by;
 
 /// Longest key accepted.
 const MAX_KEY_BYTES: usize = 1024;
@@ -82,6 +69,12 @@ pub enum CacheError {
         /// What is wrong.
         reason: &'static str,
     },
+}
+
+impl From<StoreError> for CacheError {
+    fn from(StoreError(reason): StoreError) -> Self {
+        Self::Unavailable { reason }
+    }
 }
 
 /// Where values live right now.
@@ -113,56 +106,59 @@ pub struct Lookup {
     pub stale: Option<Stamped>,
 }
 
+/// What the cache asks of whoever shares its flights and clears beyond
+/// this process: the fleet with a store, [`NotShared`] without.
+#[async_trait::async_trait]
+pub trait FlightSharing: Send + Sync {
+    /// For this process's leader of `key` (`lease`): lead the wider
+    /// flight, follow it, or find the answer landed meanwhile (`cache`
+    /// reads it).
+    async fn widen(&self, cache: &ResponseCache, key: &str, lease: FlightLease) -> Found;
+    /// Keys starting with `prefix` (and containing `containing`) were
+    /// cleared here.
+    async fn cleared(&self, prefix: &str, containing: Option<&str>);
+}
+
+/// Nothing beyond this process: a leader leads, a clear stays here.
+pub struct NotShared;
+
+#[async_trait::async_trait]
+impl FlightSharing for NotShared {
+    async fn widen(&self, _cache: &ResponseCache, _key: &str, lease: FlightLease) -> Found {
+        Found::Lead(lease)
+    }
+    async fn cleared(&self, _prefix: &str, _containing: Option<&str>) {}
+}
+
 /// The cache, shared by every request.
 pub struct ResponseCache {
     memory: MemoryTier,
     shared: Arc<dyn SharedTier>,
     flights: Arc<FlightTable>,
     max_value_bytes: u64,
-    shared_up: AtomicBool,
-    breaker: Breaker,
-    errors: prometheus::IntCounter,
-    /// Process leaders by their part in the fleet's flight.
-    fleet_flights: prometheus::IntCounterVec,
-    outage_log: breaker::LogLimit,
-    recovery_log: breaker::LogLimit,
-    /// This process's name among replicas ([`events`]).
-    replica: String,
+    /// Widens flights and clears beyond this process.
+    sharing: Arc<dyn FlightSharing>,
     /// Told of every clear, so no replay of a cleared answer is served.
     purges: SharedPurges,
 }
 
 impl ResponseCache {
-    /// Builds both tiers from `config`; KeyDB is connected lazily. Its
-    /// error count joins the service's metrics in `registry`.
-    pub fn new(config: &CacheConfig, registry: &prometheus::Registry) -> Result<Self, CacheError> {
-        let unavailable = |error: ::redis::RedisError| CacheError::Unavailable { reason: error.to_string() };
-        let shared: Arc<dyn SharedTier> = match (&config.redis_url, &config.redis_cluster_nodes) {
-            (_, Some(nodes)) => {
-                Arc::new(ClusterTier::new(&nodes.0, config.redis_timeout()).map_err(unavailable)?)
-            }
-            (Some(url), None) => Arc::new(RedisTier::new(url, config.redis_timeout()).map_err(unavailable)?),
-            (None, None) => Arc::new(NoSharedTier),
-        };
-        Ok(Self {
+    /// The process tier sized by `config`, in front of `shared`.
+    pub fn new(config: &CacheConfig, shared: Arc<dyn SharedTier>) -> Self {
+        Self {
             memory: MemoryTier::new(config.cache_max_size, config.cache_max_bytes),
             shared,
             flights: Arc::default(),
             max_value_bytes: config.cache_max_value_bytes,
-            shared_up: AtomicBool::new(true),
-            breaker: Breaker::default(),
-            errors: counter(registry, "llm_service_cache_errors_total", "Failed calls to the shared cache."),
-            fleet_flights: counter_vec(
-                registry,
-                "llm_service_cache_shared_flights_total",
-                "Generations a replica would lead, by their part in the fleet's single-flight: led, relayed (another replica leads), found (landed meanwhile), in_process (store unavailable).",
-                &["role"],
-            ),
-            outage_log: breaker::LogLimit::default(),
-            recovery_log: breaker::LogLimit::default(),
-            replica: format!("{:016x}", fastrand::u64(..)),
+            sharing: Arc::new(NotShared),
             purges: crate::purge::none(),
-        })
+        }
+    }
+
+    /// Asks `sharing` to widen flights and clears from now on.
+    pub fn with_sharing(mut self, sharing: Arc<dyn FlightSharing>) -> Self {
+        self.sharing = sharing;
+        self
     }
 
     /// Tells `purges` of every clear from now on (local or from the fleet).
@@ -171,11 +167,10 @@ impl ResponseCache {
         self
     }
 
-    /// Pings KeyDB (if configured) and records the result, so the status
-    /// follows KeyDB even while no request uses the cache.
+    /// Pings the store (if configured) and records the result, so the
+    /// status follows it even while no request uses the cache.
     pub async fn ping(&self) {
-        let result = self.shared.ping().await;
-        let _ = self.note(result);
+        self.shared.ping().await;
     }
 
     /// The stamped value under `key` in either tier, whatever its
@@ -187,7 +182,7 @@ impl ResponseCache {
             let left = entry.expires_at.saturating_duration_since(now);
             return Ok(Some((Stamped::decode(entry.value.clone(), left), Tier::Memory)));
         }
-        let found = self.shared_call(|| self.shared.get(key)).await?;
+        let found = self.shared.get(key).await?;
         Ok(found.map(|(bytes, left)| {
             self.memory.set(key, bytes.clone(), now + left);
             (Stamped::decode(bytes, left), Tier::Shared)
@@ -198,10 +193,11 @@ impl ResponseCache {
     /// the key's flight to lead or follow, with any value that expired less
     /// than `stale_window` ago. A leader re-reads the process tier after
     /// joining, so a flight that landed between the read and the join is a
-    /// hit, not a second generation. With a shared tier, the process's
-    /// leader leads or follows the fleet's flight ([`shared_flight`]).
+    /// hit, not a second generation. The process's leader is then offered
+    /// to whoever shares flights ([`FlightSharing::widen`]), which may make
+    /// it lead or follow the fleet's flight.
     /// Cache errors count as misses.
-    pub async fn lookup(self: &Arc<Self>, key: &str, stale_window: Duration) -> Lookup {
+    pub async fn lookup(&self, key: &str, stale_window: Duration) -> Lookup {
         let found = self.read(key).await.ok().flatten();
         let now = now_ms();
         let stale = match found {
@@ -218,14 +214,14 @@ impl ResponseCache {
                     lease.finish(flight::End::Landed(stamped.value.clone()));
                     Found::Fresh(stamped, Tier::Memory)
                 }
-                None => self.share_flight(key, lease).await,
+                None => self.sharing.widen(self, key, lease).await,
             },
         };
         Lookup { found, stale }
     }
 
     /// The fresh value under `key` in either tier, if any.
-    async fn fresh(&self, key: &str) -> Option<Stamped> {
+    pub async fn fresh(&self, key: &str) -> Option<Stamped> {
         let (stamped, _) = self.read(key).await.ok().flatten()?;
         Some(stamped).filter(|stamped| stamped.is_fresh(now_ms()))
     }
@@ -239,9 +235,9 @@ impl ResponseCache {
     /// Stores `value` under `key` (fresh for `fresh`, kept `stale` longer;
     /// nothing is stored when `fresh` is zero) and ends `lease` with it:
     /// the process tier first, then the followers wake, then KeyDB, so a
-    /// request arriving at any point finds the value or the flight. A flight
-    /// shared with other replicas ends after KeyDB has the value, for the
-    /// same reason across the fleet.
+    /// request arriving at any point finds the value or the flight. A
+    /// mirrored flight (widened beyond this process) ends after KeyDB has
+    /// the value, for the same reason beyond it.
     pub async fn land(
         &self,
         lease: FlightLease,
@@ -260,7 +256,7 @@ impl ResponseCache {
         if checked.is_ok() {
             self.memory.set(key, bytes.clone(), Instant::now() + keep);
         }
-        // Other replicas learn of the end from the shared stream: it comes
+        // Followers elsewhere learn of the end from the mirror: it comes
         // after KeyDB has the value. This process's followers wake at once.
         let ends_later = if lease.is_mirrored() {
             Some(lease)
@@ -269,7 +265,7 @@ impl ResponseCache {
             None
         };
         let stored = match checked {
-            Ok(()) => self.shared_call(|| self.shared.set(key, &bytes, keep)).await,
+            Ok(()) => self.shared.set(key, &bytes, keep).await.map_err(CacheError::from),
             Err(error) => Err(error),
         };
         if let Some(mirrored) = ends_later {
@@ -296,7 +292,7 @@ impl ResponseCache {
         let ttl = ttl.max(Duration::from_secs(1));
         let bytes = Stamped::now(value, ttl).encode();
         self.memory.set(key, bytes.clone(), Instant::now() + ttl);
-        self.shared_call(|| self.shared.set(key, &bytes, ttl)).await
+        Ok(self.shared.set(key, &bytes, ttl).await?)
     }
 
     fn check_value(&self, key: &str, value: &[u8]) -> Result<(), CacheError> {
@@ -312,7 +308,7 @@ impl ResponseCache {
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         check_key(key)?;
         let in_memory = self.memory.delete(key);
-        let shared_had = self.shared_call(|| self.shared.delete(key)).await?;
+        let shared_had = self.shared.delete(key).await?;
         Ok(in_memory || shared_had)
     }
 
@@ -331,71 +327,33 @@ impl ResponseCache {
             hit
         });
         self.purges.purge_cleared(prefix, containing);
-        let shared_keys = self.shared_call(|| self.shared.clear(prefix, containing)).await?;
+        let shared_keys = self.shared.clear(prefix, containing).await?;
         removed.extend(shared_keys);
-        // The other replicas drop their process tier's copies too.
-        let event = events::FleetEvent::Clear {
-            origin: self.replica.clone(),
-            prefix: prefix.to_string(),
-            containing: containing.map(str::to_string),
-        };
-        let _ = self.publish(&event).await;
+        // Whoever shares the store drops its process tier's copies too.
+        self.sharing.cleared(prefix, containing).await;
         Ok(removed.len() as u64)
     }
 
-    /// Where values live right now (from the last KeyDB call).
-    pub fn status(&self) -> CacheStatus {
-        match (self.shared.name(), self.shared_up.load(Ordering::Relaxed)) {
-            ("none", _) => CacheStatus::InProcess,
-            (_, true) => CacheStatus::Connected,
-            (_, false) => CacheStatus::Disconnected,
-        }
+    /// Removes matching keys from this process's tier only (the shared
+    /// tier was cleared elsewhere); how many went.
+    pub fn clear_here(&self, prefix: &str, containing: Option<&str>) -> u64 {
+        self.purges.purge_cleared(prefix, containing);
+        self.memory.clear(|key| cleared_by(key, prefix, containing))
     }
 
-    /// KeyDB errors since start.
+    /// Where values live right now (from the last store call).
+    pub fn status(&self) -> CacheStatus {
+        self.shared.health().status
+    }
+
+    /// Failed store calls since start.
     pub fn errors_total(&self) -> u64 {
-        self.errors.get()
+        self.shared.health().errors
     }
 
     /// The single-flight table.
     pub fn flights(&self) -> &Arc<FlightTable> {
         &self.flights
-    }
-
-    /// Makes a KeyDB call unless the breaker is open (then it fails at once).
-    async fn shared_call<T, F>(&self, call: impl FnOnce() -> F) -> Result<T, CacheError>
-    where
-        F: Future<Output = Result<T, TierError>>,
-    {
-        if !self.breaker.allows() {
-            return Err(CacheError::Unavailable { reason: "skipped while the shared cache recovers".into() });
-        }
-        self.note(call().await)
-    }
-
-    /// Records a KeyDB call's result: counts failures, logs outages once,
-    /// and opens or closes the breaker.
-    fn note<T>(&self, result: Result<T, TierError>) -> Result<T, CacheError> {
-        match result {
-            Ok(value) => {
-                self.breaker.reset();
-                if !self.shared_up.swap(true, Ordering::AcqRel) && self.recovery_log.may_log() {
-                    tracing::info!(cap = "cache", "shared cache reachable again");
-                }
-                Ok(value)
-            }
-            Err(TierError(reason)) => {
-                self.errors.inc();
-                self.breaker.trip();
-                // A cluster with one master down flaps between up and down
-                // (other masters answer): each line at most once per
-                // OUTAGE_LOG_EVERY.
-                if self.shared_up.swap(false, Ordering::AcqRel) && self.outage_log.may_log() {
-                    tracing::warn!(cap = "cache", error = %reason, "shared cache unavailable; serving without it until it returns");
-                }
-                Err(CacheError::Unavailable { reason })
-            }
-        }
     }
 }
 
@@ -407,14 +365,4 @@ fn check_key(key: &str) -> Result<(), CacheError> {
         return Err(CacheError::InvalidKey { reason: "over 1024 bytes" });
     }
     Ok(())
-}
-
-/// Whether `key` is one a clear of `prefix` (and `containing`, looked for
-/// after the prefix, as the shared tier's scan glob does) removes, in every
-/// tier and replay: the glob only narrows a scan; this exact test decides.
-/// After the prefix: a prefix ending with the separator must not make
-/// `:{x}:` match the segment right after it (a prompt hash given as a
-/// character would clear that prompt's answers in process only).
-pub fn cleared_by(key: &str, prefix: &str, containing: Option<&str>) -> bool {
-    key.strip_prefix(prefix).is_some_and(|rest| containing.is_none_or(|infix| rest.contains(infix)))
 }

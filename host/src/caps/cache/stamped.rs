@@ -1,5 +1,5 @@
 //! A stored value with the host's own timestamps, so freshness is judged
-//! by one clock (the host's) in both tiers and across replicas.
+//! by one clock (the host's) in both tiers and in every process.
 //!
 //! The bytes in either tier are `MAGIC`, the storing time and the end of
 //! freshness (Unix milliseconds, big-endian), then the value. A value

@@ -25,13 +25,19 @@ use self::metrics::Metrics;
 use self::rollout_metrics::RolloutMetrics;
 use crate::bindings::llm_service::host::runtime::{self, HandlerSettings, NamedCount, ServiceStats as Stats};
 use crate::caps::backend::Backend;
-use crate::caps::cache::ResponseCache;
 use crate::purge::{PurgeCause, SharedPurges};
 use crate::rollout::model_split::{ModelSplit, SplitState};
 use crate::rollout::quality::QualityState;
 use crate::routing::RoutingKey;
 use crate::runtime::state::RequestScope;
 use crate::traces::handler_span::HandlerSpan;
+
+/// Told when this replica's operator switches the model, so the replicas
+/// sharing its store follow ([`crate::fleet`]).
+pub trait ModelSwitches: Send + Sync {
+    /// The model is now `model`.
+    fn switched(&self, model: &str);
+}
 
 /// Service-wide facts, shared by every request.
 #[derive(Clone)]
@@ -48,7 +54,8 @@ struct Shared {
     checks: Arc<HealthChecks>,
     started: Instant,
     backend: Arc<Backend>,
-    cache: Arc<ResponseCache>,
+    /// Told of every switch made here, if the replica has a fleet.
+    model_switches: Option<Arc<dyn ModelSwitches>>,
     handler_settings: HandlerSettings,
     registry: ::prometheus::Registry,
     hit_summary: HitSummary,
@@ -58,13 +65,13 @@ struct Shared {
 
 impl Telemetry {
     /// Starts with `model` as the current model and `split` as the model
-    /// split; handlers get `handler_settings`. Its metrics join the others
-    /// in `registry`.
+    /// split; handlers get `handler_settings`; `model_switches` is told of
+    /// each switch made here. Its metrics join the others in `registry`.
     pub fn new(
         model: &str,
         split: Option<ModelSplit>,
         backend: Arc<Backend>,
-        cache: Arc<ResponseCache>,
+        model_switches: Option<Arc<dyn ModelSwitches>>,
         handler_settings: HandlerSettings,
         registry: &::prometheus::Registry,
         purges: SharedPurges,
@@ -79,7 +86,7 @@ impl Telemetry {
                 checks: Arc::default(),
                 started: Instant::now(),
                 backend,
-                cache,
+                model_switches,
                 handler_settings,
                 registry: registry.clone(),
                 hit_summary: HitSummary::default(),
@@ -100,12 +107,9 @@ impl Telemetry {
     /// follow (see [`crate::fleet`]).
     pub fn set_current_model(&self, model: &str) -> Arc<str> {
         let previous = self.adopt_model(model);
-        let (cache, model) = (self.shared.cache.clone(), model.to_string());
-        tokio::spawn(async move {
-            // An unreachable store is logged by the cache; this replica switched.
-            let _ = cache.set_fleet_model(&model).await;
-            let _ = cache.publish(&cache.event_model(&model)).await;
-        });
+        if let Some(switches) = &self.shared.model_switches {
+            switches.switched(model);
+        }
         previous
     }
 
@@ -186,11 +190,6 @@ impl Telemetry {
     /// The background checks' results.
     pub fn checks(&self) -> &Arc<HealthChecks> {
         &self.shared.checks
-    }
-
-    /// Failed calls to the shared cache.
-    pub fn cache_errors(&self) -> u64 {
-        self.shared.cache.errors_total()
     }
 
     /// Everything measured, for /metrics.

@@ -1,4 +1,4 @@
-//! The shared tier: KeyDB (or Redis) through one reconnecting
+//! The store on one node: KeyDB (or Redis) through one reconnecting
 //! `ConnectionManager`, created lazily so the service starts while KeyDB is
 //! down. Every call is bounded by the configured timeout. Values are stored
 //! with `SET .. EX`; clears walk the keyspace with `SCAN` and remove with
@@ -11,24 +11,26 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
-use super::TierError;
-use super::tier::{Connected, MAX_BLOCK, Readers};
+use super::StoreError;
+use super::{Connected, Gate, MAX_BLOCK, Readers};
 
 /// Keys asked for per SCAN step: large enough to be quick, small enough not
 /// to hold KeyDB up.
 pub(super) const SCAN_COUNT: usize = 500;
 
-/// The KeyDB tier.
-pub struct RedisTier {
+/// KeyDB or Redis, one node.
+pub struct SingleNode {
     client: redis::Client,
     connection: ConnectionManager,
     timeout: Duration,
     readers: Readers<ConnectionManager>,
+    gate: Gate,
 }
 
-impl RedisTier {
-    /// A tier for `url`; connects on first use and reconnects by itself.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+impl SingleNode {
+    /// The node at `url`, its calls passing `gate`; connects on first use
+    /// and reconnects by itself.
+    pub fn new(url: &str, timeout: Duration, gate: Gate) -> Result<Self, RedisError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -36,19 +38,19 @@ impl RedisTier {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(Self { client, connection, timeout, readers: Readers::default() })
+        Ok(Self { client, connection, timeout, readers: Readers::default(), gate })
     }
 }
 
 #[async_trait::async_trait]
-impl Connected for RedisTier {
+impl Connected for SingleNode {
     type Connection = ConnectionManager;
 
-    async fn connection(&self) -> Result<ConnectionManager, TierError> {
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
         Ok(self.connection.clone())
     }
 
-    async fn new_reader(&self) -> Result<ConnectionManager, TierError> {
+    async fn new_reader(&self) -> Result<ConnectionManager, StoreError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout + MAX_BLOCK))
@@ -64,7 +66,11 @@ impl Connected for RedisTier {
         "keydb"
     }
 
-    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection.clone();
         let pattern = scan_pattern(prefix, containing);
         let mut removed = Vec::new();
@@ -91,7 +97,7 @@ impl Connected for RedisTier {
         }
     }
 
-    async fn ping(&self) -> Result<(), TierError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         redis::cmd("PING").query_async::<String>(&mut connection).await?;
         Ok(())

@@ -6,7 +6,7 @@
 //! - a model switch, so every replica's /health says the same model within
 //!   a second;
 //! - a handler pushed through an admin API, installed here through this
-//!   replica's own checks once its seal verifies ([`crate::fleet_seal`]; a
+//!   replica's own checks once its seal verifies ([`super::seal`]; a
 //!   component this replica refuses is logged and the replica keeps its
 //!   version, which `GET /components` then shows);
 //! - a plugin pushed or unloaded through an admin API, likewise;
@@ -18,18 +18,18 @@
 //! Every [`REPORT_EVERY`] it records what it serves, for `GET /components`,
 //! adds what its keys used to the fleet's totals, and reads the keys again
 //! (so a missed event, or one during an outage, is made up for).
-//! Without a shared store there is nothing to do.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::Fleet;
+use super::events::FleetEvent;
+use super::seal::FleetSeal;
 use crate::caps::cache::ResponseCache;
-use crate::caps::cache::events::FleetEvent;
 use crate::caps::plugins::PromptPlugins;
 use crate::caps::telemetry::Telemetry;
-use crate::fleet_seal::FleetSeal;
 use crate::guest::compiled::sha256_hex;
 use crate::keys::ClientKeys;
 use crate::runtime::installer::HandlerInstaller;
@@ -50,8 +50,10 @@ impl Drop for FleetSync {
 
 /// What a replica follows the fleet with.
 #[derive(Clone)]
-pub struct Fleet {
-    /// The shared store.
+pub struct Follower {
+    /// The fleet.
+    pub fleet: Fleet,
+    /// The response cache, whose process tier follows the fleet's clears.
     pub cache: Arc<ResponseCache>,
     /// The current model.
     pub telemetry: Telemetry,
@@ -68,18 +70,15 @@ pub struct Fleet {
     pub keys: Arc<ClientKeys>,
 }
 
-/// Starts following the fleet, if there is a shared store.
-pub fn start(fleet: Fleet) -> Option<FleetSync> {
-    if !fleet.cache.shares() {
-        return None;
-    }
+/// Starts following the fleet.
+pub fn start(fleet: Follower) -> FleetSync {
     if fleet.seal.is_none() {
         tracing::warn!(
             cap = "fleet",
             "handlers and plugins are not shared through the store: FLEET_SIGNING_KEY_FILE is not set (models and clears still are)"
         );
     }
-    Some(FleetSync(tokio::spawn(async move {
+    FleetSync(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(POLL_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: Option<String> = None;
@@ -96,26 +95,26 @@ pub fn start(fleet: Fleet) -> Option<FleetSync> {
                 last = fleet.join().await;
                 continue;
             };
-            // An unreachable store is logged by the cache; try again next tick.
-            let Ok(events) = fleet.cache.events_after(&after).await else { continue };
+            // An unreachable store is logged by its gate; try again next tick.
+            let Ok(events) = fleet.fleet.events_after(&after).await else { continue };
             for (id, event) in events {
                 last = Some(id);
-                if event.origin() != fleet.cache.replica() {
+                if event.origin() != fleet.fleet.replica() {
                     fleet.apply(event).await;
                 }
             }
         }
-    })))
+    }))
 }
 
-impl Fleet {
+impl Follower {
     /// The fleet's model and handler, and where its stream ends now, once
     /// the store answers.
     async fn join(&self) -> Option<String> {
-        let model = self.cache.fleet_model().await.ok()?;
-        let handler = self.cache.fleet_handler().await.ok()?;
-        let plugins = self.cache.fleet_plugins().await.ok()?;
-        let last = self.cache.last_event_id().await.ok()?;
+        let model = self.fleet.model().await.ok()?;
+        let handler = self.fleet.handler().await.ok()?;
+        let plugins = self.fleet.plugins().await.ok()?;
+        let last = self.fleet.last_event_id().await.ok()?;
         if let Some(model) = model
             && *self.telemetry.current_model() != *model
         {
@@ -146,7 +145,7 @@ impl Fleet {
             // Where a component came from is what its verified seal says,
             // not what the event claims.
             FleetEvent::Handler { sha256, .. } => {
-                if let Ok(Some(sealed)) = self.cache.fleet_handler().await
+                if let Ok(Some(sealed)) = self.fleet.handler().await
                     && let Some((origin, bytes)) = self.open(&sealed)
                 {
                     tracing::info!(cap = "fleet", %origin, %sha256, "another replica was given a handler");
@@ -154,7 +153,7 @@ impl Fleet {
                 }
             }
             FleetEvent::Plugin { name, .. } => {
-                if let Ok(Some(sealed)) = self.cache.fleet_plugin(&name).await
+                if let Ok(Some(sealed)) = self.fleet.plugin(&name).await
                     && let Some((origin, bytes)) = self.open(&sealed)
                 {
                     self.load_plugin(&name, bytes, &format!("pushed to replica {origin}")).await;
@@ -170,7 +169,7 @@ impl Fleet {
                 self.keys.reload().await;
             }
             FleetEvent::Clear { origin, prefix, containing } => {
-                let removed = self.cache.clear_local(&prefix, containing.as_deref());
+                let removed = self.cache.clear_here(&prefix, containing.as_deref());
                 tracing::info!(cap = "fleet", %origin, removed, "another replica cleared the cache");
             }
         }
@@ -230,6 +229,6 @@ impl Fleet {
             "model": &*self.telemetry.current_model(),
             "at_ms": now_ms,
         });
-        let _ = self.cache.report_replica(&report).await;
+        let _ = self.fleet.report_replica(&report).await;
     }
 }

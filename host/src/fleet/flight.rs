@@ -1,7 +1,8 @@
 //! Single-flight across replicas: the first replica to miss a key leads it
 //! for the whole fleet; the others follow it through the shared store.
 //!
-//! Within a process, requests already share one flight ([`super::flight`]).
+//! Within a process, requests already share one flight
+//! ([`crate::caps::cache::flight`]).
 //! This module decides, for the process's leader of a key, whether it leads
 //! the fleet too or relays another replica's flight:
 //! - A leader takes the lease `{llm-service:flight:<hash>}:lease` with
@@ -19,10 +20,10 @@
 //! - The shared store failing (or absent) leaves the flight in-process.
 //!
 //! A leader stores its answer in the shared tier before the stream's end is
-//! written ([`super::ResponseCache::land`]), so a request that comes after
+//! written ([`crate::caps::cache::ResponseCache::land`]), so a request that comes after
 //! the end finds the value rather than a free lease. Relays wait on the
-//! stream with `XREAD BLOCK`, on connections of their own (the tier's
-//! [`Readers`](super::tier::Readers)): a blocked read on the connection
+//! stream with `XREAD BLOCK`, on connections of their own (the store's
+//! [`Readers`](crate::store::Readers)): a blocked read on the connection
 //! every cache call shares would hold them all up.
 
 use std::sync::Arc;
@@ -33,9 +34,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::flight::{Crash, End, Event, FlightLease};
-use super::{Found, ResponseCache};
+use super::store::FleetStore;
 use crate::bindings::llm_service::host::cache::Failure;
+use crate::caps::cache::flight::{Crash, End, Event, FlightLease};
+use crate::caps::cache::{Found, ResponseCache, Tier};
+use crate::registry::counter_vec;
 
 /// How long a lease outlives its last renewal: how soon a dead leader is
 /// replaced.
@@ -82,32 +85,49 @@ fn tag(key: &str) -> String {
     format!("{{llm-service:flight:{hex}}}")
 }
 
-impl ResponseCache {
+/// The fleet-wide flights of this replica's leaders: cheap to clone.
+#[derive(Clone)]
+pub struct SharedFlights {
+    store: Arc<dyn FleetStore>,
+    /// Process leaders by their part in the fleet's flight.
+    roles: prometheus::IntCounterVec,
+}
+
+impl SharedFlights {
+    /// Flights shared through `store`; counted in `registry`.
+    pub fn new(store: Arc<dyn FleetStore>, registry: &prometheus::Registry) -> Self {
+        let roles = counter_vec(
+            registry,
+            "llm_service_cache_shared_flights_total",
+            "Generations a replica would lead, by their part in the fleet's single-flight: led, relayed (another replica leads), found (landed meanwhile), in_process (store unavailable).",
+            &["role"],
+        );
+        Self { store, roles }
+    }
+
     /// For this process's leader of `key` (`lease`): lead the fleet's
-    /// flight, relay another replica's, or find the answer landed.
-    pub(super) async fn share_flight(self: &Arc<Self>, key: &str, mut lease: FlightLease) -> Found {
-        if self.shared.name() == "none" {
-            return Found::Lead(lease);
-        }
+    /// flight, relay another replica's, or find the answer landed in
+    /// `cache`.
+    pub async fn widen(&self, cache: &ResponseCache, key: &str, mut lease: FlightLease) -> Found {
         let tag = tag(key);
         let lease_key = format!("{tag}:lease");
         for _ in 0..ATTEMPTS {
             let token = format!("{:016x}", fastrand::u64(..));
-            let holder = match self.shared_call(|| self.shared.lease_take(&lease_key, &token, LEASE)).await {
+            let holder = match self.store.lease_take(&lease_key, &token, LEASE).await {
                 Ok(true) => None,
-                Ok(false) => match self.shared_call(|| self.shared.get_raw(&lease_key)).await {
+                Ok(false) => match self.store.get_raw(&lease_key).await {
                     Ok(holder) => Some(holder),
                     Err(_) => break,
                 },
                 Err(_) => break,
             };
-            if let Some(stamped) = self.fresh(key).await {
+            if let Some(stamped) = cache.fresh(key).await {
                 if holder.is_none() {
-                    let _ = self.shared_call(|| self.shared.lease_release(&lease_key, &token)).await;
+                    let _ = self.store.lease_release(&lease_key, &token).await;
                 }
                 self.count_flight(Role::Found);
                 lease.finish(End::Landed(stamped.value.clone()));
-                return Found::Fresh(stamped, super::Tier::Shared);
+                return Found::Fresh(stamped, Tier::Shared);
             }
             match holder {
                 None => {
@@ -135,14 +155,14 @@ impl ResponseCache {
     }
 
     fn count_flight(&self, role: Role) {
-        self.fleet_flights.with_label_values(&[role.label()]).inc();
+        self.roles.with_label_values(&[role.label()]).inc();
     }
 
     /// Writes the leader's chunks and end to `stream` and keeps its lease
     /// until the end; stops sharing (releasing the lease) when a write
     /// fails or the lease was lost.
     async fn mirror(
-        self: Arc<Self>,
+        self,
         lease_key: String,
         stream: String,
         token: String,
@@ -159,35 +179,35 @@ impl ResponseCache {
                     }
                     let ended = batch.iter().any(|event| matches!(event, Event::End(_)));
                     let entries: Vec<(&str, Bytes)> = batch.into_iter().map(entry).collect();
-                    let written = self.shared_call(|| self.shared.flight_append(&stream, &entries, STREAM_TTL)).await;
+                    let written = self.store.flight_append(&stream, &entries, STREAM_TTL).await;
                     if written.is_err() || ended {
                         break;
                     }
                 }
                 _ = renew.tick() => {
-                    let renewed = self.shared_call(|| self.shared.lease_renew(&lease_key, &token, LEASE)).await;
-                    let kept = self.shared_call(|| self.shared.flight_append(&stream, &[], STREAM_TTL)).await;
+                    let renewed = self.store.lease_renew(&lease_key, &token, LEASE).await;
+                    let kept = self.store.flight_append(&stream, &[], STREAM_TTL).await;
                     if !matches!(renewed, Ok(true)) || kept.is_err() {
                         break;
                     }
                 }
             }
         }
-        let _ = self.shared_call(|| self.shared.lease_release(&lease_key, &token)).await;
+        let _ = self.store.lease_release(&lease_key, &token).await;
     }
 
     /// Replays another replica's flight (`stream`, led by `token`) into
     /// this process's `lease`, until its end, its leader's death, a store
     /// failure, or no local request following it any more. Every way out
     /// but the end drops `lease`, which abandons the local flight.
-    async fn relay(self: Arc<Self>, lease_key: String, stream: String, token: String, lease: FlightLease) {
+    async fn relay(self, lease_key: String, stream: String, token: String, lease: FlightLease) {
         let mut after = "0-0".to_string();
         let mut checked = Instant::now();
         let mut leader_gone = false;
         while lease.followers() > 0 {
             // After the leader went, only an end already written is worth a read.
             let block = if leader_gone { Duration::from_millis(1) } else { LEASE_CHECK_EVERY };
-            let read = self.shared_call(|| self.shared.flight_read(&stream, &after, block)).await;
+            let read = self.store.flight_read(&stream, &after, block).await;
             let Ok(entries) = read else { return };
             let quiet = entries.is_empty();
             for (id, kind, data) in entries {
@@ -203,7 +223,7 @@ impl ResponseCache {
             }
             if quiet && checked.elapsed() >= LEASE_CHECK_EVERY {
                 checked = Instant::now();
-                let holder = self.shared_call(|| self.shared.get_raw(&lease_key)).await;
+                let holder = self.store.get_raw(&lease_key).await;
                 // Gone or another's: one more read, for an end written
                 // just before the release.
                 leader_gone = !matches!(holder, Ok(Some(holder)) if holder == token.as_bytes());

@@ -1,14 +1,90 @@
-//! The shared tier's circuit breaker: after a failed call, calls skip
-//! KeyDB for [`BACKOFF`] (they count as misses at once) instead of each
+//! The gate every call to the store passes: a circuit breaker, and the
+//! outage's count and log lines. After a failed call, calls skip the
+//! store for [`BACKOFF`] (a cache read counts as a miss at once) instead of each
 //! waiting out its own timeout, so an outage costs at most one timeout per
 //! period, not one per request. The background health check keeps probing
 //! meanwhile, and when the period is over exactly one call tries KeyDB
 //! again (the others keep skipping while it does): a success closes the
 //! breaker, a failure opens it for another period. Calls already in flight
 //! when KeyDB fails fail with it; nothing can spare those.
+//!
+//! An outage is logged once (a warning when it starts, a note when it
+//! ends; each at most once a minute, for a store that flaps) and every
+//! failed call is counted in `llm_service_cache_errors_total`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use super::StoreError;
+use crate::registry::counter;
+
+/// Every call to the store passes here.
+pub struct Gate {
+    breaker: Breaker,
+    up: AtomicBool,
+    errors: prometheus::IntCounter,
+    outage_log: LogLimit,
+    recovery_log: LogLimit,
+}
+
+impl Gate {
+    /// A closed gate; its error count joins the service's metrics in
+    /// `registry`.
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        Self {
+            breaker: Breaker::default(),
+            up: AtomicBool::new(true),
+            errors: counter(registry, "llm_service_cache_errors_total", "Failed calls to the shared cache."),
+            outage_log: LogLimit::default(),
+            recovery_log: LogLimit::default(),
+        }
+    }
+
+    /// Makes `call` unless the breaker is open (then it fails at once).
+    pub async fn call<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        if !self.breaker.allows() {
+            return Err(StoreError("skipped while the shared cache recovers".into()));
+        }
+        self.note(call.await)
+    }
+
+    /// Records a call's result, whether or not the breaker let it through
+    /// (a health check probes regardless): counts failures, logs outages
+    /// once, and opens or closes the breaker.
+    pub fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Ok(value) => {
+                self.breaker.reset();
+                if !self.up.swap(true, Ordering::AcqRel) && self.recovery_log.may_log() {
+                    tracing::info!(cap = "cache", "shared cache reachable again");
+                }
+                Ok(value)
+            }
+            Err(StoreError(reason)) => {
+                self.errors.inc();
+                self.breaker.trip();
+                // A cluster with one master down flaps between up and down
+                // (other masters answer): each line at most once per
+                // OUTAGE_LOG_EVERY.
+                if self.up.swap(false, Ordering::AcqRel) && self.outage_log.may_log() {
+                    tracing::warn!(cap = "cache", error = %reason, "shared cache unavailable; serving without it until it returns");
+                }
+                Err(StoreError(reason))
+            }
+        }
+    }
+
+    /// Whether the last call succeeded.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Failed calls since start.
+    pub fn errors(&self) -> u64 {
+        self.errors.get()
+    }
+}
 
 /// How long calls skip KeyDB after it failed.
 pub const BACKOFF: Duration = Duration::from_secs(2);

@@ -1,7 +1,7 @@
-//! The commands both shared tiers send, for any connection (one node or a
-//! cluster): a value with its remaining lifetime, what [`super::events`]
-//! needs (streams and plain text keys), and what
-//! [`super::shared_flight`] needs (leases and a flight's stream).
+//! The commands the store is sent, for any connection (one node or a
+//! cluster): a value with its remaining lifetime (the cache's tier), and
+//! what the fleet needs: streams, plain keys, hashes, scripts, leases and
+//! a flight's stream.
 
 use std::time::Duration;
 
@@ -9,21 +9,21 @@ use bytes::Bytes;
 use redis::aio::ConnectionLike;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 
-use super::TierError;
+use super::StoreError;
 
 /// Events read per poll at most.
 const READ_COUNT: usize = 100;
 
-fn parsing(error: impl std::fmt::Display) -> TierError {
-    TierError(format!("unexpected reply: {error}"))
+fn parsing(error: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("unexpected reply: {error}"))
 }
 
 /// The bytes under `key` and their remaining lifetime (`GET` and `PTTL` in
 /// one round trip; one key, so one node of a cluster).
-pub(super) async fn get_with_ttl<C: ConnectionLike + Send>(
+pub async fn get_with_ttl<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
-) -> Result<Option<(Bytes, Duration)>, TierError> {
+) -> Result<Option<(Bytes, Duration)>, StoreError> {
     let (value, ttl_ms): (Option<Vec<u8>>, i64) =
         redis::pipe().get(key).cmd("PTTL").arg(key).query_async(connection).await?;
     // PTTL is -1 for a key without expiry (never set by us) and -2 for one
@@ -32,12 +32,12 @@ pub(super) async fn get_with_ttl<C: ConnectionLike + Send>(
 }
 
 /// `SET key value EX ttl` (whole seconds, at least one).
-pub(super) async fn set_with_ttl<C: ConnectionLike + Send>(
+pub async fn set_with_ttl<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
     value: &[u8],
     ttl: Duration,
-) -> Result<(), TierError> {
+) -> Result<(), StoreError> {
     let _: () = redis::cmd("SET")
         .arg(key)
         .arg(value)
@@ -49,21 +49,18 @@ pub(super) async fn set_with_ttl<C: ConnectionLike + Send>(
 }
 
 /// `UNLINK key`: whether it was there.
-pub(super) async fn unlink<C: ConnectionLike + Send>(
-    connection: &mut C,
-    key: &str,
-) -> Result<bool, TierError> {
+pub async fn unlink<C: ConnectionLike + Send>(connection: &mut C, key: &str) -> Result<bool, StoreError> {
     let removed: u64 = redis::cmd("UNLINK").arg(key).query_async(connection).await?;
     Ok(removed > 0)
 }
 
 /// `XADD stream MAXLEN ~ keep * event payload`.
-pub(super) async fn append<C: ConnectionLike + Send>(
+pub async fn append<C: ConnectionLike + Send>(
     connection: &mut C,
     stream: &str,
     payload: &str,
     keep: usize,
-) -> Result<(), TierError> {
+) -> Result<(), StoreError> {
     let _: String = redis::cmd("XADD")
         .arg(stream)
         .arg("MAXLEN")
@@ -84,7 +81,7 @@ async fn xread<C: ConnectionLike + Send>(
     stream: &str,
     after: &str,
     block: Option<Duration>,
-) -> Result<Vec<StreamId>, TierError> {
+) -> Result<Vec<StreamId>, StoreError> {
     let mut read = redis::cmd("XREAD");
     if let Some(block) = block {
         // BLOCK 0 would wait for ever.
@@ -102,11 +99,11 @@ async fn xread<C: ConnectionLike + Send>(
 }
 
 /// The entries of `stream` after id `after`, as (id, event payload).
-pub(super) async fn read_after<C: ConnectionLike + Send>(
+pub async fn read_after<C: ConnectionLike + Send>(
     connection: &mut C,
     stream: &str,
     after: &str,
-) -> Result<Vec<(String, String)>, TierError> {
+) -> Result<Vec<(String, String)>, StoreError> {
     let entries = xread(connection, stream, after, None).await?;
     Ok(entries
         .into_iter()
@@ -118,10 +115,10 @@ pub(super) async fn read_after<C: ConnectionLike + Send>(
 }
 
 /// The id of `stream`'s last entry, "0-0" when it has none.
-pub(super) async fn last_id<C: ConnectionLike + Send>(
+pub async fn last_id<C: ConnectionLike + Send>(
     connection: &mut C,
     stream: &str,
-) -> Result<String, TierError> {
+) -> Result<String, StoreError> {
     let value = redis::cmd("XREVRANGE")
         .arg(stream)
         .arg("+")
@@ -135,39 +132,39 @@ pub(super) async fn last_id<C: ConnectionLike + Send>(
 }
 
 /// `GET key`, whole.
-pub(super) async fn get_raw<C: ConnectionLike + Send>(
+pub async fn get_raw<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
-) -> Result<Option<Vec<u8>>, TierError> {
+) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(redis::cmd("GET").arg(key).query_async(connection).await?)
 }
 
 /// `SET key value`, without expiry.
-pub(super) async fn set_raw<C: ConnectionLike + Send>(
+pub async fn set_raw<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
     value: &[u8],
-) -> Result<(), TierError> {
+) -> Result<(), StoreError> {
     let _: () = redis::cmd("SET").arg(key).arg(value).query_async(connection).await?;
     Ok(())
 }
 
 /// `HSET key field value`.
-pub(super) async fn hash_set<C: ConnectionLike + Send>(
+pub async fn hash_set<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
     field: &str,
     value: &str,
-) -> Result<(), TierError> {
+) -> Result<(), StoreError> {
     let _: i64 = redis::cmd("HSET").arg(key).arg(field).arg(value).query_async(connection).await?;
     Ok(())
 }
 
 /// `HGETALL key` as (field, value) pairs.
-pub(super) async fn hash_all<C: ConnectionLike + Send>(
+pub async fn hash_all<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
-) -> Result<Vec<(String, String)>, TierError> {
+) -> Result<Vec<(String, String)>, StoreError> {
     let map: std::collections::BTreeMap<String, String> =
         redis::cmd("HGETALL").arg(key).query_async(connection).await?;
     Ok(map.into_iter().collect())
@@ -176,12 +173,12 @@ pub(super) async fn hash_all<C: ConnectionLike + Send>(
 /// `EVALSHA` of `script` (loaded first if the node lacks it) over `keys`,
 /// which share one hash tag so a cluster runs it on one node; its reply
 /// as integers.
-pub(super) async fn script<C: ConnectionLike + Send>(
+pub async fn script<C: ConnectionLike + Send>(
     connection: &mut C,
     script: &redis::Script,
     keys: &[String],
     args: &[String],
-) -> Result<Vec<i64>, TierError> {
+) -> Result<Vec<i64>, StoreError> {
     let mut invocation = script.prepare_invoke();
     for key in keys {
         invocation.key(key);
@@ -193,22 +190,22 @@ pub(super) async fn script<C: ConnectionLike + Send>(
 }
 
 /// `HDEL key field`.
-pub(super) async fn hash_delete<C: ConnectionLike + Send>(
+pub async fn hash_delete<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
     field: &str,
-) -> Result<(), TierError> {
+) -> Result<(), StoreError> {
     let _: i64 = redis::cmd("HDEL").arg(key).arg(field).query_async(connection).await?;
     Ok(())
 }
 
 /// `SET key token NX PX ttl`: whether the lease was free and is now ours.
-pub(super) async fn lease_take<C: ConnectionLike + Send>(
+pub async fn lease_take<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
     token: &str,
     ttl: Duration,
-) -> Result<bool, TierError> {
+) -> Result<bool, StoreError> {
     let taken: Option<String> = redis::cmd("SET")
         .arg(key)
         .arg(token)
@@ -229,12 +226,12 @@ const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                        return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// Extends `token`'s lease on `key` by `ttl`; whether it still held it.
-pub(super) async fn lease_renew<C: ConnectionLike + Send>(
+pub async fn lease_renew<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
     token: &str,
     ttl: Duration,
-) -> Result<bool, TierError> {
+) -> Result<bool, StoreError> {
     let renewed: i64 = redis::Script::new(RENEW)
         .key(key)
         .arg(token)
@@ -245,23 +242,23 @@ pub(super) async fn lease_renew<C: ConnectionLike + Send>(
 }
 
 /// Removes `token`'s lease on `key` (compare and delete: never another's).
-pub(super) async fn lease_release<C: ConnectionLike + Send>(
+pub async fn lease_release<C: ConnectionLike + Send>(
     connection: &mut C,
     key: &str,
     token: &str,
-) -> Result<(), TierError> {
+) -> Result<(), StoreError> {
     let _: i64 = redis::Script::new(RELEASE).key(key).arg(token).invoke_async(connection).await?;
     Ok(())
 }
 
 /// Appends `entries` (kind, data) to `stream` in one round trip and keeps
 /// the stream `ttl` longer.
-pub(super) async fn flight_append<C: ConnectionLike + Send>(
+pub async fn flight_append<C: ConnectionLike + Send>(
     connection: &mut C,
     stream: &str,
     entries: &[(&str, Bytes)],
     ttl: Duration,
-) -> Result<(), TierError> {
+) -> Result<(), StoreError> {
     let mut pipe = redis::pipe();
     for (kind, data) in entries {
         pipe.cmd("XADD").arg(stream).arg("*").arg("kind").arg(*kind).arg("data").arg(data.as_ref()).ignore();
@@ -273,12 +270,12 @@ pub(super) async fn flight_append<C: ConnectionLike + Send>(
 
 /// The entries of `stream` after id `after`: (id, kind, data), oldest
 /// first, waiting up to `block` for the first (on a reader's connection).
-pub(super) async fn flight_read<C: ConnectionLike + Send>(
+pub async fn flight_read<C: ConnectionLike + Send>(
     connection: &mut C,
     stream: &str,
     after: &str,
     block: Duration,
-) -> Result<Vec<(String, String, Bytes)>, TierError> {
+) -> Result<Vec<(String, String, Bytes)>, StoreError> {
     let entries = xread(connection, stream, after, Some(block)).await?;
     Ok(entries
         .into_iter()

@@ -1,7 +1,7 @@
-//! The shared tier on a Redis Cluster (REDIS_CLUSTER_NODES lists seed
+//! The store on a Redis Cluster (REDIS_CLUSTER_NODES lists seed
 //! nodes): the `redis` crate's cluster client, which follows the slot map,
 //! redirections and failovers by itself. Connected lazily, like the single
-//! node tier, so the service starts while the cluster is down; every call
+//! node, so the service starts while the cluster is down; every call
 //! is bounded by the same timeout. Values live under their own key's slot;
 //! `clear` walks every master with `SCAN` (a cluster has no global
 //! keyspace) and removes each key where it lives. Blocking stream reads go
@@ -14,24 +14,25 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncCommands, RedisError};
 
-use super::TierError;
+use super::StoreError;
 use super::redis::{SCAN_COUNT, scan_pattern};
-use super::tier::{Connected, MAX_BLOCK, Readers};
+use super::{Connected, Gate, MAX_BLOCK, Readers};
 
-/// The Redis Cluster tier.
-pub struct ClusterTier {
+/// A Redis Cluster.
+pub struct Cluster {
     client: ClusterClient,
     connection: tokio::sync::Mutex<Option<ClusterConnection>>,
     timeout: Duration,
     /// The same cluster, for blocking reads: a longer response timeout.
     reader_client: ClusterClient,
     readers: Readers<ClusterConnection>,
+    gate: Gate,
 }
 
-impl ClusterTier {
-    /// A tier over the cluster that `nodes` (redis:// URLs) belong to;
-    /// connects on first use.
-    pub fn new(nodes: &[String], timeout: Duration) -> Result<Self, RedisError> {
+impl Cluster {
+    /// The cluster that `nodes` (redis:// URLs) belong to, its calls
+    /// passing `gate`; connects on first use.
+    pub fn new(nodes: &[String], timeout: Duration, gate: Gate) -> Result<Self, RedisError> {
         let client = |response_timeout| {
             ClusterClient::builder(nodes.to_vec())
                 .connection_timeout(timeout)
@@ -45,11 +46,12 @@ impl ClusterTier {
             timeout,
             reader_client: client(timeout + MAX_BLOCK)?,
             readers: Readers::default(),
+            gate,
         })
     }
 
     /// The masters' addresses, from `CLUSTER NODES`.
-    async fn masters(&self, connection: &mut ClusterConnection) -> Result<Vec<(String, u16)>, TierError> {
+    async fn masters(&self, connection: &mut ClusterConnection) -> Result<Vec<(String, u16)>, StoreError> {
         let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(connection).await?;
         Ok(masters(&nodes))
     }
@@ -74,18 +76,18 @@ fn masters(nodes: &str) -> Vec<(String, u16)> {
 }
 
 #[async_trait::async_trait]
-impl Connected for ClusterTier {
+impl Connected for Cluster {
     type Connection = ClusterConnection;
 
     // Made on first use, then shared (it multiplexes).
-    async fn connection(&self) -> Result<ClusterConnection, TierError> {
+    async fn connection(&self) -> Result<ClusterConnection, StoreError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = &*slot {
             return Ok(connection.clone());
         }
         let connection = tokio::time::timeout(self.timeout, self.client.get_async_connection())
             .await
-            .map_err(|_| TierError(format!("no cluster node answered within {:?}", self.timeout)))??;
+            .map_err(|_| StoreError(format!("no cluster node answered within {:?}", self.timeout)))??;
         *slot = Some(connection.clone());
         Ok(connection)
     }
@@ -94,18 +96,22 @@ impl Connected for ClusterTier {
         "redis-cluster"
     }
 
-    async fn new_reader(&self) -> Result<ClusterConnection, TierError> {
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    async fn new_reader(&self) -> Result<ClusterConnection, StoreError> {
         tokio::time::timeout(self.timeout, self.reader_client.get_async_connection())
             .await
-            .map_err(|_| TierError(format!("no cluster node answered within {:?}", self.timeout)))?
-            .map_err(TierError::from)
+            .map_err(|_| StoreError(format!("no cluster node answered within {:?}", self.timeout)))?
+            .map_err(StoreError::from)
     }
 
     fn readers(&self) -> &Readers<ClusterConnection> {
         &self.readers
     }
 
-    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, TierError> {
+    async fn clear(&self, prefix: &str, containing: Option<&str>) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection().await?;
         let pattern = scan_pattern(prefix, containing);
         let mut removed = Vec::new();
@@ -117,7 +123,7 @@ impl Connected for ClusterTier {
                 scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT);
                 let answer = connection.route_command(scan, route.clone()).await?;
                 let (next, keys): (u64, Vec<String>) =
-                    redis::from_redis_value(answer).map_err(|error| TierError(error.to_string()))?;
+                    redis::from_redis_value(answer).map_err(|error| StoreError(error.to_string()))?;
                 for key in keys.into_iter().filter(|key| super::cleared_by(key, prefix, containing)) {
                     // Each key where its slot lives.
                     let _: u64 = connection.unlink(&key).await?;
@@ -132,7 +138,7 @@ impl Connected for ClusterTier {
         Ok(removed)
     }
 
-    async fn ping(&self) -> Result<(), TierError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         let mut connection = self.connection().await?;
         let every_master =
             RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::AllSucceeded)));

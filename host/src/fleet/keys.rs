@@ -2,16 +2,16 @@
 //! records in one hash, and each key's minute, day and use in keys of its
 //! own that share the hash tag `{llm-service:key:<id>}`, so each script
 //! touches one slot of a Redis Cluster. Every call goes through the
-//! cache's breaker: a store that is down fails at once, and the keys fall
+//! store's gate: a store that is down fails at once, and the keys fall
 //! back to this replica's counts.
 //!
 //! The scripts follow [`crate::keys::limits`]'s rule to the letter: one
 //! second buckets, a bucket leaves the minute when `second + 60 <= now`,
 //! a day is the UTC date.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use super::ResponseCache;
+use super::Fleet;
 use super::events::FleetEvent;
 use crate::keys::ClientKey;
 use crate::keys::limits::{Limits, Used, WINDOW_S};
@@ -95,12 +95,12 @@ return {tonumber(redis.call('HGET', KEYS[1], 'requests')), tonumber(redis.call('
     )
 });
 
-/// The keys' records and counts in the cache's shared store.
-pub struct StoreKeys(pub Arc<ResponseCache>);
+/// The keys' records and counts in the fleet's store.
+pub struct StoreKeys(pub Fleet);
 
 impl std::fmt::Debug for StoreKeys {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_tuple("StoreKeys").field(&self.0.shared.name()).finish()
+        formatter.debug_tuple("StoreKeys").field(&self.0.replica()).finish()
     }
 }
 
@@ -121,8 +121,7 @@ impl StoreKeys {
         keys: &[String],
         args: &[String],
     ) -> Result<Vec<i64>, StoreError> {
-        let cache = &self.0;
-        cache.shared_call(|| cache.shared.script(script, keys, args)).await.map_err(|error| error.to_string())
+        self.0.store().script(script, keys, args).await.map_err(|error| error.0)
     }
 
     /// Adds `uses` to key `id`'s day: its totals after.
@@ -147,25 +146,20 @@ impl StoreKeys {
 #[async_trait::async_trait]
 impl SharedKeys for StoreKeys {
     async fn load(&self) -> Result<Vec<ClientKey>, StoreError> {
-        let cache = &self.0;
-        let records =
-            cache.shared_call(|| cache.shared.hash_all(KEYS_KEY)).await.map_err(|error| error.to_string())?;
+        let records = self.0.store().hash_all(KEYS_KEY).await.map_err(|error| error.0)?;
         // A record that does not parse (a newer replica's, say) is skipped
         // rather than taking every other key down with it.
         Ok(records.into_iter().filter_map(|(_, json)| serde_json::from_str(&json).ok()).collect())
     }
 
     async fn put(&self, key: &ClientKey) -> Result<(), StoreError> {
-        let cache = &self.0;
+        let fleet = &self.0;
         let json = serde_json::to_string(key).map_err(|error| error.to_string())?;
-        cache
-            .shared_call(|| cache.shared.hash_set(KEYS_KEY, &key.sha256, &json))
+        fleet.store().hash_set(KEYS_KEY, &key.sha256, &json).await.map_err(|error| error.0)?;
+        fleet
+            .publish(&FleetEvent::Keys { origin: fleet.replica().to_string() })
             .await
-            .map_err(|e| e.to_string())?;
-        cache
-            .publish(&FleetEvent::Keys { origin: cache.replica().to_string() })
-            .await
-            .map_err(|e| e.to_string())
+            .map_err(|error| error.0)
     }
 
     async fn take(&self, id: &str, limits: &Limits, now_s: u64) -> Result<Used, StoreError> {
