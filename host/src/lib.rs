@@ -26,6 +26,7 @@ pub mod request_id;
 pub mod rollout;
 pub mod routing;
 pub mod runtime;
+pub mod scope;
 pub mod server;
 pub mod store;
 pub mod traces;

@@ -5,8 +5,10 @@
 //!   when it does worse ([`crate::runtime::canary`]; its settings are here);
 //! - a model A/B split for generations that name no model ([`model_split`]);
 //! - sampled response validation: probes through the normal generation
-//!   path, checked, and shown in /health and /metrics ([`quality`]).
+//!   path, checked ([`quality`]), their verdict shown in /health and
+//!   /metrics ([`verdict`]).
 
 pub mod config;
 pub mod model_split;
 pub mod quality;
+pub mod verdict;

@@ -12,7 +12,7 @@
 //! stretches the interval instead of piling probes up.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,8 +20,17 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub use super::verdict::{QualityState, Verdict};
 use crate::caps::telemetry::Telemetry;
-use crate::server::Service;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// What the checks ask of the service: one request answered in process,
+/// through the same admission and handler as a client's.
+#[async_trait::async_trait]
+pub trait AnswersInProcess: Send + Sync {
+    /// The answer to `request`.
+    async fn answer(&self, request: hyper::Request<Bytes>) -> hyper::Response<HyperOutgoingBody>;
+}
 
 /// Probes in one set at most.
 const MAX_PROBES: usize = 32;
@@ -73,40 +82,6 @@ pub fn read_probes(path: &Path) -> Result<Vec<Probe>, String> {
     Ok(probes)
 }
 
-/// The latest verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Checks are off.
-    Off,
-    /// No round has finished yet.
-    Pending,
-    /// Every probe of the latest round passed.
-    Ok,
-    /// A probe failed: what failed, first one only.
-    Degraded(String),
-}
-
-/// The verdict, shared with every request's view of the host.
-#[derive(Debug)]
-pub struct QualityState(RwLock<Verdict>);
-
-impl Default for QualityState {
-    fn default() -> Self {
-        Self(RwLock::new(Verdict::Off))
-    }
-}
-
-impl QualityState {
-    /// The latest verdict.
-    pub fn get(&self) -> Verdict {
-        self.0.read().unwrap_or_else(|poison| poison.into_inner()).clone()
-    }
-
-    fn set(&self, verdict: Verdict) {
-        *self.0.write().unwrap_or_else(|poison| poison.into_inner()) = verdict;
-    }
-}
-
 /// Runs rounds every `interval` until dropped.
 pub struct QualityChecks(tokio::task::JoinHandle<()>);
 
@@ -118,7 +93,7 @@ impl Drop for QualityChecks {
 
 /// Starts the checks: `probes` against the serving model(s) every `interval`.
 pub fn start(
-    service: Arc<Service>,
+    service: Arc<dyn AnswersInProcess>,
     telemetry: Telemetry,
     probes: Vec<Probe>,
     interval: Duration,
@@ -129,7 +104,7 @@ pub fn start(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let verdict = round(&service, &telemetry, &probes).await;
+            let verdict = round(service.as_ref(), &telemetry, &probes).await;
             if let Verdict::Degraded(failure) = &verdict {
                 tracing::warn!(check = "quality", failure, "a sampled quality probe failed");
             }
@@ -139,7 +114,7 @@ pub fn start(
 }
 
 /// Every probe against every serving model; the first failure decides.
-async fn round(service: &Service, telemetry: &Telemetry, probes: &[Probe]) -> Verdict {
+async fn round(service: &dyn AnswersInProcess, telemetry: &Telemetry, probes: &[Probe]) -> Verdict {
     let models: Vec<String> = match telemetry.model_split().get() {
         Some(split) => {
             split.models().iter().filter(|(_, weight)| *weight > 0).map(|(model, _)| model.clone()).collect()
@@ -164,7 +139,7 @@ async fn round(service: &Service, telemetry: &Telemetry, probes: &[Probe]) -> Ve
 }
 
 /// One probe through the handler's `/validate-model`: `Err` names the failed check.
-async fn validate(service: &Service, model: &str, probe: &Probe) -> Result<(), String> {
+async fn validate(service: &dyn AnswersInProcess, model: &str, probe: &Probe) -> Result<(), String> {
     let body = json!({"model": model, "prompt": probe.prompt, "max_tokens": probe.max_tokens}).to_string();
     let request = hyper::Request::post("/validate-model")
         .header(http::header::HOST, "localhost")
@@ -172,7 +147,7 @@ async fn validate(service: &Service, model: &str, probe: &Probe) -> Result<(), S
         .header("x-request-id", "quality-check")
         .body(Bytes::from(body))
         .map_err(|error| error.to_string())?;
-    let response = service.handle_in_process(request).await;
+    let response = service.answer(request).await;
     let status = response.status();
     let body =
         response.into_body().collect().await.map_err(|error| format!("reading the answer: {error}"))?;

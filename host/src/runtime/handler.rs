@@ -25,11 +25,12 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::reuse::InstanceSlot;
-use super::state::{RequestScope, RequestState};
+use super::state::RequestState;
 use crate::caps;
 use crate::caps::HostCapabilities;
 use crate::guest::call::{self, GuestFailure};
 use crate::guest::compiled::{Compilation, CompiledCache, sha256_hex};
+use crate::scope::RequestScope;
 
 /// The default handler, built from `components/handler` by the build script.
 pub const BUILTIN_HANDLER: &[u8] = include_bytes!(env!("LLM_SERVICE_HANDLER_WASM"));

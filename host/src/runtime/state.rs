@@ -8,47 +8,20 @@
 //! prompt plugins are called through the plugins capability.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::HostCapabilities;
-use crate::caps::backend::{BackendHooks, ServedBy};
+use crate::caps::backend::BackendHooks;
 use crate::caps::cache::{CacheView, LookupTrace, ResponseCache};
 use crate::caps::edge::{EdgeCache, EdgeTicket, EdgeView};
 use crate::caps::plugins::{PluginsView, PromptPlugins};
 use crate::caps::telemetry::RequestTelemetry;
 use crate::guest::call::GuestOutput;
-use crate::routing::RoutingKey;
-
-/// What is particular to one request, for its store.
-#[derive(Debug, Clone)]
-pub struct RequestScope {
-    /// Its id, as logged and answered in `X-Request-Id`.
-    pub request_id: Arc<str>,
-    /// What keeps its conversation on one model in a model split.
-    pub routing_key: RoutingKey,
-    /// The tag of the handler version serving it.
-    pub handler_version: Arc<str>,
-    /// Its route, as the metrics label it.
-    pub endpoint: &'static str,
-    /// When it must be done.
-    pub deadline: Instant,
-    /// The whole time it was given (the backend's margin is a share of it).
-    pub timeout: Duration,
-    /// Which backend node answered its latest backend call.
-    pub served_by: ServedBy,
-    /// Its place in the edge tier (None: the tier is off).
-    pub edge: Option<EdgeTicket>,
-    /// What its cache lookups found fresh.
-    pub trace: LookupTrace,
-    /// Its handler-call span (disabled when traces are off).
-    pub span: tracing::Span,
-    /// Its tenant, by its client key (`None`: the default tenant).
-    pub tenant: Option<crate::keys::Admitted>,
-}
+use crate::scope::RequestScope;
 
 /// Per-request store data.
 pub struct RequestState {

@@ -195,7 +195,10 @@ impl Service {
         // Answers the host gives itself (probes, refusals) involve no cache.
         response.headers_mut().entry(CACHE_STATUS).or_insert(cache_status::BYPASS);
         match span {
-            Some(span) => spans::held_open(response, span),
+            Some(span) => {
+                let tier = response.headers().get(CACHE_STATUS).map(cache_status::tier);
+                spans::held_open(response, span, tier)
+            }
             None => response,
         }
     }
@@ -332,9 +335,10 @@ impl Service {
             response.headers_mut().insert(HANDLER_VERSION, tag);
         }
         let status = cache_status::of(response.headers().get(X_CACHE), trace.latest());
+        let tier = cache_status::tier(&status);
         response.headers_mut().insert(CACHE_STATUS, status);
         let node = served_by.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
-        spans::handler_answered(&span, root.as_ref(), &response, node.as_deref());
+        spans::handler_answered(&span, root.as_ref(), response.status(), tier, node.as_deref());
         if let Some(node) = node.and_then(|node| HeaderValue::from_str(&node).ok()) {
             response.headers_mut().insert(BACKEND_NODE, node);
         }
@@ -413,4 +417,12 @@ pub async fn serve(
     grace_over();
     let _ = tokio::time::timeout(LAST_WORDS, drained).await;
     false
+}
+
+/// The quality checks' probes go through the service as a client's would.
+#[async_trait::async_trait]
+impl crate::rollout::quality::AnswersInProcess for Service {
+    async fn answer(&self, request: hyper::Request<Bytes>) -> hyper::Response<HyperOutgoingBody> {
+        self.handle_in_process(request).await
+    }
 }

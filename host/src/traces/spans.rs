@@ -106,32 +106,36 @@ pub fn plugin_call(plugin: &str, operation: &'static str) -> Span {
     )
 }
 
-/// Records the answer on its request's span (a 5xx is an error) and
-/// keeps the span open until the answer's body is sent.
+/// Records the answer on its request's span (a 5xx is an error; the cache
+/// tier that answered is `cache_tier`) and keeps the span open until the
+/// answer's body is sent.
 pub fn held_open(
     response: http::Response<HyperOutgoingBody>,
     span: Span,
+    cache_tier: Option<&'static str>,
 ) -> http::Response<HyperOutgoingBody> {
     if span.is_disabled() {
         return response;
     }
     span.record("http.response.status_code", i64::from(response.status().as_u16()));
-    record_answer(&span, &response);
+    record_answer(&span, response.status(), cache_tier);
     response.map(|body| HeldOpen { body, span }.boxed_unsync())
 }
 
 /// Records on the handler's span (and the node on the request's, `root`)
-/// what the host learnt once the handler answered.
-pub fn handler_answered<B>(
+/// what the host learnt once the handler answered with `status`, from the
+/// cache tier `cache_tier`.
+pub fn handler_answered(
     span: &Span,
     root: Option<&Span>,
-    response: &http::Response<B>,
+    status: http::StatusCode,
+    cache_tier: &'static str,
     node: Option<&str>,
 ) {
     if span.is_disabled() {
         return;
     }
-    record_answer(span, response);
+    record_answer(span, status, Some(cache_tier));
     if let Some(node) = node {
         span.record("llm_service.backend.node", node);
         if let Some(root) = root {
@@ -140,12 +144,12 @@ pub fn handler_answered<B>(
     }
 }
 
-fn record_answer<B>(span: &Span, response: &http::Response<B>) {
-    if response.status().is_server_error() {
+fn record_answer(span: &Span, status: http::StatusCode, cache_tier: Option<&'static str>) {
+    if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    if let Some(status) = response.headers().get(crate::caps::edge::cache_status::HEADER) {
-        span.record("llm_service.cache.tier", crate::caps::edge::cache_status::tier(status));
+    if let Some(tier) = cache_tier {
+        span.record("llm_service.cache.tier", tier);
     }
 }
 
@@ -157,8 +161,8 @@ pub fn record_current_number(field: &'static str, value: i64) {
     }
 }
 
-/// Records a backend's answer on its call's span.
-pub fn backend_answered(span: &Span, status: http::StatusCode, served_by: &crate::caps::backend::ServedBy) {
+/// Records a backend's answer on its call's span: `status`, from `node`.
+pub fn backend_answered(span: &Span, status: http::StatusCode, node: Option<&str>) {
     if span.is_disabled() {
         return;
     }
@@ -167,7 +171,7 @@ pub fn backend_answered(span: &Span, status: http::StatusCode, served_by: &crate
         span.record("error.type", status.as_str());
         span.record("otel.status_code", "ERROR");
     }
-    if let Some(node) = served_by.lock().unwrap_or_else(|poison| poison.into_inner()).as_deref() {
+    if let Some(node) = node {
         span.record("llm_service.backend.node", node);
     }
 }

@@ -30,7 +30,11 @@ impl WasiHttpHooks for BackendHooks {
                 let response = backend.send(request, deadline, key, &served_by).await;
                 let span = tracing::Span::current();
                 match &response {
-                    Ok(response) => spans::backend_answered(&span, response.status(), &served_by),
+                    Ok(_) if span.is_disabled() => {}
+                    Ok(response) => {
+                        let node = served_by.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+                        spans::backend_answered(&span, response.status(), node.as_deref());
+                    }
                     Err(error) => spans::backend_failed(&span, error),
                 }
                 // The pooled client drives its connections itself.

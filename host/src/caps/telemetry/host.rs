@@ -7,7 +7,7 @@ use crate::bindings::llm_service::host::runtime::{
     ServiceStats as Stats, SpanAttribute, TraceMode, WeightedModel,
 };
 use crate::caps::backend::pool::node::Circuit;
-use crate::rollout::quality::Verdict;
+use crate::rollout::verdict::Verdict;
 use crate::traces::genai;
 
 impl Host for RequestTelemetry {

@@ -27,9 +27,9 @@ use crate::bindings::llm_service::host::runtime::{self, HandlerSettings, NamedCo
 use crate::caps::backend::Backend;
 use crate::purge::{PurgeCause, SharedPurges};
 use crate::rollout::model_split::{ModelSplit, SplitState};
-use crate::rollout::quality::QualityState;
+use crate::rollout::verdict::QualityState;
 use crate::routing::RoutingKey;
-use crate::runtime::state::RequestScope;
+use crate::scope::RequestScope;
 use crate::traces::handler_span::HandlerSpan;
 
 /// Told when this replica's operator switches the model, so the replicas
