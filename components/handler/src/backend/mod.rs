@@ -1,11 +1,16 @@
 //! The backend protocols: how a generation is asked of a model server and
 //! how its answers (whole or streamed) are read. The host's settings say
 //! which protocol and where (the host allows nothing else).
+//!
+//! A protocol is one file implementing [`Protocol`] ([`ollama`],
+//! [`openai`]); [`Kind::protocol`] names each. What is the same for every
+//! protocol (sending, waiting, errors, the listing's reading) is here.
 
 mod ollama;
 mod openai;
 
 use llm_service_sdk::outbound::{self, OutboundError, Pending};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::question::Question;
@@ -97,11 +102,44 @@ pub enum StreamEvent {
     Skip,
 }
 
+/// What the handler needs of one backend protocol.
+pub trait Protocol: Sync {
+    /// Its name: the host's BACKEND_KIND, and a part of every cache key.
+    fn name(&self) -> &'static str;
+    /// The path and body asking for `generation`, whole or `stream`ed.
+    fn request(&self, generation: &Generation, stream: bool) -> (&'static str, Value);
+    /// A whole answer's completion, `model` when it names none.
+    fn completion(&self, answer: &Value, model: &str) -> Result<Completion, ApiError>;
+    /// One line of a streamed answer.
+    fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError>;
+    /// Where its models are listed, and how.
+    fn listing(&self) -> Listing;
+}
+
+/// Where a protocol lists its models: `GET path` answers an object whose
+/// `array` field holds one object per model, named by its `name` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listing {
+    pub path: &'static str,
+    pub array: &'static str,
+    pub name: &'static str,
+}
+
 /// The protocol a backend speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Ollama,
     OpenAi,
+}
+
+impl Kind {
+    /// How it is spoken.
+    pub fn protocol(self) -> &'static dyn Protocol {
+        match self {
+            Self::Ollama => &ollama::Ollama,
+            Self::OpenAi => &openai::OpenAi,
+        }
+    }
 }
 
 /// The configured backend.
@@ -124,10 +162,7 @@ impl Backend {
 
     /// Sends the request for `generation` without waiting for the answer.
     pub fn start(&self, generation: &Generation, stream: bool) -> Result<Pending, ApiError> {
-        let (path, body) = match self.kind {
-            Kind::Ollama => ollama::request(generation, stream),
-            Kind::OpenAi => openai::request(generation, stream),
-        };
+        let (path, body) = self.kind.protocol().request(generation, stream);
         let url = format!("{}{path}", self.base_url);
         outbound::start("POST", &url, Some(body.to_string().as_bytes())).map_err(|error| self.failed(error))
     }
@@ -142,10 +177,7 @@ impl Backend {
         }
         let parsed: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|error| ApiError::BadGateway { message: format!("unreadable answer: {error}") })?;
-        match self.kind {
-            Kind::Ollama => ollama::completion(&parsed, model),
-            Kind::OpenAi => openai::completion(&parsed, model),
-        }
+        self.kind.protocol().completion(&parsed, model)
     }
 
     /// Waits for the head of a streamed answer; errors come before any text.
@@ -161,10 +193,7 @@ impl Backend {
 
     /// Reads one line of a streamed answer.
     pub fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError> {
-        match self.kind {
-            Kind::Ollama => ollama::stream_event(line),
-            Kind::OpenAi => openai::stream_event(line),
-        }
+        self.kind.protocol().stream_event(line)
     }
 }
 
@@ -204,20 +233,13 @@ pub struct ModelInfo {
 impl Backend {
     /// The models the backend offers (Ollama: /api/tags; OpenAI: /v1/models).
     pub fn list_models(&self) -> Result<Vec<ModelInfo>, ApiError> {
-        let path = match self.kind {
-            Kind::Ollama => "/api/tags",
-            Kind::OpenAi => "/v1/models",
-        };
+        let Listing { path, array, name: name_field } = self.kind.protocol().listing();
         let (status, body) = self.call("GET", path, None)?;
         if status != 200 {
             return Err(ApiError::BadGateway { message: format!("listing models: status {status}") });
         }
         let listing: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|error| ApiError::BadGateway { message: format!("unreadable model list: {error}") })?;
-        let (array, name_field) = match self.kind {
-            Kind::Ollama => ("models", "name"),
-            Kind::OpenAi => ("data", "id"),
-        };
         Ok(listing
             .get(array)
             .and_then(serde_json::Value::as_array)

@@ -4,15 +4,36 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Completion, Ending, Generation, StreamEvent};
+use super::{Completion, Ending, Generation, Listing, Protocol, StreamEvent};
 use crate::error::ApiError;
 use crate::question::{Family, Message, Question};
 use crate::stored::Durations;
 
+/// Ollama's REST API.
+pub struct Ollama;
+
+impl Protocol for Ollama {
+    fn name(&self) -> &'static str {
+        "ollama"
+    }
+    fn request(&self, generation: &Generation, stream: bool) -> (&'static str, Value) {
+        request(generation, stream)
+    }
+    fn completion(&self, answer: &Value, model: &str) -> Result<Completion, ApiError> {
+        completion(answer, model)
+    }
+    fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError> {
+        stream_event(line)
+    }
+    fn listing(&self) -> Listing {
+        Listing { path: "/api/tags", array: "models", name: "name" }
+    }
+}
+
 /// The path and body asking Ollama for `generation`: every setting is an
 /// option under its own name, but `max_tokens` is Ollama's `num_predict`;
 /// a system prompt is Ollama's `system`.
-pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
+fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
     if let Some(question) = generation.question {
         return dialect_request(generation, question, stream);
     }
@@ -127,7 +148,7 @@ fn thinking_of(value: &Value) -> &str {
 }
 
 /// A whole answer: `response` (or `message.content`), `model`, the counts.
-pub fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
+fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
     if let Some(error) = answer.get("error").and_then(Value::as_str) {
         return Err(ApiError::BadGateway { message: error.to_string() });
     }
@@ -145,7 +166,7 @@ pub fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
 /// One NDJSON line: `{"response": "...", "done": false}` (or
 /// `{"message": {"content": "..."}}`), the final `{"done": true,
 /// "eval_count": N}`, or `{"error": "..."}`.
-pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
+fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(StreamEvent::Skip);
     }

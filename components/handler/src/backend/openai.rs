@@ -3,10 +3,31 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Completion, Ending, Generation, StreamEvent};
+use super::{Completion, Ending, Generation, Listing, Protocol, StreamEvent};
 use crate::error::ApiError;
 use crate::question::{Family, Message, Question};
 use crate::stored::Durations;
+
+/// An OpenAI-compatible server's API.
+pub struct OpenAi;
+
+impl Protocol for OpenAi {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+    fn request(&self, generation: &Generation, stream: bool) -> (&'static str, Value) {
+        request(generation, stream)
+    }
+    fn completion(&self, answer: &Value, model: &str) -> Result<Completion, ApiError> {
+        completion(answer, model)
+    }
+    fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError> {
+        stream_event(line)
+    }
+    fn listing(&self) -> Listing {
+        Listing { path: "/v1/models", array: "data", name: "id" }
+    }
+}
 
 /// Ollama options an OpenAI-compatible server reads under the same name
 /// (`top_k`, `min_p`, `typical_p` and `repeat_penalty` are not OpenAI's,
@@ -27,7 +48,7 @@ const SHARED_OPTIONS: &[&str] = &[
 
 /// The path and body asking for `generation`. `top_k` and `repeat_penalty`
 /// are not OpenAI's, but llama.cpp and vLLM read them and others ignore them.
-pub fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
+fn request(generation: &Generation, stream: bool) -> (&'static str, Value) {
     let raw = generation.question.is_some_and(|question| {
         question.family == Family::Generate && question.prompt_parts.raw == Some(true)
     });
@@ -223,7 +244,7 @@ fn ending(answer: &Value, choice: Option<&Value>) -> Ending {
 }
 
 /// A whole answer: `choices[0].message.content`, `usage.completion_tokens`.
-pub fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
+fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
     if let Some(text) = answer.pointer("/choices/0/text").and_then(Value::as_str) {
         // A /v1/completions answer.
         let mut ending = ending(answer, answer.pointer("/choices/0"));
@@ -248,7 +269,7 @@ pub fn completion(answer: &Value, model: &str) -> Result<Completion, ApiError> {
 /// chunk, or `data: [DONE]`. Other lines (comments, blank) are skipped. A
 /// `finish_reason` is remembered by the caller only through the usage chunk
 /// or `[DONE]`, so it travels in the text-free events.
-pub fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
+fn stream_event(line: &[u8]) -> Result<StreamEvent, ApiError> {
     let line = std::str::from_utf8(line).unwrap_or_default().trim();
     let Some(data) = line.strip_prefix("data:").map(str::trim) else {
         return Ok(StreamEvent::Skip);

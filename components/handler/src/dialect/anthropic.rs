@@ -28,6 +28,7 @@ use std::time::Instant;
 use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
+use super::Route;
 use super::anthropic_frames::{MessagesFraming, error_response};
 use super::{bool_field, function_tool, generation_request, object_body, serve_read, string_field};
 use crate::backend::Kind;
@@ -40,6 +41,12 @@ const ANTHROPIC_DEFAULT_TEMPERATURE: f64 = 1.0;
 /// Characters per token where no tokenizer can count (a common rule of
 /// thumb for English text; `count_tokens` says when it estimated).
 const CHARS_PER_TOKEN_ESTIMATE: usize = 4;
+
+/// Anthropic's Messages API.
+pub const ROUTES: &[Route] = &[
+    Route::exact("/v1/messages", &["POST"], messages),
+    Route::exact("/v1/messages/count_tokens", &["POST"], count_tokens),
+];
 
 /// POST /v1/messages.
 pub fn messages(request: &Request) -> Reply {

@@ -1,5 +1,5 @@
-//! The client dialects: Ollama's API ([`ollama`], [`ollama_meta`],
-//! [`ollama_options`]),
+//! The client dialects: the seed's own ([`seed`], [`seed_batch`]),
+//! Ollama's API ([`ollama`], [`ollama_meta`], [`ollama_options`]),
 //! OpenAI's ([`openai`], [`openai_completions`], [`openai_meta`],
 //! [`openai_params`], [`openai_responses`]) and Anthropic's Messages
 //! ([`anthropic`], [`anthropic_frames`]). Each is a codec around the one
@@ -9,7 +9,11 @@
 //! Either dialect runs against either backend protocol; the backends
 //! translate the question.
 //!
-//! This module holds what both need: the clock in each dialect's format,
+//! Each dialect's main file lists the paths it serves (its `ROUTES`);
+//! [`DIALECTS`] gathers them, so a new dialect is its files and one line
+//! here.
+//!
+//! This module holds what all need: the clock in each dialect's format,
 //! answer ids, short-lived caching of model listings, and the checks every
 //! dialect request body goes through.
 
@@ -24,6 +28,8 @@ pub mod openai_meta;
 pub mod openai_params;
 pub mod openai_responses;
 pub mod openai_responses_frames;
+pub mod seed;
+pub mod seed_batch;
 
 use std::cell::Cell;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +44,40 @@ use crate::error::ApiError;
 use crate::question::Question;
 use crate::report;
 use crate::request::{GenerateRequest, MAX_CHARACTER_CHARS, MAX_MODEL_CHARS, bounded_string, models_to_try};
+
+/// One route: a path (or, for a prefix route, what a name follows) and
+/// the methods it answers. A known path asked with another method is a 405
+/// listing these methods in `Allow`.
+pub struct Route {
+    pub path: &'static str,
+    /// Whether `path` is a prefix that a name follows.
+    pub prefix: bool,
+    pub methods: &'static [&'static str],
+    pub handle: fn(&Request) -> Reply,
+}
+
+impl Route {
+    /// `path` itself.
+    pub const fn exact(
+        path: &'static str,
+        methods: &'static [&'static str],
+        handle: fn(&Request) -> Reply,
+    ) -> Self {
+        Self { path, prefix: false, methods, handle }
+    }
+
+    /// Every path that starts with `path` and goes on.
+    pub const fn prefix(
+        path: &'static str,
+        methods: &'static [&'static str],
+        handle: fn(&Request) -> Reply,
+    ) -> Self {
+        Self { path, prefix: true, methods, handle }
+    }
+}
+
+/// Every dialect's routes.
+pub const DIALECTS: &[&[Route]] = &[seed::ROUTES, ollama::ROUTES, openai::ROUTES, anthropic::ROUTES];
 use crate::serve::{self, Framing};
 use crate::stamp::Stamp;
 
@@ -272,5 +312,20 @@ pub fn short_cached(
                 cache::FlightEvent::Crashed(_) | cache::FlightEvent::Abandoned => return fetch(),
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_two_dialects_claim_one_path() {
+        let mut seen = std::collections::HashSet::new();
+        for route in DIALECTS.iter().flat_map(|routes| routes.iter()) {
+            assert!(seen.insert((route.path, route.prefix)), "{} is claimed twice", route.path);
+            assert!(!route.methods.is_empty(), "{} answers no method", route.path);
+        }
+        assert!(seen.contains(&("/generate", false)) && seen.contains(&("/v1/messages", false)));
     }
 }

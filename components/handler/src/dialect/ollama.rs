@@ -16,6 +16,8 @@ use std::time::Instant;
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
+use super::Route;
+use super::ollama_meta as meta;
 use super::{
     bool_field, generation_request, images_field, now_rfc3339, object_body, serve_read, string_field,
 };
@@ -29,6 +31,25 @@ use crate::report;
 use crate::serve::Framing;
 use crate::stamp::Stamp;
 use crate::stored::Durations;
+
+/// Ollama's API.
+pub const ROUTES: &[Route] = &[
+    Route::exact("/", &["GET", "HEAD"], meta::index),
+    Route::exact("/api/version", &["GET"], meta::version),
+    Route::exact("/api/tags", &["GET"], meta::tags),
+    Route::exact("/api/ps", &["GET"], meta::ps),
+    Route::exact("/api/show", &["POST"], meta::show),
+    Route::exact("/api/generate", &["POST"], generate),
+    Route::exact("/api/chat", &["POST"], chat),
+    Route::exact("/api/embed", &["POST"], meta::embed),
+    Route::exact("/api/embeddings", &["POST"], meta::embed),
+    Route::exact("/api/pull", &["POST"], meta::management),
+    Route::exact("/api/push", &["POST"], meta::management),
+    Route::exact("/api/create", &["POST"], meta::management),
+    Route::exact("/api/copy", &["POST"], meta::management),
+    Route::exact("/api/delete", &["DELETE"], meta::management),
+    Route::prefix("/api/blobs/", &["HEAD", "POST"], meta::management),
+];
 
 /// POST /api/generate.
 pub fn generate(request: &Request) -> Reply {

@@ -10,6 +10,7 @@
 use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use serde_json::{Map, Value, json};
 
+use super::Route;
 use super::openai_params::{
     Envelope, answer, apply_tool_choice, effort_as_think, error_response, finish_reason,
     read_response_format, refuse_unsupported, sampling_options, sse_head, usage, write_error_event,
@@ -23,6 +24,16 @@ use crate::serve::Framing;
 use crate::stamp::Stamp;
 use crate::stored::Stored;
 use crate::tool_calls::to_openai;
+
+/// OpenAI's API.
+pub const ROUTES: &[Route] = &[
+    Route::exact("/v1/chat/completions", &["POST"], chat_completions),
+    Route::exact("/v1/completions", &["POST"], super::openai_completions::completions),
+    Route::exact("/v1/models", &["GET"], super::openai_meta::list),
+    Route::exact("/v1/embeddings", &["POST"], super::openai_meta::embeddings),
+    Route::exact("/v1/responses", &["POST"], super::openai_responses::responses),
+    Route::prefix(super::openai_meta::MODEL_PATH_PREFIX, &["GET"], super::openai_meta::one),
+];
 
 /// POST /v1/chat/completions.
 pub fn chat_completions(request: &Request) -> Reply {

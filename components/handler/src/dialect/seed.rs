@@ -10,6 +10,7 @@ use llm_service_sdk::http::{BodyWriter, ClientGone, Reply, Request, Response};
 use llm_service_sdk::runtime;
 use serde_json::Value;
 
+use super::Route;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::pipeline::Outcome;
@@ -18,6 +19,20 @@ use crate::report;
 use crate::request::GenerateRequest;
 use crate::serve::{self, Framing};
 use crate::stamp::Stamp;
+
+/// The seed's API: generations, the cache, the service's own pages.
+pub const ROUTES: &[Route] = &[
+    Route::exact("/health", &["GET"], crate::health::get),
+    Route::exact("/generate", &["POST"], post),
+    Route::exact("/generate/batch", &["POST"], super::seed_batch::post),
+    Route::exact("/cache/clear", &["POST"], crate::cache_clear::post),
+    Route::exact("/metrics", &["GET"], crate::metrics::get),
+    Route::exact("/metrics/prometheus", &["GET"], crate::metrics::prometheus),
+    Route::exact("/models", &["GET"], crate::models::list),
+    Route::exact("/model", &["POST"], crate::models::switch),
+    Route::exact("/validate-model", &["GET", "POST"], crate::validate::validate),
+    Route::exact("/openapi.json", &["GET"], crate::openapi),
+];
 
 /// One request object, validated, its model resolved and its plugin pinned.
 pub fn parse_item(value: &Value, prefix: &str, config: &Config) -> Result<GenerateRequest, ApiError> {

@@ -16,9 +16,9 @@ use std::time::Instant;
 use llm_service_sdk::http::{Reply, Request, Response};
 use serde_json::{Value, json};
 
+use super::seed::parse_item;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::generate::parse_item;
 use crate::key::key;
 use crate::pipeline::{Begun, Ctx, Outcome, begin};
 use crate::render;
