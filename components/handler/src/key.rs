@@ -45,7 +45,7 @@ pub fn key(request: &GenerateRequest, backend: Kind) -> String {
     // Only the first model: an answer from a fallback is never stored.
     let model = &models[0];
     let Settings { temperature, max_tokens, top_p, top_k, repeat_penalty, stop, seed } = settings;
-    let backend = backend.protocol().name();
+    let backend = backend.protocol().name;
     let mut canonical = vec![json!(["backend", backend]), json!(["model", model])];
     match question {
         // The seed's request: its settings after the defaults.

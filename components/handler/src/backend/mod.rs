@@ -2,7 +2,7 @@
 //! how its answers (whole or streamed) are read. The host's settings say
 //! which protocol and where (the host allows nothing else).
 //!
-//! A protocol is one file implementing [`Protocol`] ([`ollama`],
+//! A protocol is one file defining its [`Protocol`] ([`ollama`],
 //! [`openai`]); [`Kind::protocol`] names each. What is the same for every
 //! protocol (sending, waiting, errors, the listing's reading) is here.
 
@@ -102,18 +102,19 @@ pub enum StreamEvent {
     Skip,
 }
 
-/// What the handler needs of one backend protocol.
-pub trait Protocol: Sync {
+/// What the handler needs of one backend protocol: each protocol's file
+/// defines one as its `PROTOCOL`.
+pub struct Protocol {
     /// Its name: the host's BACKEND_KIND, and a part of every cache key.
-    fn name(&self) -> &'static str;
-    /// The path and body asking for `generation`, whole or `stream`ed.
-    fn request(&self, generation: &Generation, stream: bool) -> (&'static str, Value);
-    /// A whole answer's completion, `model` when it names none.
-    fn completion(&self, answer: &Value, model: &str) -> Result<Completion, ApiError>;
+    pub name: &'static str,
+    /// The path and body asking for a generation, whole or streamed.
+    pub request: fn(&Generation, bool) -> (&'static str, Value),
+    /// A whole answer's completion, the given model when it names none.
+    pub completion: fn(&Value, &str) -> Result<Completion, ApiError>,
     /// One line of a streamed answer.
-    fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError>;
+    pub stream_event: fn(&[u8]) -> Result<StreamEvent, ApiError>,
     /// Where its models are listed, and how.
-    fn listing(&self) -> Listing;
+    pub listing: Listing,
 }
 
 /// Where a protocol lists its models: `GET path` answers an object whose
@@ -134,10 +135,10 @@ pub enum Kind {
 
 impl Kind {
     /// How it is spoken.
-    pub fn protocol(self) -> &'static dyn Protocol {
+    pub fn protocol(self) -> &'static Protocol {
         match self {
-            Self::Ollama => &ollama::Ollama,
-            Self::OpenAi => &openai::OpenAi,
+            Self::Ollama => &ollama::PROTOCOL,
+            Self::OpenAi => &openai::PROTOCOL,
         }
     }
 }
@@ -162,7 +163,7 @@ impl Backend {
 
     /// Sends the request for `generation` without waiting for the answer.
     pub fn start(&self, generation: &Generation, stream: bool) -> Result<Pending, ApiError> {
-        let (path, body) = self.kind.protocol().request(generation, stream);
+        let (path, body) = (self.kind.protocol().request)(generation, stream);
         let url = format!("{}{path}", self.base_url);
         outbound::start("POST", &url, Some(body.to_string().as_bytes())).map_err(|error| self.failed(error))
     }
@@ -177,7 +178,7 @@ impl Backend {
         }
         let parsed: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|error| ApiError::BadGateway { message: format!("unreadable answer: {error}") })?;
-        self.kind.protocol().completion(&parsed, model)
+        (self.kind.protocol().completion)(&parsed, model)
     }
 
     /// Waits for the head of a streamed answer; errors come before any text.
@@ -193,7 +194,7 @@ impl Backend {
 
     /// Reads one line of a streamed answer.
     pub fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError> {
-        self.kind.protocol().stream_event(line)
+        (self.kind.protocol().stream_event)(line)
     }
 }
 
@@ -233,7 +234,7 @@ pub struct ModelInfo {
 impl Backend {
     /// The models the backend offers (Ollama: /api/tags; OpenAI: /v1/models).
     pub fn list_models(&self) -> Result<Vec<ModelInfo>, ApiError> {
-        let Listing { path, array, name: name_field } = self.kind.protocol().listing();
+        let Listing { path, array, name: name_field } = self.kind.protocol().listing;
         let (status, body) = self.call("GET", path, None)?;
         if status != 200 {
             return Err(ApiError::BadGateway { message: format!("listing models: status {status}") });

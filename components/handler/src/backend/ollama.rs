@@ -10,25 +10,13 @@ use crate::question::{Family, Message, Question};
 use crate::stored::Durations;
 
 /// Ollama's REST API.
-pub struct Ollama;
-
-impl Protocol for Ollama {
-    fn name(&self) -> &'static str {
-        "ollama"
-    }
-    fn request(&self, generation: &Generation, stream: bool) -> (&'static str, Value) {
-        request(generation, stream)
-    }
-    fn completion(&self, answer: &Value, model: &str) -> Result<Completion, ApiError> {
-        completion(answer, model)
-    }
-    fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError> {
-        stream_event(line)
-    }
-    fn listing(&self) -> Listing {
-        Listing { path: "/api/tags", array: "models", name: "name" }
-    }
-}
+pub const PROTOCOL: Protocol = Protocol {
+    name: "ollama",
+    request,
+    completion,
+    stream_event,
+    listing: Listing { path: "/api/tags", array: "models", name: "name" },
+};
 
 /// The path and body asking Ollama for `generation`: every setting is an
 /// option under its own name, but `max_tokens` is Ollama's `num_predict`;

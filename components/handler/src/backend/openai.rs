@@ -9,25 +9,13 @@ use crate::question::{Family, Message, Question};
 use crate::stored::Durations;
 
 /// An OpenAI-compatible server's API.
-pub struct OpenAi;
-
-impl Protocol for OpenAi {
-    fn name(&self) -> &'static str {
-        "openai"
-    }
-    fn request(&self, generation: &Generation, stream: bool) -> (&'static str, Value) {
-        request(generation, stream)
-    }
-    fn completion(&self, answer: &Value, model: &str) -> Result<Completion, ApiError> {
-        completion(answer, model)
-    }
-    fn stream_event(&self, line: &[u8]) -> Result<StreamEvent, ApiError> {
-        stream_event(line)
-    }
-    fn listing(&self) -> Listing {
-        Listing { path: "/v1/models", array: "data", name: "id" }
-    }
-}
+pub const PROTOCOL: Protocol = Protocol {
+    name: "openai",
+    request,
+    completion,
+    stream_event,
+    listing: Listing { path: "/v1/models", array: "data", name: "id" },
+};
 
 /// Ollama options an OpenAI-compatible server reads under the same name
 /// (`top_k`, `min_p`, `typical_p` and `repeat_penalty` are not OpenAI's,
