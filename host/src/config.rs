@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 
-use crate::bindings::llm_service::host::runtime::{
-    BackendKind as WitBackendKind, DefaultSettings, HandlerSettings,
-};
-use crate::caps::backend::config::BackendKind;
+use crate::bindings::llm_service::host::runtime::{DefaultSettings, HandlerSettings};
 
 pub use crate::caps::backend::config::BackendConfig;
 pub use crate::caps::cache::config::CacheConfig;
@@ -322,10 +319,7 @@ impl Config {
         let config = self;
         let generation = &config.generation;
         HandlerSettings {
-            backend_kind: match config.backend.backend_kind {
-                BackendKind::Ollama => WitBackendKind::Ollama,
-                BackendKind::Openai => WitBackendKind::Openai,
-            },
+            backend_kind: config.backend.backend_kind.for_handler(),
             backend_url: config.backend.component_base_url(),
             defaults: DefaultSettings {
                 temperature: generation.default_temperature,

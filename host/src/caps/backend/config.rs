@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::pool::file;
-use super::pool::node::{NodeSpec, Protocol};
+use super::pool::node::NodeSpec;
+use super::protocol::Protocol;
 
 /// A native install talks to a local Ollama; containers set the seed's
 /// `http://host.docker.internal:11434` through the environment.
@@ -39,7 +40,7 @@ pub const DEFAULT_SLOW_THRESHOLD_MS: u64 = 2000;
 pub struct BackendConfig {
     /// Protocol of the model server: `ollama` or `openai` (OpenAI-compatible).
     #[arg(long, env = "BACKEND_KIND", value_name = "BACKEND_KIND", default_value = "ollama")]
-    pub backend_kind: BackendKind,
+    pub backend_kind: Protocol,
     /// Base URL of the model server, or several, comma-separated; unset, OLLAMA_BASE_URL.
     #[arg(long, env = "BACKEND_BASE_URL", value_name = "BACKEND_BASE_URL", value_parser = parse_base_urls)]
     pub backend_base_url: Option<BaseUrls>,
@@ -93,25 +94,6 @@ pub struct BackendConfig {
     pub allow_model_management: bool,
 }
 
-/// The protocol the backend speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendKind {
-    /// Ollama's REST API (/api/generate).
-    Ollama,
-    /// OpenAI-compatible servers (/v1/chat/completions): llama.cpp, vLLM, LM Studio.
-    Openai,
-}
-
-impl BackendKind {
-    /// The name the handler reads (BACKEND_KIND).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ollama => "ollama",
-            Self::Openai => "openai",
-        }
-    }
-}
-
 /// The origin a component addresses when the host routes its calls over
 /// several nodes: it never resolves (`.invalid`), the host picks the node.
 pub const POOL_BASE_URL: &str = "http://backend-pool.invalid";
@@ -157,10 +139,7 @@ impl BackendConfig {
         if !self.pooled() {
             return Ok(None);
         }
-        let protocol = match self.backend_kind {
-            BackendKind::Ollama => Protocol::Ollama,
-            BackendKind::Openai => Protocol::Openai,
-        };
+        let protocol = self.backend_kind;
         let specs = self
             .base_urls()
             .iter()

@@ -16,6 +16,7 @@ pub mod config;
 mod host;
 pub mod limiter;
 pub mod pool;
+pub mod protocol;
 mod routed;
 
 use std::sync::Arc;

@@ -68,7 +68,7 @@ impl Backend {
         let named: Option<Named> =
             (parts.method == Method::POST).then(|| serde_json::from_slice(&body).ok()).flatten();
         let model = named.as_ref().and_then(|named| named.model.as_deref());
-        let protocol = (!path.starts_with("/v1/")).then_some(Protocol::Ollama);
+        let protocol = Protocol::needed_for(&path);
         let call = Call { judged: parts.method == Method::POST, required: answers_required(&path) };
         // The node's own Host, not the one the component addressed.
         parts.headers.remove(http::header::HOST);

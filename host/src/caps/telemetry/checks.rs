@@ -12,8 +12,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::caps::backend::config::BackendKind;
 use crate::caps::backend::pool::{Pool, refresh};
+use crate::caps::backend::protocol::Protocol;
 use crate::caps::cache::ResponseCache;
 
 /// A dependency's state as last seen.
@@ -50,7 +50,7 @@ pub struct CheckSettings {
     /// The backend's base URL and protocol.
     pub base_url: String,
     /// Which probe path to use.
-    pub kind: BackendKind,
+    pub kind: Protocol,
     /// Several nodes: each is refreshed (models, loaded models) instead,
     /// and the backend is up while any node is.
     pub pool: Option<Arc<Pool>>,
@@ -81,10 +81,7 @@ impl HealthChecks {
             // backend that stopped accepting new ones.
             let client: Client<_, Empty<Bytes>> =
                 Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http();
-            let path = match settings.kind {
-                BackendKind::Ollama => "/api/version",
-                BackendKind::Openai => "/v1/models",
-            };
+            let path = settings.kind.probe_path();
             let url: http::Uri = match format!("{}{path}", settings.base_url.trim_end_matches('/')).parse() {
                 Ok(url) => url,
                 Err(_) => return,

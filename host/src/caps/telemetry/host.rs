@@ -3,10 +3,11 @@
 use super::RequestTelemetry;
 use super::checks::DependencyStatus as Checked;
 use crate::bindings::llm_service::host::runtime::{
-    BackendKind, BackendNode, DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus,
+    BackendNode, DependencyStatus, GenerationReport, HandlerSettings, Host, QualityStatus,
     ServiceStats as Stats, SpanAttribute, TraceMode, WeightedModel,
 };
 use crate::caps::backend::pool::node::Circuit;
+use crate::caps::backend::protocol::Protocol;
 use crate::rollout::verdict::Verdict;
 use crate::traces::genai;
 
@@ -143,10 +144,7 @@ impl RequestTelemetry {
         let backend_node = self.served_by.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
         let traced = self.span().span().and_then(crate::traces::ids);
         if let Some(span) = self.span().span() {
-            let provider = match self.service.handler_settings().backend_kind {
-                BackendKind::Ollama => "ollama",
-                BackendKind::Openai => "openai",
-            };
+            let provider = Protocol::of_handler(self.service.handler_settings().backend_kind).as_str();
             genai::record_report(span, report, self.endpoint, provider);
         }
         if let Some(tenant) = &self.tenant

@@ -178,7 +178,10 @@ where
     }
 }
 
-/// One call's verdict on its node, given at most once.
+/// One call's verdict on its node, given at most once. One never given
+/// (the call abandoned, or the client's mistake) frees the node's trial
+/// when dropped, so a half-open node is never left waiting on a call that
+/// will not judge it.
 pub struct Verdict {
     node: Arc<Node>,
     pool: Arc<Pool>,
@@ -203,6 +206,14 @@ impl Verdict {
         if !self.given.swap(true, Ordering::AcqRel) {
             tracing::warn!(cap = "backend", node = %self.node.spec.name, %why, "backend node answered badly");
             self.pool.failed(&self.node, Probe::Call);
+        }
+    }
+}
+
+impl Drop for Verdict {
+    fn drop(&mut self) {
+        if !*self.given.get_mut() {
+            self.node.unjudged();
         }
     }
 }
@@ -295,6 +306,11 @@ impl AnswerGuard for JudgedLease {
 
     fn ended(self, how: AnswerEnd) {
         match (how, self.stream) {
+            // Its caller stopped reading after the last line: the node did
+            // its part (the trial that proves a node back is often this).
+            (AnswerEnd::Abandoned, Some(stream)) if stream.last_seen && stream.junk.is_none() => {
+                self.verdict.good()
+            }
             (AnswerEnd::Abandoned, _) => {}
             (AnswerEnd::Failed, _) => self.verdict.bad("its answer broke off"),
             (AnswerEnd::Finished, Some(stream)) => {

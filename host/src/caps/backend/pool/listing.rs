@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::Pool;
-use super::node::Protocol;
 
 /// The merged answer for `path`, or `None` when it is not a listing or no
 /// node's list is known yet (the call then goes to a node).
@@ -27,15 +26,7 @@ pub fn answer(pool: &Pool, path: &str) -> Option<Value> {
     for (protocol, learnt) in &known {
         let listed = if path == "/api/ps" { &learnt.loaded } else { &learnt.models };
         for (name, entry) in listed {
-            let entry = match (path, protocol) {
-                ("/v1/models", Protocol::Openai) => entry.clone(),
-                ("/v1/models", Protocol::Ollama) => {
-                    json!({"id": name, "object": "model", "created": 0, "owned_by": "library"})
-                }
-                (_, Protocol::Ollama) => entry.clone(),
-                (_, Protocol::Openai) => json!({"name": name, "model": name}),
-            };
-            merged.entry(name.clone()).or_insert(entry);
+            merged.entry(name.clone()).or_insert_with(|| protocol.merged_entry(path, name, entry));
         }
     }
     let entries: Vec<Value> = merged.into_values().collect();

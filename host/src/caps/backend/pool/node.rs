@@ -15,22 +15,14 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+pub use crate::caps::backend::protocol::Protocol;
 use serde_json::Value;
 
 /// Consecutive failures that open a node's breaker.
 pub const FAILURES_TO_OPEN: u32 = 3;
 /// How long an open breaker keeps a node out before a trial.
 pub const OPEN_FOR: Duration = Duration::from_secs(5);
-
-/// The protocol a node speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// Ollama's API (which also answers OpenAI's /v1 routes).
-    Ollama,
-    /// An OpenAI-compatible server (llama.cpp, vLLM, ...).
-    Openai,
-}
 
 /// A node as configured.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -257,6 +249,13 @@ impl Node {
         *breaker = Breaker::default();
     }
 
+    /// A call ended with no verdict on the node (abandoned by its caller,
+    /// refused as the client's mistake, cut short by the shutdown): if it
+    /// was the trial, the next call may try again; nothing else changes.
+    pub fn unjudged(&self) {
+        self.lock().trial_out = false;
+    }
+
     /// A request or refresh failed: counts toward opening the breaker.
     pub fn failed(&self, probe: Probe) {
         let mut breaker = self.lock();
@@ -338,6 +337,20 @@ mod tests {
         node.failed(Probe::Refresh);
         node.succeeded(Probe::Refresh);
         assert_eq!(node.lock().failures, 0, "refreshes alone: a refresh closes");
+    }
+
+    #[test]
+    fn a_trial_that_ends_unjudged_lets_the_next_call_try() {
+        let node = node(None);
+        for _ in 0..FAILURES_TO_OPEN {
+            node.failed(Probe::Call);
+        }
+        node.lock().open_until = Some(Instant::now());
+        assert!(node.admits(), "the trial");
+        assert!(!node.admits(), "one at a time");
+        node.unjudged();
+        assert!(node.admits(), "another trial once the first ended unjudged");
+        assert_eq!(node.circuit(), Circuit::HalfOpen, "an unjudged call changes nothing else");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 
 use super::Pool;
-use super::node::{Learnt, Node, Probe, Protocol};
+use super::node::{Learnt, Node, Probe};
 
 /// The client refreshes use: a fresh connection each time, so a node that
 /// stopped accepting new connections is noticed.
@@ -47,17 +47,13 @@ pub async fn round(pool: &Arc<Pool>, client: &RefreshClient, timeout: Duration) 
 }
 
 async fn learn(client: &RefreshClient, node: &Node) -> Option<Learnt> {
-    match node.spec.protocol {
-        Protocol::Ollama => {
-            let models = entries(get(client, node, "/api/tags").await?, "models", "name");
-            let loaded = entries(get(client, node, "/api/ps").await?, "models", "name");
-            Some(Learnt { models, loaded, known: true })
-        }
-        Protocol::Openai => {
-            let models = entries(get(client, node, "/v1/models").await?, "data", "id");
-            Some(Learnt { loaded: models.clone(), models, known: true })
-        }
-    }
+    let (listed, loaded) = node.spec.protocol.listings();
+    let models = entries(get(client, node, listed.path).await?, listed.array, listed.name);
+    let loaded = match loaded {
+        Some(loaded) => entries(get(client, node, loaded.path).await?, loaded.array, loaded.name),
+        None => models.clone(),
+    };
+    Some(Learnt { models, loaded, known: true })
 }
 
 /// `list[]` of `answer`, by each entry's `name` field.
