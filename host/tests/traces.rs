@@ -159,8 +159,9 @@ fn a_generate_miss_is_traced_from_the_clients_traceparent_to_the_backend_and_a_h
 #[test]
 fn a_streamed_chat_is_one_trace_until_its_last_chunk_with_content_when_allowed() {
     let (ollama, receiver) = (FakeOllama::start(&[MODEL]), OtlpReceiver::start());
-    ollama.set_reply(Some("one two three four"));
-    ollama.set_token_delay(Duration::from_millis(20));
+    let (answer, delay) = ("one two three four", Duration::from_millis(20));
+    ollama.set_reply(Some(answer));
+    ollama.set_token_delay(delay);
     let service = traced(&ollama, &receiver, &[("OTEL_GENAI_CAPTURE_CONTENT", "true")]);
     let (trace_id, _, traceparent) = client_trace(3);
     let body =
@@ -177,9 +178,15 @@ fn a_streamed_chat_is_one_trace_until_its_last_chunk_with_content_when_allowed()
     assert_eq!(input[0]["parts"][0]["content"], "count to four");
     let output: Value = serde_json::from_str(call.text("gen_ai.output.messages").unwrap()).unwrap();
     assert_eq!(output[0]["parts"][0]["content"], "one two three four");
-    // The request's span covers the stream: it ends after the backend's.
-    assert!(root.start_end_ns.1 >= backend.start_end_ns.1, "{root:#?} {backend:#?}");
-    assert!(call.start_end_ns.1 >= backend.start_end_ns.1);
+    // The request's span covers the stream: the fake waits `delay` before
+    // each token, so its last line leaves at least that many delays after
+    // the backend call began. (The backend's own span may end a moment
+    // after the request's: it closes at the stream's end of file, read
+    // after the done line the handler answers from.)
+    let streamed = delay * answer.split(' ').count() as u32;
+    let covered = |span: &ReceivedSpan| span.start_end_ns.1.saturating_sub(backend.start_end_ns.0);
+    assert!(covered(root) >= streamed.as_nanos() as u64, "{root:#?} {backend:#?}");
+    assert!(covered(call) >= streamed.as_nanos() as u64, "{call:#?} {backend:#?}");
 }
 
 #[test]

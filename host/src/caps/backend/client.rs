@@ -171,12 +171,8 @@ impl BackendClient {
             let delay = backoff(attempt);
             if !retryable || attempt >= retries || Instant::now() + delay >= deadline {
                 spans::record_current_number("llm_service.backend.attempts", i64::from(attempt) + 1);
-                let response = outcome?;
-                let mut guard = guard;
-                guard.head(response.status(), response.headers());
-                let timeout = self.settings.read_timeout;
-                let cut = self.cut.subscribe();
-                return Ok(response.map(|body| GuardedBody::new(body, timeout, deadline, guard, cut)));
+                let (timeout, cut) = (self.settings.read_timeout, self.cut.subscribe());
+                return Ok(GuardedBody::new(outcome?, timeout, deadline, guard, cut).await);
             }
             attempt += 1;
             self.retries.inc();
@@ -227,58 +223,133 @@ fn backoff(attempt: u32) -> Duration {
     ceiling.mul_f64(fastrand::f64())
 }
 
-/// A backend answer's body, read from the backend by a task of its own.
+/// A backend answer's body, read whole before the component sees it or by
+/// a task of its own.
 ///
-/// The task reads the answer as the backend sends it, whether or not the
-/// component has asked for it yet, and ends the generation's slot (the
-/// `permit`) when the backend's answer ends. A slot is a generation at the
+/// The answer is read as the backend sends it, whether or not the
+/// component has asked for it yet, and the generation's slot (the guard)
+/// ends when the backend's answer ends. A slot is a generation at the
 /// backend: tying it to the component's reading would let a component that
 /// waits on one answer (a batch reading its items in order) starve the
-/// answers it has not read yet of slots, and wait for ever. It gives up
-/// after `timeout` without a chunk, or at the request's `deadline` (less the
-/// margin the component needs to say so), and stops (closing the backend
-/// connection, which cancels the generation) as soon as the component
-/// drops the body.
+/// answers it has not read yet of slots, and wait for ever.
+///
+/// A whole answer of a known, small length (a generation that is not
+/// streamed) is read before the call returns: it is all there within one
+/// read or two, and the component then reads it without waiting on another
+/// task. Anything else (a stream, an answer of unknown length) is read by a
+/// task of its own, so the component gets each chunk as it arrives. Either
+/// way the read gives up after `timeout` without a chunk, or at the
+/// request's `deadline` (less the margin the component needs to say so);
+/// the task also stops (closing the backend connection, which cancels the
+/// generation) as soon as the component drops the body.
 pub struct GuardedBody {
-    frames: mpsc::UnboundedReceiver<Result<Frame<Bytes>, HttpError>>,
+    frames: Frames,
+}
+
+enum Frames {
+    /// Read whole already: its frames, then possibly the error it ended with.
+    Read(std::collections::VecDeque<Result<Frame<Bytes>, HttpError>>),
+    /// Being read by its task.
+    Pumped(mpsc::UnboundedReceiver<Result<Frame<Bytes>, HttpError>>),
 }
 
 /// The most of one answer held for a component: generated text is small;
 /// this only bounds a misbehaving backend.
 const MAX_ANSWER_BYTES: usize = 16 << 20;
 
+/// The longest answer read whole before the call returns (by its
+/// `Content-Length`); longer ones stream through the task.
+const MAX_READ_WHOLE: u64 = 256 << 10;
+
 impl GuardedBody {
-    fn new(
-        inner: Incoming,
+    async fn new(
+        response: http::Response<Incoming>,
         timeout: Duration,
         deadline: Instant,
-        guard: impl AnswerGuard,
+        mut guard: impl AnswerGuard,
         cut: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
-        let (sender, frames) = mpsc::unbounded_channel();
-        // The call's span stays open until its answer has been read.
-        tokio::spawn(pump(inner, timeout, deadline, guard, sender, cut).instrument(tracing::Span::current()));
-        Self { frames }
+    ) -> http::Response<Self> {
+        guard.head(response.status(), response.headers());
+        let (head, inner) = response.into_parts();
+        let mut reader = Reader { inner, timeout, deadline, received: 0 };
+        if !read_whole(&head.headers) {
+            let (sender, frames) = mpsc::unbounded_channel();
+            // The call's span stays open until its answer has been read.
+            tokio::spawn(pump(reader, guard, sender, cut).instrument(tracing::Span::current()));
+            return http::Response::from_parts(head, Self { frames: Frames::Pumped(frames) });
+        }
+        let mut frames = std::collections::VecDeque::new();
+        let how = loop {
+            match reader.next(&mut guard).await {
+                None => break AnswerEnd::Finished,
+                Some(Ok(frame)) => frames.push_back(Ok(frame)),
+                Some(Err(error)) => {
+                    frames.push_back(Err(error));
+                    break AnswerEnd::Failed;
+                }
+            }
+        };
+        guard.ended(how);
+        http::Response::from_parts(head, Self { frames: Frames::Read(frames) })
     }
 }
 
-/// When to give up waiting for the next chunk.
-fn next_wake(timeout: Duration, deadline: Instant) -> tokio::time::Instant {
-    tokio::time::Instant::from_std((Instant::now() + timeout).min(deadline))
+/// Whether an answer with `headers` is read whole before the call returns:
+/// its length is known and small, and it is not a stream.
+fn read_whole(headers: &http::HeaderMap) -> bool {
+    let streamed = headers.get(http::header::CONTENT_TYPE).is_some_and(|kind| {
+        let kind = kind.as_bytes();
+        kind.starts_with(b"text/event-stream") || kind.starts_with(b"application/x-ndjson")
+    });
+    let length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    !streamed && length.is_some_and(|length| length <= MAX_READ_WHOLE)
+}
+
+/// The backend's answer, read one frame at a time within its timeouts.
+struct Reader {
+    inner: Incoming,
+    timeout: Duration,
+    deadline: Instant,
+    received: usize,
+}
+
+impl Reader {
+    /// The next frame as the component gets it (`None`: the answer ended),
+    /// shown to `guard` first.
+    async fn next(&mut self, guard: &mut impl AnswerGuard) -> Option<Result<Frame<Bytes>, HttpError>> {
+        let wake = tokio::time::Instant::from_std((Instant::now() + self.timeout).min(self.deadline));
+        match tokio::time::timeout_at(wake, self.inner.frame()).await {
+            Err(_elapsed) => Some(Err(HttpError::ConnectionReadTimeout)),
+            Ok(None) => None,
+            Ok(Some(Err(error))) => Some(Err(HttpError::from(error))),
+            Ok(Some(Ok(frame))) => {
+                let data = frame.data_ref().map_or(&[][..], |data| data.as_ref());
+                if self.received == 0 && !data.is_empty() {
+                    spans::event_current("llm_service.backend.first_token");
+                }
+                self.received += data.len();
+                guard.chunk(data);
+                Some(if self.received > MAX_ANSWER_BYTES {
+                    Err(HttpError::HttpResponseBodySize(Some(self.received as u64)))
+                } else {
+                    Ok(frame)
+                })
+            }
+        }
+    }
 }
 
 /// Moves the backend's answer into `sender` until it ends, fails, times
 /// out, nobody reads it any more or the shutdown cuts it; the slot goes
 /// with the task, told how the answer ended.
 async fn pump(
-    mut inner: Incoming,
-    timeout: Duration,
-    deadline: Instant,
+    mut reader: Reader,
     mut guard: impl AnswerGuard,
     sender: mpsc::UnboundedSender<Result<Frame<Bytes>, HttpError>>,
     mut cut: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut received = 0usize;
     loop {
         let next = tokio::select! {
             () = sender.closed() => return guard.ended(AnswerEnd::Abandoned),
@@ -286,26 +357,9 @@ async fn pump(
                 let _ = sender.send(Err(HttpError::InternalError(Some(CUT_SHORT.into()))));
                 return guard.ended(AnswerEnd::Abandoned);
             }
-            next = tokio::time::timeout_at(next_wake(timeout, deadline), inner.frame()) => next,
+            next = reader.next(&mut guard) => next,
         };
-        let frame = match next {
-            Err(_elapsed) => Err(HttpError::ConnectionReadTimeout),
-            Ok(None) => return guard.ended(AnswerEnd::Finished),
-            Ok(Some(Err(error))) => Err(HttpError::from(error)),
-            Ok(Some(Ok(frame))) => {
-                let data = frame.data_ref().map_or(&[][..], |data| data.as_ref());
-                if received == 0 && !data.is_empty() {
-                    spans::event_current("llm_service.backend.first_token");
-                }
-                received += data.len();
-                guard.chunk(data);
-                if received > MAX_ANSWER_BYTES {
-                    Err(HttpError::HttpResponseBodySize(Some(received as u64)))
-                } else {
-                    Ok(frame)
-                }
-            }
-        };
+        let Some(frame) = next else { return guard.ended(AnswerEnd::Finished) };
         let failed = frame.is_err();
         if sender.send(frame).is_err() {
             return guard.ended(AnswerEnd::Abandoned);
@@ -324,7 +378,14 @@ impl Body for GuardedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        self.frames.poll_recv(cx)
+        match &mut self.frames {
+            Frames::Read(frames) => Poll::Ready(frames.pop_front()),
+            Frames::Pumped(frames) => frames.poll_recv(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(&self.frames, Frames::Read(frames) if frames.is_empty())
     }
 }
 
