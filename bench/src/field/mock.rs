@@ -109,7 +109,12 @@ fn paced(content_type: &'static str, pace: Pace, frame: fn(usize, bool) -> Strin
         let start = tokio::time::Instant::now();
         for index in 0..=pace.chunks {
             // Due times from the start, so a late frame does not push the rest.
-            tokio::time::sleep_until(start + pace.gap * (index as u32 + 1)).await;
+            let due = start + pace.gap * (index as u32 + 1);
+            if index == 0 {
+                first_frame_at(due).await;
+            } else {
+                tokio::time::sleep_until(due).await;
+            }
             if sender.send_data(Bytes::from(frame(index, index == pace.chunks))).await.is_err() {
                 return;
             }
@@ -118,6 +123,18 @@ fn paced(content_type: &'static str, pace: Pace, frame: fn(usize, bool) -> Strin
     let mut response = hyper::Response::new(body.boxed_unsync());
     response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     response
+}
+
+/// Waits until `due` to the microsecond: tokio's timer fires on
+/// whole-millisecond ticks, which would move the first frame (whose time
+/// the streams' row compares, gateway against direct) by up to a tick.
+/// Sleeps until 2 ms before (the timer may fire a tick late), then yields
+/// until `due`: that spin is paid once per stream.
+async fn first_frame_at(due: tokio::time::Instant) {
+    tokio::time::sleep_until(due - Duration::from_millis(2)).await;
+    while tokio::time::Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
 }
 
 fn ollama_frame(chat: bool, index: usize, last: bool) -> String {
