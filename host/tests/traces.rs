@@ -252,6 +252,15 @@ fn a_fleet_follower_on_another_replica_is_traced_as_its_relay() {
     let store = [("REDIS_URL", redis.url())];
     let store: Vec<(&str, &str)> = store.iter().map(|(key, value)| (*key, value.as_str())).collect();
     let (a, b) = (traced(&ollama, &receiver, &store), traced(&ollama, &receiver, &store));
+    // Both replicas reach the store before the race starts: one that has
+    // not connected yet leads in process, as it should, and asks twice.
+    for replica in [&a, &b] {
+        let deadline = Instant::now() + WAIT;
+        while Client::new().get(&replica.url("/health")).json()["cache_status"] != "connected" {
+            assert!(Instant::now() < deadline, "the replica did not reach the store");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let body = json!({"prompt": "asked of two replicas", "use_cache": true});
     let ((leader_trace, _, leader_parent), (relay_trace, _, relay_parent)) =
         (client_trace(6), client_trace(7));

@@ -46,6 +46,32 @@ pub enum AnswerEnd {
     Abandoned,
 }
 
+/// How an answer's body is framed, by its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON document.
+    Whole,
+    /// One JSON object per line.
+    Ndjson,
+    /// Server-sent events.
+    Sse,
+}
+
+impl Framing {
+    /// The framing `headers` announce.
+    pub fn of(headers: &http::HeaderMap) -> Self {
+        let kind =
+            headers.get(http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+        if kind.starts_with("text/event-stream") {
+            Self::Sse
+        } else if kind.starts_with("application/x-ndjson") {
+            Self::Ndjson
+        } else {
+            Self::Whole
+        }
+    }
+}
+
 /// What holds a call's slot while its answer is read, and hears the answer
 /// go by: a pool's node judges its answers so (see `pool::answer`).
 pub trait AnswerGuard: Send + 'static {
@@ -297,14 +323,10 @@ impl GuardedBody {
 /// Whether an answer with `headers` is read whole before the call returns:
 /// its length is known and small, and it is not a stream.
 fn read_whole(headers: &http::HeaderMap) -> bool {
-    let streamed = headers.get(http::header::CONTENT_TYPE).is_some_and(|kind| {
-        let kind = kind.as_bytes();
-        kind.starts_with(b"text/event-stream") || kind.starts_with(b"application/x-ndjson")
-    });
     let length = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
-    !streamed && length.is_some_and(|length| length <= MAX_READ_WHOLE)
+    Framing::of(headers) == Framing::Whole && length.is_some_and(|length| length <= MAX_READ_WHOLE)
 }
 
 /// The backend's answer, read one frame at a time within its timeouts.

@@ -32,8 +32,8 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::Backend;
-use super::client::GuardedBody;
-use super::pool::answer::{self, Framing, JudgedLease, ReadAhead, Verdict};
+use super::client::{Framing, GuardedBody};
+use super::pool::answer::{self, JudgedLease, ReadAhead, Verdict};
 use super::pool::node::{Node, Probe, Protocol};
 use super::pool::{Pool, RouteError, listing};
 use crate::routing::RoutingKey;

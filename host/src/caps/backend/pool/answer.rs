@@ -28,33 +28,7 @@ use serde::de::IgnoredAny;
 
 use super::node::{Node, Probe};
 use super::{NodeLease, Pool};
-use crate::caps::backend::client::{AnswerEnd, AnswerGuard};
-
-/// How an answer's body is framed, by its content type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// One JSON document.
-    Whole,
-    /// One JSON object per line.
-    Ndjson,
-    /// Server-sent events.
-    Sse,
-}
-
-impl Framing {
-    /// The framing `headers` announce.
-    pub fn of(headers: &HeaderMap) -> Self {
-        let kind =
-            headers.get(http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-        if kind.starts_with("text/event-stream") {
-            Self::Sse
-        } else if kind.starts_with("application/x-ndjson") {
-            Self::Ndjson
-        } else {
-            Self::Whole
-        }
-    }
-}
+use crate::caps::backend::client::{AnswerEnd, AnswerGuard, Framing};
 
 /// The members of a JSON object (a whole answer, a line) that decide.
 #[derive(Deserialize)]

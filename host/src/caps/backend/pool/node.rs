@@ -15,9 +15,9 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use serde_json::Value;
 
 pub use crate::caps::backend::protocol::Protocol;
-use serde_json::Value;
 
 /// Consecutive failures that open a node's breaker.
 pub const FAILURES_TO_OPEN: u32 = 3;
